@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * gpup_migration.h - the provider contract for GPU-P live migration
+ *
+ * A GPU PF driver that owns SR-IOV virtual functions implements
+ * struct gpup_migration_ops and registers it for its PF with
+ * gpup_register_pf().  The gpup_vfio_pci variant driver, bound to one of
+ * the VFs, finds the ops through pci_physfn() and calls them with the VF
+ * index (pci_iov_vf_id()) to carry out the VFIO migration v2 protocol.
+ *
+ * The ops are the Linux port of the Windows WDDM 3.2 GPU-P live migration
+ * DDIs (DxgkDdiSave/Restore{Immutable,Mutable}MigrationData and friends).
+ * Where a DDI returns an NTSTATUS, the op returns 0 or a negative errno as
+ * listed in the table below.
+ *
+ * NTSTATUS to errno:
+ *
+ *  ============================== ================= =======================
+ *  NTSTATUS                       errno             meaning
+ *  ============================== ================= =======================
+ *  STATUS_SUCCESS                 0                 done
+ *  STATUS_INVALID_PARAMETER       -EINVAL           bad argument or range
+ *  STATUS_BUFFER_TOO_SMALL        -ENOSPC           fill call, buffer short
+ *  STATUS_NO_MEMORY               -ENOMEM           allocation failed
+ *  STATUS_INSUFFICIENT_RESOURCES  -ENOMEM           allocation failed
+ *  STATUS_OBJECT_TYPE_MISMATCH    -EPROTONOSUPPORT  incompatible data/VF
+ *  STATUS_INVALID_DEVICE_STATE    -EBUSY            wrong state for the op
+ *  STATUS_DEVICE_BUSY             -EBUSY            try again later
+ *  STATUS_NOT_SUPPORTED           -EOPNOTSUPP       op or feature absent
+ *  STATUS_DATA_ERROR              -EBADMSG          malformed data
+ *  STATUS_DEVICE_REMOVED          -ENODEV           provider gone
+ *  STATUS_UNSUCCESSFUL            -EIO              any other failure
+ *  ============================== ================= =======================
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#ifndef _LINUX_GPUP_MIGRATION_H
+#define _LINUX_GPUP_MIGRATION_H
+
+#include <linux/bits.h>
+#include <linux/types.h>
+
+struct iov_iter;
+struct module;
+struct pci_dev;
+
+/**
+ * enum gpup_mig_side - which end of a migration a VF is on
+ * @GPUP_MIG_SOURCE: the VF's state is being saved and sent
+ * @GPUP_MIG_TARGET: the VF receives a saved state
+ *
+ * Ports DXGK_LIVE_MIGRATION_SOURCE / TARGET of
+ * DxgkDdiPrepareLiveMigration.
+ */
+enum gpup_mig_side {
+	GPUP_MIG_SOURCE,
+	GPUP_MIG_TARGET,
+};
+
+/* The provider can live-migrate this VF (the GPU-P LiveMigration cap). */
+#define GPUP_CAP_LIVE_MIGRATION		BIT(0)
+/* Dirty-page tracking of VF VRAM is supported (required with the above). */
+#define GPUP_CAP_DIRTY_TRACKING		BIT(1)
+/* Tracking costs next to nothing and may stay on for the VF's life. */
+#define GPUP_CAP_DIRTY_TRACKING_CHEAP	BIT(2)
+
+/**
+ * struct gpup_migration_caps - what a provider offers for one VF
+ * @flags: GPUP_CAP_* bits
+ * @provider_id: identifies the provider's data format family; written into
+ *	the stream header and compared on restore (e.g. PCI vendor << 16 |
+ *	an id of the driver's choosing)
+ * @profile_id: identifies the VF profile (the GPU-P partition type); a
+ *	stream saved from one profile can be restored only into the same one
+ * @page_size: VRAM page size for dirty tracking and transfer, power of two
+ * @vram_size: bytes of VF-local memory, a multiple of @page_size
+ * @max_immutable_size: upper bound of what save_immutable ever produces;
+ *	the variant driver refuses larger immutable records in a stream
+ *	before allocating
+ * @max_mutable_size: upper bound of what save_mutable ever produces;
+ *	likewise bounds allocations on restore
+ *
+ * The Save DDIs document no maximum size; this port requires one so that a
+ * stream from userspace can be bounded before any allocation.
+ */
+struct gpup_migration_caps {
+	u32 flags;
+	u32 provider_id;
+	u32 profile_id;
+	u32 page_size;
+	u64 vram_size;
+	u32 max_immutable_size;
+	u32 max_mutable_size;
+};
+
+/**
+ * struct gpup_migration_ops - GPU-P migration operations of a PF driver
+ * @owner: the module implementing the ops (THIS_MODULE); the variant
+ *	driver pins it while a VF uses the ops
+ *
+ * Every op is called in process context and may sleep (the DDIs are
+ * PASSIVE_LEVEL).  @pf is the PF the ops were registered for; @vf is the
+ * VF index, 0-based as pci_iov_vf_id() returns it.  The variant driver
+ * serialises the calls for one VF; calls for different VFs may run
+ * concurrently.  All ops except @vram_read and @vram_write return 0 or a
+ * negative errno from the NTSTATUS table at the top of this header.
+ *
+ * @query_caps: fill @caps for VF @vf.  Ports the GPU-P capability query
+ *	(DXGKQAITYPE_DIRTYBITTRACKINGCAPS and the LiveMigration cap).
+ *	Returns 0, or -EOPNOTSUPP if the VF cannot migrate.
+ *
+ * @prepare_live_migration: a migration starts with @vf on @side.  Ports
+ *	DxgkDdiPrepareLiveMigration.  For %GPUP_MIG_SOURCE the VF is running;
+ *	for %GPUP_MIG_TARGET it is paused and about to receive data.
+ *	Returns 0 or -errno; on error no migration is in progress.
+ *
+ * @end_live_migration: the migration of @vf ended, successfully or not,
+ *	on either side; return to non-migrating scheduling.  Ports
+ *	DxgkDdiEndLiveMigration.  Dirty tracking has been stopped before.
+ *	Must not fail: the VF keeps its current state.
+ *
+ * @set_pause_state: @pause true removes @vf from scheduling: it stops
+ *	executing and initiating DMA, and its state stops changing.  @pause
+ *	false puts it back in its natural state.  Ports
+ *	DxgkDdiSetVirtualFunctionPauseState.  Idempotent.  Returns 0 or -errno.
+ *
+ * @save_immutable: the data that never changes during the VF's life plus
+ *	validation data (driver, firmware and hardware versions).  Two-call
+ *	pattern of DxgkDdiSaveImmutableMigrationData: with @buf NULL, store
+ *	the size needed in *@size and return 0; otherwise fill @buf, whose
+ *	room is *@size bytes, store the bytes written in *@size and return
+ *	0, or return -ENOSPC if the room is short.  The size never exceeds
+ *	caps.max_immutable_size.  Called while the VF runs; must not change
+ *	the VF.
+ *
+ * @save_mutable: all remaining device and driver state of @vf that VRAM
+ *	does not hold.  Same two-call pattern, bounded by
+ *	caps.max_mutable_size.  Ports DxgkDdiSaveMutableMigrationData.
+ *	Precondition: the VF is paused.  Must not change the VF, so that an
+ *	aborted migration can resume the source where it stopped.
+ *
+ * @restore_immutable: check that data saved by @save_immutable on some
+ *	source fits @vf and prepare for it.  Ports
+ *	DxgkDdiRestoreImmutableMigrationData, called once with the whole
+ *	buffer while @vf is paused on the target, before any VRAM or
+ *	mutable data.  Returns 0; -EPROTONOSUPPORT if the data is of another
+ *	profile, another major version or otherwise incompatible
+ *	(STATUS_OBJECT_TYPE_MISMATCH); -EBADMSG if it is malformed.
+ *
+ * @restore_mutable: load state saved by @save_mutable into @vf.  Ports
+ *	DxgkDdiRestoreMutableMigrationData.  Precondition: @vf is paused,
+ *	@restore_immutable succeeded and all VRAM pages have been written.
+ *	Returns 0, -EBADMSG for malformed data or -EPROTONOSUPPORT.  On
+ *	error the VF state is undefined until @reset_vf.
+ *
+ * @start_dirty_tracking: start tracking VRAM pages @vf writes.  Ports
+ *	DxgkDdiStartDirtyTracking.  Calls nest: tracking stops only when
+ *	@stop_dirty_tracking was called as often.  The bitplane starts clear.
+ *
+ * @query_dirty: report dirty pages of @vf in [@first, @first + @count)
+ *	(page numbers).  If @bitmap is not NULL, bit i of it (a bitmap of
+ *	@count bits, BITS_TO_LONGS(@count) longs) is set for each dirty page
+ *	@first + i, and with @clear the reported bits are cleared in the same
+ *	atomic step.  Returns the number of dirty pages in the range, or
+ *	-errno.  Without @clear it is a count that leaves the bitplane as is.
+ *	Tracking coarser than a page may report more pages than were written.
+ *	Ports DxgkDdiQueryDirtyBitData (DXGK_DIRTYBITTRACKING_CLEARDATA).
+ *
+ * @stop_dirty_tracking: balance one @start_dirty_tracking.  Ports
+ *	DxgkDdiStopDirtyTracking.
+ *
+ * @vram_read: copy @len bytes of @vf's VRAM at byte @offset into @to, the
+ *	destination iterator (a user buffer or a kernel buffer).  The port of
+ *	GPU-P "VRAM paging" on the source.  @offset and @len are multiples of
+ *	caps.page_size.  Must not change the VF or its dirty bits.  Returns
+ *	the bytes copied (short only at a fault in @to) or -errno.
+ *
+ * @vram_write: copy @len bytes from @from into @vf's VRAM at byte
+ *	@offset.  VRAM paging on the target; the VF is paused.  Returns the
+ *	bytes copied or -errno.
+ *
+ * @reset_vf: bring @vf back to its power-on state, as a function level
+ *	reset does: unpaused, not migrating, no dirty tracking, engine state
+ *	and VRAM cleared.  Called on FLR and VFIO_DEVICE_RESET and to leave
+ *	the VFIO ERROR state.  Returns 0 or -errno.
+ */
+struct gpup_migration_ops {
+	struct module *owner;
+
+	int (*query_caps)(struct pci_dev *pf, unsigned int vf,
+			  struct gpup_migration_caps *caps);
+
+	int (*prepare_live_migration)(struct pci_dev *pf, unsigned int vf,
+				      enum gpup_mig_side side);
+	void (*end_live_migration)(struct pci_dev *pf, unsigned int vf);
+	int (*set_pause_state)(struct pci_dev *pf, unsigned int vf, bool pause);
+
+	int (*save_immutable)(struct pci_dev *pf, unsigned int vf, void *buf,
+			      size_t *size);
+	int (*save_mutable)(struct pci_dev *pf, unsigned int vf, void *buf,
+			    size_t *size);
+	int (*restore_immutable)(struct pci_dev *pf, unsigned int vf,
+				 const void *buf, size_t size);
+	int (*restore_mutable)(struct pci_dev *pf, unsigned int vf,
+			       const void *buf, size_t size);
+
+	int (*start_dirty_tracking)(struct pci_dev *pf, unsigned int vf);
+	long (*query_dirty)(struct pci_dev *pf, unsigned int vf, u64 first,
+			    u64 count, unsigned long *bitmap, bool clear);
+	void (*stop_dirty_tracking)(struct pci_dev *pf, unsigned int vf);
+
+	ssize_t (*vram_read)(struct pci_dev *pf, unsigned int vf, u64 offset,
+			     size_t len, struct iov_iter *to);
+	ssize_t (*vram_write)(struct pci_dev *pf, unsigned int vf, u64 offset,
+			      size_t len, struct iov_iter *from);
+
+	int (*reset_vf)(struct pci_dev *pf, unsigned int vf);
+};
+
+struct gpup_provider;
+
+#if IS_ENABLED(CONFIG_VFIO_PCI_CORE)
+struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
+				       const struct gpup_migration_ops *ops);
+void gpup_unregister_pf(struct gpup_provider *prov);
+#endif
+
+#endif /* _LINUX_GPUP_MIGRATION_H */

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gpup selftest library.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/vfio.h>
+
+#include "gpup_lib.h"
+
+#define PCI_DEVS "/sys/bus/pci/devices"
+
+int gpup_write_file(const char *path, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	ssize_t n;
+	int fd, len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, buf, len);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	return n < 0 ? n : 0;
+}
+
+int gpup_read_file(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0)
+		n = -errno;
+	close(fd);
+	if (n < 0)
+		return n;
+	buf[n] = 0;
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	return n;
+}
+
+long gpup_read_long(const char *path)
+{
+	char buf[64];
+	int ret;
+
+	ret = gpup_read_file(path, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	return strtol(buf, NULL, 0);
+}
+
+int gpup_run(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	ret = system(cmd);
+	if (ret == -1)
+		return -errno;
+	return WIFEXITED(ret) ? WEXITSTATUS(ret) : -EINTR;
+}
+
+int gpup_find_pf(char *bdf)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int ret = -ENODEV;
+
+	d = opendir(PCI_DEVS);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), PCI_DEVS "/%s/vendor", de->d_name);
+		if (gpup_read_long(path) != GPUP_PF_VENDOR)
+			continue;
+		snprintf(path, sizeof(path), PCI_DEVS "/%s/device", de->d_name);
+		if (gpup_read_long(path) != GPUP_PF_DEVICE)
+			continue;
+		snprintf(bdf, GPUP_BDF_LEN, "%.15s", de->d_name);
+		ret = 0;
+		break;
+	}
+	closedir(d);
+	return ret;
+}
+
+int gpup_driver_of(const char *bdf, char *drv, size_t len)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	const char *base;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/driver", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0) {
+		drv[0] = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	link[n] = 0;
+	base = strrchr(link, '/');
+	snprintf(drv, len, "%s", base ? base + 1 : link);
+	return 0;
+}
+
+int gpup_unbind(const char *bdf)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/driver/unbind", bdf);
+	if (access(path, F_OK))
+		return 0;
+	return gpup_write_file(path, "%s", bdf);
+}
+
+int gpup_bind_override(const char *bdf, const char *drv)
+{
+	char path[PATH_MAX], cur[64];
+	int ret;
+
+	ret = gpup_driver_of(bdf, cur, sizeof(cur));
+	if (ret)
+		return ret;
+	if (!strcmp(cur, drv))
+		return 0;
+	ret = gpup_unbind(bdf);
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/driver_override", bdf);
+	ret = gpup_write_file(path, "%s", drv);
+	if (ret)
+		return ret;
+	ret = gpup_write_file("/sys/bus/pci/drivers_probe", "%s", bdf);
+	if (ret)
+		return ret;
+	ret = gpup_driver_of(bdf, cur, sizeof(cur));
+	if (ret)
+		return ret;
+	return strcmp(cur, drv) ? -ENODEV : 0;
+}
+
+int gpup_set_numvfs(const char *pf, int n)
+{
+	char path[PATH_MAX];
+	long cur;
+	int ret;
+
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/sriov_numvfs", pf);
+	cur = gpup_read_long(path);
+	if (cur < 0)
+		return cur;
+	if (cur == n)
+		return 0;
+	if (cur && n) {
+		ret = gpup_write_file(path, "0");
+		if (ret)
+			return ret;
+	}
+	return gpup_write_file(path, "%d", n);
+}
+
+int gpup_vf_bdf(const char *pf, int idx, char *bdf)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	const char *base;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/virtfn%d", pf, idx);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = 0;
+	base = strrchr(link, '/');
+	snprintf(bdf, GPUP_BDF_LEN, "%.15s", base ? base + 1 : link);
+	return 0;
+}
+
+int gpup_iommu_group(const char *bdf)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	const char *base;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/iommu_group", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = 0;
+	base = strrchr(link, '/');
+	return atoi(base ? base + 1 : link);
+}
+
+int gpup_setup_pf(char *pf, int nvfs)
+{
+	int ret;
+
+	if (gpup_run("modprobe -a vfio_iommu_type1 gpup_vfio_pci gpup_sim"))
+		return -ENOENT;
+	ret = gpup_find_pf(pf);
+	if (ret)
+		return ret;
+	ret = gpup_bind_override(pf, "gpup_sim");
+	if (ret)
+		return ret;
+	return gpup_set_numvfs(pf, nvfs);
+}
+
+int gpup_setup_vf(char *pf, int nvfs, int idx, char *vf)
+{
+	int ret;
+
+	ret = gpup_setup_pf(pf, nvfs);
+	if (ret)
+		return ret;
+	ret = gpup_vf_bdf(pf, idx, vf);
+	if (ret)
+		return ret;
+	return gpup_bind_override(vf, "gpup_vfio_pci");
+}
+
+int gpup_vfio_open(const char *bdf, struct gpup_vfio *v)
+{
+	struct vfio_group_status status = { .argsz = sizeof(status) };
+	char path[64];
+	int group, ret;
+
+	v->container = -1;
+	v->group = -1;
+	v->device = -1;
+	group = gpup_iommu_group(bdf);
+	if (group < 0)
+		return group;
+	v->container = open("/dev/vfio/vfio", O_RDWR);
+	if (v->container < 0)
+		goto err;
+	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
+		errno = EPROTO;
+		goto err;
+	}
+	snprintf(path, sizeof(path), "/dev/vfio/%d", group);
+	v->group = open(path, O_RDWR);
+	if (v->group < 0)
+		goto err;
+	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &status))
+		goto err;
+	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		errno = EBUSY;
+		goto err;
+	}
+	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container))
+		goto err;
+	if (ioctl(v->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+		goto err;
+	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (v->device < 0)
+		goto err;
+	return 0;
+err:
+	ret = -errno;
+	gpup_vfio_close(v);
+	return ret;
+}
+
+void gpup_vfio_close(struct gpup_vfio *v)
+{
+	if (v->device >= 0)
+		close(v->device);
+	if (v->group >= 0)
+		close(v->group);
+	if (v->container >= 0)
+		close(v->container);
+	v->container = -1;
+	v->group = -1;
+	v->device = -1;
+}

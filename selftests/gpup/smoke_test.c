@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Smoke test: both modules load, gpup_sim takes the igb PF by
+ * driver_override, VFs appear, a VF binds to gpup_vfio_pci and opens
+ * through the VFIO type1 group/container interface.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <linux/vfio.h>
+
+#include "kselftest_harness.h"
+#include "lib/gpup_lib.h"
+
+FIXTURE(smoke) {
+	char pf[GPUP_BDF_LEN];
+	char vf[GPUP_BDF_LEN];
+	struct gpup_vfio v;
+};
+
+FIXTURE_SETUP(smoke)
+{
+	ASSERT_EQ(0, gpup_setup_vf(self->pf, 2, 0, self->vf));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf, &self->v));
+}
+
+FIXTURE_TEARDOWN(smoke)
+{
+	gpup_vfio_close(&self->v);
+	gpup_unbind(self->vf);
+	gpup_set_numvfs(self->pf, 0);
+}
+
+TEST_F(smoke, drivers_bound)
+{
+	char drv[64];
+
+	ASSERT_EQ(0, gpup_driver_of(self->pf, drv, sizeof(drv)));
+	EXPECT_STREQ("gpup_sim", drv);
+	ASSERT_EQ(0, gpup_driver_of(self->vf, drv, sizeof(drv)));
+	EXPECT_STREQ("gpup_vfio_pci", drv);
+}
+
+TEST_F(smoke, device_info)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_info cfg = {
+		.argsz = sizeof(cfg),
+		.index = VFIO_PCI_CONFIG_REGION_INDEX,
+	};
+	unsigned short vendor = 0;
+
+	ASSERT_EQ(0, ioctl(self->v.device, VFIO_DEVICE_GET_INFO, &info));
+	EXPECT_TRUE(info.flags & VFIO_DEVICE_FLAGS_PCI);
+	EXPECT_GE(info.num_regions, VFIO_PCI_CONFIG_REGION_INDEX + 1);
+	EXPECT_GE(info.num_irqs, VFIO_PCI_MSIX_IRQ_INDEX + 1);
+
+	/* Config space reads go through vfio-pci core: the VF's vendor. */
+	ASSERT_EQ(0, ioctl(self->v.device, VFIO_DEVICE_GET_REGION_INFO, &cfg));
+	ASSERT_EQ(2, pread(self->v.device, &vendor, 2, cfg.offset));
+	EXPECT_EQ(GPUP_PF_VENDOR, vendor);
+}
+
+TEST_F(smoke, vfs_have_own_groups)
+{
+	char vf1[GPUP_BDF_LEN], path[128];
+
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 1, vf1));
+	EXPECT_NE(gpup_iommu_group(self->vf), gpup_iommu_group(vf1));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", vf1);
+	EXPECT_EQ(0x10ca, gpup_read_long(path));
+}
+
+TEST_HARNESS_MAIN
