@@ -63,9 +63,17 @@ check-guest: deps
 check-lint: deps
 	@scripts/check lint
 
-# Boot the guest and run the smoke test only (the QEMU demo lands later).
-smoke demo: deps
+# Boot the guest and run the smoke test only.
+smoke: deps
 	@scripts/check smoke
+
+# The main job: QEMU live-migrates a VM owning VF A to VF B in the guest.
+demo: deps
+	@scripts/check demo
+
+# Benchmarks (not tests): BENCH lines, VRAM sizes in BENCH_VRAM_MB.
+bench: deps
+	@scripts/check bench
 
 help:
 	@echo "make              build the modules (KDIR=$(KDIR))"
@@ -73,5 +81,7 @@ help:
 	@echo "make deps         install everything (idempotent)"
 	@echo "make check        unit tests, guest kselftests, lint gates"
 	@echo "make check-unit | check-guest | check-lint   one lane"
-	@echo "make demo         boot the guest and run the smoke test"
+	@echo "make demo         QEMU live migration of a VM owning a VF, with a summary"
+	@echo "make smoke        boot the guest and run the smoke test"
+	@echo "make bench        data_fd throughput and blackout figures"
 	@echo "make clean"

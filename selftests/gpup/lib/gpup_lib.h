@@ -11,6 +11,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <linux/types.h>
+
+/* Kernel type names, as the kernel style the tests follow uses them. */
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+
 #define GPUP_BDF_LEN	16
 #define GPUP_PF_VENDOR	0x8086
 #define GPUP_PF_DEVICE	0x10c9	/* QEMU igb, the PF gpup_sim drives */

@@ -6,26 +6,49 @@
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
+#include <linux/log2.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
 
 #include "gpup_vfio.h"
 
-static int gpup_vfio_init_dev(struct vfio_device *vdev)
+#define CREATE_TRACE_POINTS
+#include "trace.h"
+
+/* Bounds a provider's declared sizes must keep; they bound allocations. */
+#define GPUP_MAX_BLOB		(64U << 20)
+#define GPUP_MAX_PAGE		(2U << 20)
+
+static bool gpup_vfio_caps_ok(struct pci_dev *pdev,
+			      const struct gpup_migration_caps *caps)
 {
-	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
-	struct pci_dev *pdev = to_pci_dev(vdev->dev);
+	if (!(caps->flags & GPUP_CAP_LIVE_MIGRATION)) {
+		pci_info(pdev, "gpup: provider offers no live migration for this VF\n");
+		return false;
+	}
+	if (!is_power_of_2(caps->page_size) || caps->page_size < PAGE_SIZE ||
+	    caps->page_size > GPUP_MAX_PAGE || !caps->vram_size ||
+	    caps->vram_size & (caps->page_size - 1) ||
+	    !caps->max_immutable_size ||
+	    caps->max_immutable_size > GPUP_MAX_BLOB ||
+	    !caps->max_mutable_size || caps->max_mutable_size > GPUP_MAX_BLOB) {
+		pci_warn(pdev, "gpup: provider caps out of bounds, no migration\n");
+		return false;
+	}
+	return true;
+}
+
+/* Reads the provider's caps for the VF; true if the VF can migrate. */
+static bool gpup_vfio_probe_migration(struct gpup_vfio_dev *gdev)
+{
+	struct pci_dev *pdev = gdev->core.pdev;
 	struct gpup_provider *prov;
 	int ret;
 
-	ret = vfio_pci_core_init_dev(vdev);
-	if (ret)
-		return ret;
-
 	if (!pdev->is_virtfn) {
 		pci_info(pdev, "gpup: not a VF, no migration\n");
-		return 0;
+		return false;
 	}
 	gdev->vf_id = pci_iov_vf_id(pdev);
 
@@ -33,34 +56,87 @@ static int gpup_vfio_init_dev(struct vfio_device *vdev)
 	if (!prov) {
 		pci_info(pdev, "gpup: no migration provider for PF %s, no migration\n",
 			 pci_name(pci_physfn(pdev)));
-		return 0;
+		return false;
+	}
+	ret = gpup_provider_enter(prov);
+	if (!ret) {
+		ret = prov->ops->query_caps(prov->pf, gdev->vf_id, &gdev->caps);
+		gpup_provider_exit(prov);
 	}
 	gpup_provider_put(prov);
+	if (ret) {
+		pci_info(pdev, "gpup: provider caps query failed (%d), no migration\n",
+			 ret);
+		return false;
+	}
+	return gpup_vfio_caps_ok(pdev, &gdev->caps);
+}
+
+static int gpup_vfio_init_dev(struct vfio_device *vdev)
+{
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+	int ret;
+
+	ret = vfio_pci_core_init_dev(vdev);
+	if (ret)
+		return ret;
+
+	gpup_vfio_mig_init(gdev);
+	gdev->migratable = gpup_vfio_probe_migration(gdev);
+	if (!gdev->migratable)
+		return 0;
+
+	vdev->migration_flags = VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P;
+	if (gdev->caps.flags & GPUP_CAP_DIRTY_TRACKING)
+		vdev->migration_flags |= VFIO_MIGRATION_PRE_COPY;
+	vdev->mig_ops = &gpup_vfio_mig_ops;
+	pci_info(gdev->core.pdev,
+		 "gpup: migration enabled: profile %u, VRAM %llu MiB%s\n",
+		 gdev->caps.profile_id, gdev->caps.vram_size >> 20,
+		 vdev->migration_flags & VFIO_MIGRATION_PRE_COPY ?
+		 ", pre-copy" : "");
 	return 0;
 }
 
 static int gpup_vfio_open_device(struct vfio_device *vdev)
 {
-	struct vfio_pci_core_device *core = container_of(vdev,
-					struct vfio_pci_core_device, vdev);
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
 	int ret;
 
-	ret = vfio_pci_core_enable(core);
-	if (ret)
+	if (gdev->migratable)
+		gpup_vfio_mig_open(gdev);
+	ret = vfio_pci_core_enable(&gdev->core);
+	if (ret) {
+		if (gdev->migratable)
+			gpup_vfio_mig_close(gdev);
 		return ret;
-	vfio_pci_core_finish_enable(core);
+	}
+	vfio_pci_core_finish_enable(&gdev->core);
 	return 0;
 }
 
 static void gpup_vfio_close_device(struct vfio_device *vdev)
 {
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+
+	if (gdev->migratable)
+		gpup_vfio_mig_close(gdev);
 	vfio_pci_core_close_device(vdev);
+}
+
+static void gpup_vfio_release_dev(struct vfio_device *vdev)
+{
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+
+	mutex_destroy(&gdev->state_mutex);
+	mutex_destroy(&gdev->op_lock);
+	vfio_pci_core_release_dev(vdev);
 }
 
 static const struct vfio_device_ops gpup_vfio_ops = {
 	.name = "gpup-vfio-pci",
 	.init = gpup_vfio_init_dev,
-	.release = vfio_pci_core_release_dev,
+	.release = gpup_vfio_release_dev,
 	.open_device = gpup_vfio_open_device,
 	.close_device = gpup_vfio_close_device,
 	.ioctl = vfio_pci_core_ioctl,
@@ -90,6 +166,7 @@ static int gpup_vfio_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ret = vfio_pci_core_register_device(&gdev->core);
 	if (ret)
 		goto out_put;
+	gpup_vfio_debugfs_init(gdev);
 	return 0;
 
 out_put:
@@ -100,7 +177,10 @@ out_put:
 static void gpup_vfio_remove(struct pci_dev *pdev)
 {
 	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
+	struct gpup_vfio_dev *gdev = container_of(core, struct gpup_vfio_dev,
+						  core);
 
+	gpup_vfio_debugfs_exit(gdev);
 	vfio_pci_core_unregister_device(core);
 	vfio_put_device(&core->vdev);
 }
@@ -114,16 +194,38 @@ static const struct pci_device_id gpup_vfio_ids[] = {
 };
 MODULE_DEVICE_TABLE(pci, gpup_vfio_ids);
 
+static const struct pci_error_handlers gpup_vfio_err_handlers = {
+	.reset_done = gpup_vfio_reset_done,
+	.error_detected = vfio_pci_core_aer_err_detected,
+};
+
 static struct pci_driver gpup_vfio_driver = {
 	.name = KBUILD_MODNAME,
 	.id_table = gpup_vfio_ids,
 	.probe = gpup_vfio_probe,
 	.remove = gpup_vfio_remove,
-	.err_handler = &vfio_pci_core_err_handlers,
+	.err_handler = &gpup_vfio_err_handlers,
 	.driver_managed_dma = true,
 };
 
-module_pci_driver(gpup_vfio_driver);
+static int __init gpup_vfio_init(void)
+{
+	int ret;
+
+	gpup_vfio_debugfs_module_init();
+	ret = pci_register_driver(&gpup_vfio_driver);
+	if (ret)
+		gpup_vfio_debugfs_module_exit();
+	return ret;
+}
+module_init(gpup_vfio_init);
+
+static void __exit gpup_vfio_exit(void)
+{
+	pci_unregister_driver(&gpup_vfio_driver);
+	gpup_vfio_debugfs_module_exit();
+}
+module_exit(gpup_vfio_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("The gpup-vfio authors");

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * debugfs of gpup_vfio_pci: /sys/kernel/debug/gpup_vfio_pci/<VF>/status
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <linux/debugfs.h>
+#include <linux/pci.h>
+#include <linux/seq_file.h>
+
+#include "gpup_vfio.h"
+
+static struct dentry *gpup_vfio_debugfs_root;
+
+static const char *const gpup_vfio_state_names[] = {
+	[VFIO_DEVICE_STATE_ERROR] = "ERROR",
+	[VFIO_DEVICE_STATE_STOP] = "STOP",
+	[VFIO_DEVICE_STATE_RUNNING] = "RUNNING",
+	[VFIO_DEVICE_STATE_STOP_COPY] = "STOP_COPY",
+	[VFIO_DEVICE_STATE_RESUMING] = "RESUMING",
+	[VFIO_DEVICE_STATE_RUNNING_P2P] = "RUNNING_P2P",
+	[VFIO_DEVICE_STATE_PRE_COPY] = "PRE_COPY",
+	[VFIO_DEVICE_STATE_PRE_COPY_P2P] = "PRE_COPY_P2P",
+};
+
+/**
+ * gpup_vfio_state_name() - name of a VFIO migration state
+ * @state: the state
+ *
+ * Return: the uAPI name without its prefix, or "?" for an unknown value.
+ */
+const char *gpup_vfio_state_name(enum vfio_device_mig_state state)
+{
+	if (state >= ARRAY_SIZE(gpup_vfio_state_names) ||
+	    !gpup_vfio_state_names[state])
+		return "?";
+	return gpup_vfio_state_names[state];
+}
+
+static int gpup_vfio_status_show(struct seq_file *s, void *unused)
+{
+	struct gpup_vfio_dev *gdev = s->private;
+
+	mutex_lock(&gdev->state_mutex);
+	seq_printf(s, "state: %s\n", gpup_vfio_state_name(gdev->mig_state));
+	seq_printf(s, "open: %d\nprovider: %d\n", gdev->opened, !!gdev->prov);
+	seq_printf(s, "prepared: %d\ntracking: %d\npaused: %d\n",
+		   gdev->prepared, gdev->tracking, gdev->paused);
+	seq_printf(s, "profile: %u\nvram_size: %llu\npage_size: %u\n",
+		   gdev->caps.profile_id, gdev->caps.vram_size,
+		   gdev->caps.page_size);
+	seq_printf(s, "bytes_saved: %lld\nbytes_restored: %lld\n",
+		   atomic64_read(&gdev->stats.bytes_saved),
+		   atomic64_read(&gdev->stats.bytes_restored));
+	seq_printf(s, "migrations_out: %lld\nmigrations_in: %lld\n",
+		   atomic64_read(&gdev->stats.migrations_out),
+		   atomic64_read(&gdev->stats.migrations_in));
+	seq_printf(s, "last_error: %d\n",
+		   atomic_read(&gdev->stats.last_error));
+	gpup_vfio_state_mutex_unlock(gdev);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(gpup_vfio_status);
+
+/**
+ * gpup_vfio_debugfs_init() - create the VF's debugfs directory
+ * @gdev: the VF
+ */
+void gpup_vfio_debugfs_init(struct gpup_vfio_dev *gdev)
+{
+	if (!gdev->migratable || !gpup_vfio_debugfs_root)
+		return;
+	gdev->debugfs = debugfs_create_dir(pci_name(gdev->core.pdev),
+					   gpup_vfio_debugfs_root);
+	debugfs_create_file("status", 0444, gdev->debugfs, gdev,
+			    &gpup_vfio_status_fops);
+}
+
+/**
+ * gpup_vfio_debugfs_exit() - remove the VF's debugfs directory
+ * @gdev: the VF
+ */
+void gpup_vfio_debugfs_exit(struct gpup_vfio_dev *gdev)
+{
+	debugfs_remove_recursive(gdev->debugfs);
+	gdev->debugfs = NULL;
+}
+
+/** gpup_vfio_debugfs_module_init() - create the driver's debugfs root */
+void gpup_vfio_debugfs_module_init(void)
+{
+	gpup_vfio_debugfs_root = debugfs_create_dir(KBUILD_MODNAME, NULL);
+}
+
+/** gpup_vfio_debugfs_module_exit() - remove the driver's debugfs root */
+void gpup_vfio_debugfs_module_exit(void)
+{
+	debugfs_remove_recursive(gpup_vfio_debugfs_root);
+}

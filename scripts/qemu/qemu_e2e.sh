@@ -1,0 +1,58 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs in the test guest: loads the modules, gives gpup_sim the igb PF,
+# binds two VFs to gpup_vfio_pci and runs migrate.py (demo or tests) in a
+# chroot of the host's root, where the host's QEMU lives.
+#
+#   qemu_e2e.sh demo|tests
+set -eu
+mode=$1
+here=$(cd "$(dirname "$0")" && pwd)
+D=/sys/bus/pci/devices
+
+modprobe -a vfio_iommu_type1 gpup_vfio_pci gpup_sim
+
+bind() {	# bind DEV DRIVER
+	if [ -e "$D/$1/driver" ]; then
+		echo "$1" > "$D/$1/driver/unbind"
+	fi
+	echo "$2" > "$D/$1/driver_override"
+	echo "$1" > /sys/bus/pci/drivers_probe
+	[ "$(basename "$(readlink "$D/$1/driver")")" = "$2" ]
+}
+
+pf=
+for d in "$D"/*; do
+	if [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x10c9 ]; then
+		pf=$(basename "$d")
+		break
+	fi
+done
+[ -n "$pf" ] || { echo "qemu_e2e: no igb PF"; exit 1; }
+bind "$pf" gpup_sim
+echo 0 > "$D/$pf/sriov_numvfs"
+echo 2 > "$D/$pf/sriov_numvfs"
+a=$(basename "$(readlink "$D/$pf/virtfn0")")
+b=$(basename "$(readlink "$D/$pf/virtfn1")")
+bind "$a" gpup_vfio_pci
+bind "$b" gpup_vfio_pci
+
+# The host's root, read-only, with this guest's devices and a scratch dir.
+H=/host
+mountpoint -q $H/dev || mount -o rbind /dev $H/dev
+mountpoint -q $H/sys || mount -o rbind /sys $H/sys
+mountpoint -q $H/proc || mount -t proc proc $H/proc
+mountpoint -q $H/tmp || mount -t tmpfs tmpfs $H/tmp
+mountpoint -q $H/run || mount -t tmpfs tmpfs $H/run
+cp "$here/migrate.py" $H/tmp/migrate.py
+
+set +e
+chroot $H /usr/bin/env PYTHONDONTWRITEBYTECODE=1 GPUP_WORK=/tmp/gpup-qemu \
+	/usr/bin/python3 /tmp/migrate.py "$mode" "$a" "$b"
+rc=$?
+for f in $H/tmp/gpup-qemu/*.log; do
+	[ -s "$f" ] && { echo "# --- $(basename "$f")"; sed 's/^/# /' "$f"; }
+done
+echo 0 > "$D/$pf/sriov_numvfs" 2>/dev/null
+exit $rc

@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Bad streams into RESUMING: each gets a clean errno from write() or from
+ * RESUMING -> STOP, VFIO_DEVICE_RESET recovers the destination, and the
+ * source is untouched.  Streams are real ones saved from a VF, cut,
+ * flipped or re-assembled with the stream codec of the driver.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
+#include "stream.h"
+
+enum { A, B };
+
+/* One record of a parsed stream: where it starts and how long it is. */
+struct rec {
+	size_t off;
+	size_t len;	/* header + payload */
+	unsigned int type;
+};
+
+#define MAX_RECS 4096
+
+FIXTURE(bad) {
+	char pf[GPUP_BDF_LEN];
+	char vf[2][GPUP_BDF_LEN];
+	struct gpup_vfio v[2];
+	struct gpup_buf good;
+	char digest[GPUP_DIGEST_LEN];
+	struct rec recs[MAX_RECS];
+	int nrecs;
+};
+
+/* Split @s into records with the codec itself. */
+static int index_stream(const struct gpup_buf *s, struct rec *recs)
+{
+	size_t off = GPUP_STREAM_HDR_SIZE;
+	const struct gpup_rec_hdr *rh;
+	int n = 0;
+
+	while (off + GPUP_REC_HDR_SIZE <= s->len && n < MAX_RECS) {
+		rh = (const void *)(s->data + off);
+		recs[n].off = off;
+		recs[n].type = le16_to_cpu(rh->type);
+		recs[n].len = GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
+		off += recs[n].len;
+		n++;
+	}
+	return off == s->len ? n : -1;
+}
+
+FIXTURE_SETUP(bad)
+{
+	int i;
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, 2));
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+	}
+	memset(&self->good, 0, sizeof(self->good));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 20));
+	ASSERT_EQ(0, gpup_save_stop_copy(self->v[A].device, &self->good));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], self->digest));
+	self->nrecs = index_stream(&self->good, self->recs);
+	ASSERT_GE(self->nrecs, 4);
+	ASSERT_EQ(GPUP_REC_IMMUTABLE, self->recs[0].type);
+	ASSERT_EQ(GPUP_REC_END, self->recs[self->nrecs - 1].type);
+	ASSERT_EQ(GPUP_REC_MUTABLE, self->recs[self->nrecs - 2].type);
+}
+
+FIXTURE_TEARDOWN(bad)
+{
+	int i;
+
+	gpup_buf_free(&self->good);
+	for (i = 0; i < 2; i++) {
+		gpup_vfio_close(&self->v[i]);
+		gpup_unbind(self->vf[i]);
+	}
+	gpup_set_numvfs(self->pf, 0);
+}
+
+/*
+ * Feed @len bytes of @p to B in RESUMING, then RESUMING -> STOP.
+ * Returns the first errno met (negative), or 0 if B accepted the stream.
+ * Leaves B reset to RUNNING either way.
+ */
+static int try_stream(struct _test_data_bad *self, const u8 *p, size_t len)
+{
+	int d = self->v[B].device, fd, ret, state = -1;
+
+	if (gpup_device_reset(d) || gpup_mig_get(d, &state) ||
+	    state != VFIO_DEVICE_STATE_RUNNING)
+		return -ENOTRECOVERABLE;
+	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RESUMING, &fd);
+	if (ret)
+		return -ENOTRECOVERABLE;
+	ret = gpup_write_stream(fd, p, len, GPUP_CHUNK_WRITE);
+	close(fd);
+	if (!ret)
+		ret = gpup_mig_set(d, VFIO_DEVICE_STATE_STOP, NULL);
+	/* The destination recovers with a reset, whatever happened. */
+	if (gpup_device_reset(d) || gpup_mig_get(d, &state) ||
+	    state != VFIO_DEVICE_STATE_RUNNING)
+		return -ENOTRECOVERABLE;
+	return ret;
+}
+
+static void source_untouched(struct __test_metadata *_metadata,
+			     struct _test_data_bad *self)
+{
+	char now[GPUP_DIGEST_LEN];
+
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], now));
+	EXPECT_STREQ(self->digest, now);
+}
+
+/* A copy of the good stream to damage. */
+static u8 *copy_good(struct _test_data_bad *self)
+{
+	u8 *p = malloc(self->good.len + 64);
+
+	if (p)
+		memcpy(p, self->good.data, self->good.len);
+	return p;
+}
+
+static void fix_hdr_crc(u8 *p)
+{
+	struct gpup_stream_hdr *h = (void *)p;
+	u32 crc = gpup_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc));
+
+	h->hdr_crc = cpu_to_le32(crc);
+}
+
+static void fix_rec_hcrc(struct gpup_rec_hdr *rh)
+{
+	u32 crc = gpup_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc));
+
+	rh->hcrc = cpu_to_le32(crc);
+}
+
+TEST_F(bad, good_stream_is_accepted)
+{
+	/* The control: the unmodified stream restores. */
+	EXPECT_EQ(0, try_stream(self, self->good.data, self->good.len));
+	source_untouched(_metadata, self);
+}
+
+TEST_F(bad, wrong_magic)
+{
+	u8 *p = copy_good(self);
+
+	ASSERT_NE(NULL, p);
+	p[0] ^= 0xff;
+	fix_hdr_crc(p);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, self->good.len));
+	source_untouched(_metadata, self);
+	free(p);
+}
+
+TEST_F(bad, future_major_version)
+{
+	struct gpup_stream_hdr *h;
+	u8 *p = copy_good(self);
+
+	ASSERT_NE(NULL, p);
+	h = (void *)p;
+	h->major = cpu_to_le16(GPUP_STREAM_MAJOR + 1);
+	fix_hdr_crc(p);
+	EXPECT_EQ(-EPROTONOSUPPORT, try_stream(self, p, self->good.len));
+	free(p);
+}
+
+TEST_F(bad, foreign_provider_and_profile)
+{
+	struct gpup_stream_hdr *h;
+	u8 *p = copy_good(self);
+
+	ASSERT_NE(NULL, p);
+	h = (void *)p;
+	h->provider_id = cpu_to_le32(le32_to_cpu(h->provider_id) ^ 1);
+	fix_hdr_crc(p);
+	EXPECT_EQ(-EPROTONOSUPPORT, try_stream(self, p, self->good.len));
+	memcpy(p, self->good.data, GPUP_STREAM_HDR_SIZE);
+	h->profile_id = cpu_to_le32(le32_to_cpu(h->profile_id) + 1);
+	fix_hdr_crc(p);
+	EXPECT_EQ(-EPROTONOSUPPORT, try_stream(self, p, self->good.len));
+	source_untouched(_metadata, self);
+	free(p);
+}
+
+TEST_F(bad, target_of_another_profile)
+{
+	/* B becomes a VF of profile 2: restore_immutable must refuse A's. */
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "profile", "2"));
+	EXPECT_EQ(-EPROTONOSUPPORT,
+		  try_stream(self, self->good.data, self->good.len));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "profile", "1"));
+	EXPECT_EQ(0, try_stream(self, self->good.data, self->good.len));
+}
+
+TEST_F(bad, trailing_bytes)
+{
+	u8 *p = copy_good(self);
+
+	ASSERT_NE(NULL, p);
+	p[self->good.len] = 0;
+	EXPECT_EQ(-EPROTO, try_stream(self, p, self->good.len + 1));
+	free(p);
+}
+
+/* Truncation at every byte of the structure and around every record. */
+TEST_F(bad, truncated)
+{
+	size_t cut, head = self->recs[1].off + 64;
+	int i, ret, n = 0, bad = 0;
+
+	for (cut = 0; cut < self->good.len; cut++) {
+		bool near = cut < head || cut + 512 > self->good.len;
+
+		for (i = 0; !near && i < self->nrecs; i++)
+			near = cut + 2 >= self->recs[i].off &&
+			       cut <= self->recs[i].off + GPUP_REC_HDR_SIZE + 18;
+		if (!near)
+			continue;
+		ret = try_stream(self, self->good.data, cut);
+		n++;
+		if (ret != -ENODATA && ret != -EPROTO) {
+			bad++;
+			TH_LOG("cut at %zu: %d", cut, ret);
+		}
+	}
+	TH_LOG("%d cut points", n);
+	EXPECT_EQ(0, bad);
+	source_untouched(_metadata, self);
+}
+
+/* Every bit of the structure, and bits spread over the VRAM pages. */
+TEST_F(bad, bit_flips)
+{
+	size_t byte, head = self->recs[1].off + 64;
+	size_t tail = self->recs[self->nrecs - 2].off;
+	u8 *p = copy_good(self);
+	int bit, ret, n = 0, accepted = 0;
+
+	ASSERT_NE(NULL, p);
+	for (byte = 0; byte < self->good.len; byte++) {
+		if (byte >= head && byte < tail && byte % 4093)
+			continue;
+		for (bit = 0; bit < 8; bit++) {
+			p[byte] ^= 1 << bit;
+			ret = try_stream(self, p, self->good.len);
+			p[byte] ^= 1 << bit;
+			n++;
+			if (ret == -ENOTRECOVERABLE || ret >= 0) {
+				accepted++;
+				TH_LOG("flip %zu.%d: %d", byte, bit, ret);
+			}
+		}
+	}
+	TH_LOG("%d flips", n);
+	EXPECT_EQ(0, accepted);
+	source_untouched(_metadata, self);
+	free(p);
+}
+
+/*
+ * Re-assemble records in another order with valid CRCs and a valid END,
+ * so that only the order is wrong.
+ */
+static size_t assemble(struct _test_data_bad *self, u8 *out,
+		       const int *order, int n)
+{
+	const u8 *g = self->good.data;
+	struct gpup_rec_hdr *rh;
+	struct gpup_end *end;
+	size_t off = GPUP_STREAM_HDR_SIZE;
+	u32 chain = GPUP_CRC_INIT;
+	int i;
+
+	memcpy(out, g, GPUP_STREAM_HDR_SIZE);
+	for (i = 0; i < n; i++) {
+		const struct rec *r = &self->recs[order[i]];
+
+		memcpy(out + off, g + r->off, r->len);
+		chain = gpup_crc(chain, out + off, GPUP_REC_CHAIN_LEN);
+		off += r->len;
+	}
+	rh = (void *)(out + off);
+	end = (void *)(out + off + GPUP_REC_HDR_SIZE);
+	memset(end, 0, sizeof(*end));
+	end->nrecords = cpu_to_le32(n);
+	end->stream_bytes = cpu_to_le64(off);
+	end->chain = cpu_to_le32(gpup_crc_final(chain));
+	rh->type = cpu_to_le16(GPUP_REC_END);
+	rh->flags = 0;
+	rh->len = cpu_to_le32(GPUP_END_SIZE);
+	rh->crc = cpu_to_le32(gpup_crc32c(end, GPUP_END_SIZE));
+	fix_rec_hcrc(rh);
+	return off + GPUP_END_REC_SIZE;
+}
+
+TEST_F(bad, record_order)
+{
+	int n = self->nrecs - 1;	/* without END */
+	int *order = calloc(n + 2, sizeof(int));
+	u8 *p = malloc(self->good.len * 2);
+	int i, mut = n - 1;
+	size_t len;
+
+	ASSERT_NE(NULL, order);
+	ASSERT_NE(NULL, p);
+
+	/* Control: the same order re-assembled is accepted. */
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	len = assemble(self, p, order, n);
+	EXPECT_EQ(0, try_stream(self, p, len));
+
+	/* Missing IMMUTABLE. */
+	len = assemble(self, p, order + 1, n - 1);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
+	/* Duplicate IMMUTABLE. */
+	order[0] = 0;
+	for (i = 0; i < n; i++)
+		order[i + 1] = i;
+	len = assemble(self, p, order, n + 1);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
+	/* Missing MUTABLE. */
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	len = assemble(self, p, order, n - 1);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
+	/* MUTABLE before the VRAM records. */
+	order[0] = 0;
+	order[1] = mut;
+	for (i = 1; i < mut; i++)
+		order[i + 1] = i;
+	len = assemble(self, p, order, n);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
+	/* Duplicate MUTABLE. */
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	order[n] = mut;
+	len = assemble(self, p, order, n + 1);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
+	/* Duplicate END. */
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	len = assemble(self, p, order, n);
+	memcpy(p + len, p + len - GPUP_END_REC_SIZE, GPUP_END_REC_SIZE);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len + GPUP_END_REC_SIZE));
+
+	source_untouched(_metadata, self);
+	free(order);
+	free(p);
+}
+
+/*
+ * A record header claiming more than the declared maxima is refused at the
+ * header, before any payload is sent (and before any allocation).
+ */
+TEST_F(bad, oversized_records)
+{
+	static const unsigned int types[] = {
+		GPUP_REC_IMMUTABLE, GPUP_REC_MUTABLE, GPUP_REC_VRAM,
+	};
+	static const u32 lens[] = {
+		(64U << 20) + 4096 + GPUP_VRAM_RUN_SIZE, 0xffffffffU,
+	};
+	size_t imm = self->recs[0].len, pre;
+	struct gpup_rec_hdr *rh;
+	unsigned int t, l;
+	u8 *p;
+
+	p = malloc(GPUP_STREAM_HDR_SIZE + imm + GPUP_REC_HDR_SIZE);
+	ASSERT_NE(NULL, p);
+	memcpy(p, self->good.data, GPUP_STREAM_HDR_SIZE + imm);
+	for (t = 0; t < 3; t++) {
+		/* IMMUTABLE comes first; the others after a good IMMUTABLE. */
+		pre = GPUP_STREAM_HDR_SIZE + (t ? imm : 0);
+		rh = (void *)(p + pre);
+		for (l = 0; l < 2; l++) {
+			memset(rh, 0, sizeof(*rh));
+			rh->type = cpu_to_le16(types[t]);
+			rh->len = cpu_to_le32(lens[l]);
+			fix_rec_hcrc(rh);
+			EXPECT_EQ(-EMSGSIZE,
+				  try_stream(self, p, pre + GPUP_REC_HDR_SIZE))
+				TH_LOG("type %u len %u", types[t], lens[l]);
+		}
+	}
+	free(p);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gpup benchmark (not a test): data_fd throughput against memcpy in the
+ * same guest, stop-copy bytes and blackout time with and without
+ * pre-copy, and the kernel memory a save takes.  Prints one line per
+ * figure: "BENCH <name> <value>".
+ *
+ * Usage: bench VRAM_MB...   (gpup_sim is reloaded with vram_mb=VRAM_MB)
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void bench(const char *name, unsigned int mb, const char *unit,
+		  double v)
+{
+	printf("BENCH %s_%uM%s %.3f\n", name, mb, unit, v);
+	fflush(stdout);
+}
+
+/* memcpy of @bytes in 1 MiB pieces, as the data_fd moves them; MB/s. */
+static double memcpy_rate(size_t bytes)
+{
+	size_t chunk = GPUP_CHUNK_READ, done;
+	u8 *src = malloc(chunk * 64), *dst = malloc(chunk);
+	double t;
+
+	if (!src || !dst)
+		return 0;
+	memset(src, 0x5a, chunk * 64);
+	memset(dst, 0, chunk);
+	t = now();
+	for (done = 0; done < bytes; done += chunk)
+		memcpy(dst, src + (done / chunk % 64) * chunk, chunk);
+	t = now() - t;
+	free(src);
+	free(dst);
+	return bytes / t / 1e6;
+}
+
+static long mem_used_kb(void)
+{
+	char line[128];
+	long total = 0, avail = 0, v;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "MemTotal: %ld", &v) == 1)
+			total = v;
+		else if (sscanf(line, "MemAvailable: %ld", &v) == 1)
+			avail = v;
+	}
+	fclose(f);
+	return total - avail;
+}
+
+struct vfs {
+	char pf[GPUP_BDF_LEN];
+	char vf[2][GPUP_BDF_LEN];
+	struct gpup_vfio v[2];
+};
+
+static int setup(struct vfs *s, unsigned int mb)
+{
+	char params[64];
+	int i, ret;
+
+	ret = gpup_setup_pf(s->pf, 0);
+	if (ret)
+		return ret;
+	snprintf(params, sizeof(params), "vram_mb=%u", mb);
+	ret = gpup_reload_sim(s->pf, params);
+	if (ret)
+		return ret;
+	ret = gpup_set_numvfs(s->pf, 2);
+	for (i = 0; !ret && i < 2; i++) {
+		ret = gpup_vf_bdf(s->pf, i, s->vf[i]);
+		if (!ret)
+			ret = gpup_bind_override(s->vf[i], "gpup_vfio_pci");
+		if (!ret)
+			ret = gpup_vfio_open(s->vf[i], &s->v[i]);
+	}
+	return ret;
+}
+
+static void teardown(struct vfs *s)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		gpup_vfio_close(&s->v[i]);
+		gpup_unbind(s->vf[i]);
+	}
+	gpup_set_numvfs(s->pf, 0);
+}
+
+/* STOP_COPY read and RESUMING write throughput, and the memory a save takes. */
+static int bench_throughput(struct vfs *s, unsigned int mb)
+{
+	int src = s->v[0].device, dst = s->v[1].device, fd, ret;
+	struct gpup_buf b = { 0 };
+	long before, peak = 0, used;
+	u8 *chunk = malloc(GPUP_CHUNK_READ);
+	double t, rd, wr, mc;
+	ssize_t n;
+
+	if (!chunk)
+		return -ENOMEM;
+	ret = gpup_sim_run(s->vf[0], 100);
+	if (ret)
+		goto out;
+	/* Read into one reused buffer: what QEMU does per chunk. */
+	before = mem_used_kb();
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, &fd);
+	if (ret)
+		goto out;
+	t = now();
+	for (;;) {
+		n = read(fd, chunk, GPUP_CHUNK_READ);
+		if (n <= 0)
+			break;
+		if (b.len % (16 << 20) < (size_t)n) {
+			used = mem_used_kb() - before;
+			if (used > peak)
+				peak = used;
+		}
+		ret = gpup_buf_append(&b, chunk, n);
+		if (ret)
+			break;
+	}
+	t = now() - t;
+	close(fd);
+	if (n < 0 || ret) {
+		ret = n < 0 ? -errno : ret;
+		goto out;
+	}
+	rd = b.len / t / 1e6;
+	/* The bytes the test itself keeps in b.data do not count. */
+	peak -= (long)(b.len >> 10);
+
+	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &fd);
+	if (ret)
+		goto out;
+	t = now();
+	ret = gpup_write_stream(fd, b.data, b.len, GPUP_CHUNK_WRITE);
+	t = now() - t;
+	close(fd);
+	if (ret)
+		goto out;
+	wr = b.len / t / 1e6;
+	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (ret)
+		goto out;
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (ret)
+		goto out;
+
+	mc = memcpy_rate(b.len);
+	bench("memcpy", mb, "_MBps", mc);
+	bench("stop_copy_read", mb, "_MBps", rd);
+	bench("stop_copy_read", mb, "_ratio", rd / mc);
+	bench("resume_write", mb, "_MBps", wr);
+	bench("resume_write", mb, "_ratio", wr / mc);
+	bench("stream", mb, "_bytes", b.len);
+	bench("save_peak_extra_mem", mb, "_KiB", peak > 0 ? peak : 0);
+out:
+	gpup_buf_free(&b);
+	free(chunk);
+	return ret;
+}
+
+/*
+ * Blackout: source RUNNING -> STOP_COPY drained plus destination writes
+ * of that part and RESUMING -> STOP, with a 1% dirty working set (steps
+ * of gpup_sim rewrite 4 pages each).
+ */
+static int bench_blackout(struct vfs *s, unsigned int mb, bool precopy)
+{
+	int src = s->v[0].device, dst = s->v[1].device, sfd, dfd, ret;
+	unsigned long steps = (mb << 20) / 4096 / 100 / 4;
+	struct gpup_buf b = { 0 };
+	size_t pre = 0;
+	double t;
+
+	ret = gpup_device_reset(src);
+	if (!ret)
+		ret = gpup_device_reset(dst);
+	if (!ret)
+		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
+	if (ret)
+		return ret;
+	if (precopy) {
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd);
+		if (!ret)
+			ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1);
+		if (!ret)
+			ret = gpup_write_stream(dfd, b.data, b.len,
+						GPUP_CHUNK_WRITE);
+		pre = b.len;
+		if (!ret)
+			ret = gpup_sim_run(s->vf[0], steps);
+		/* One more round picks up the working set while running. */
+		if (!ret)
+			ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1);
+		if (!ret)
+			ret = gpup_write_stream(dfd, b.data + pre, b.len - pre,
+						GPUP_CHUNK_WRITE);
+		pre = b.len;
+		if (!ret)
+			ret = gpup_sim_run(s->vf[0], steps);
+		if (ret)
+			goto out;
+		t = now();
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL);
+	} else {
+		ret = gpup_sim_run(s->vf[0], steps);
+		if (ret)
+			goto out;
+		t = now();
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, &sfd);
+	}
+	if (!ret)
+		ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0);
+	if (!ret)
+		ret = gpup_write_stream(dfd, b.data + pre, b.len - pre,
+					GPUP_CHUNK_WRITE);
+	close(dfd);
+	if (!ret)
+		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_STOP, NULL);
+	t = now() - t;
+	close(sfd);
+	if (ret)
+		goto out;
+	bench(precopy ? "blackout_precopy" : "blackout_stopcopy", mb, "_ms",
+	      t * 1e3);
+	bench(precopy ? "blackout_precopy" : "blackout_stopcopy", mb,
+	      "_bytes", b.len - pre);
+	bench(precopy ? "blackout_precopy" : "blackout_stopcopy", mb,
+	      "_vram_pct", 100.0 * (b.len - pre) / ((double)mb * (1 << 20)));
+	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (!ret)
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
+out:
+	gpup_buf_free(&b);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct vfs s;
+	unsigned int mb;
+	int i, ret = 0;
+
+	for (i = 1; i < argc && !ret; i++) {
+		mb = atoi(argv[i]);
+		memset(&s, 0, sizeof(s));
+		ret = setup(&s, mb);
+		if (!ret)
+			ret = bench_throughput(&s, mb);
+		if (!ret)
+			ret = bench_blackout(&s, mb, false);
+		if (!ret)
+			ret = bench_blackout(&s, mb, true);
+		teardown(&s);
+		if (ret)
+			fprintf(stderr, "bench: %u MiB: %s\n", mb, strerror(-ret));
+	}
+	return ret ? 1 : 0;
+}

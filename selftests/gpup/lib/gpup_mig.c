@@ -1,0 +1,336 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gpup selftest library: VFIO migration v2 calls and gpup_sim debugfs.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "gpup_lib.h"
+#include "gpup_mig.h"
+
+#define SIM_DEBUGFS "/sys/kernel/debug/gpup_sim"
+
+static const char *const state_names[GPUP_NSTATES] = {
+	"ERROR", "STOP", "RUNNING", "STOP_COPY", "RESUMING", "RUNNING_P2P",
+	"PRE_COPY", "PRE_COPY_P2P",
+};
+
+const char *gpup_state_name(int state)
+{
+	if (state < 0 || state >= GPUP_NSTATES)
+		return "?";
+	return state_names[state];
+}
+
+int gpup_mig_flags(int device, u64 *flags)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_migration m;
+	} req = {
+		.f.argsz = sizeof(req),
+		.f.flags = VFIO_DEVICE_FEATURE_GET |
+			   VFIO_DEVICE_FEATURE_MIGRATION,
+	};
+
+	if (ioctl(device, VFIO_DEVICE_FEATURE, &req))
+		return -errno;
+	*flags = req.m.flags;
+	return 0;
+}
+
+int gpup_mig_set(int device, int state, int *data_fd)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_mig_state s;
+	} req = {
+		.f.argsz = sizeof(req),
+		.f.flags = VFIO_DEVICE_FEATURE_SET |
+			   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+		.s.device_state = state,
+		.s.data_fd = -1,
+	};
+
+	if (data_fd)
+		*data_fd = -1;
+	if (ioctl(device, VFIO_DEVICE_FEATURE, &req))
+		return -errno;
+	if (data_fd)
+		*data_fd = req.s.data_fd;
+	else if (req.s.data_fd >= 0)
+		close(req.s.data_fd);
+	return 0;
+}
+
+int gpup_mig_get(int device, int *state)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_mig_state s;
+	} req = {
+		.f.argsz = sizeof(req),
+		.f.flags = VFIO_DEVICE_FEATURE_GET |
+			   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+	};
+
+	if (ioctl(device, VFIO_DEVICE_FEATURE, &req))
+		return -errno;
+	*state = req.s.device_state;
+	return 0;
+}
+
+int gpup_mig_data_size(int device, u64 *size)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_mig_data_size d;
+	} req = {
+		.f.argsz = sizeof(req),
+		.f.flags = VFIO_DEVICE_FEATURE_GET |
+			   VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+	};
+
+	if (ioctl(device, VFIO_DEVICE_FEATURE, &req))
+		return -errno;
+	*size = req.d.stop_copy_length;
+	return 0;
+}
+
+int gpup_precopy_info(int data_fd, u64 *initial, u64 *dirty)
+{
+	struct vfio_precopy_info info = { .argsz = sizeof(info) };
+
+	if (ioctl(data_fd, VFIO_MIG_GET_PRECOPY_INFO, &info))
+		return -errno;
+	*initial = info.initial_bytes;
+	*dirty = info.dirty_bytes;
+	return 0;
+}
+
+int gpup_device_reset(int device)
+{
+	return ioctl(device, VFIO_DEVICE_RESET) ? -errno : 0;
+}
+
+int gpup_buf_append(struct gpup_buf *b, const void *p, size_t len)
+{
+	u8 *n;
+	size_t cap;
+
+	if (b->len + len > b->cap) {
+		cap = b->cap ? b->cap : 1 << 20;
+		while (cap < b->len + len)
+			cap *= 2;
+		n = realloc(b->data, cap);
+		if (!n)
+			return -ENOMEM;
+		b->data = n;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, len);
+	b->len += len;
+	return 0;
+}
+
+void gpup_buf_free(struct gpup_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+int gpup_read_stream(int fd, struct gpup_buf *b, size_t chunk,
+		     int stop_at_enomsg)
+{
+	u8 *tmp = malloc(chunk);
+	ssize_t n;
+	int ret = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	for (;;) {
+		n = read(fd, tmp, chunk);
+		if (n < 0) {
+			ret = -errno;
+			if (ret == -ENOMSG && stop_at_enomsg)
+				ret = 0;
+			break;
+		}
+		if (!n)
+			break;
+		ret = gpup_buf_append(b, tmp, n);
+		if (ret)
+			break;
+	}
+	free(tmp);
+	return ret;
+}
+
+int gpup_write_stream(int fd, const u8 *p, size_t len, size_t chunk)
+{
+	size_t done = 0, n;
+	ssize_t w;
+
+	while (done < len) {
+		n = len - done < chunk ? len - done : chunk;
+		w = write(fd, p + done, n);
+		if (w < 0)
+			return -errno;
+		if (!w)
+			return -EIO;
+		done += w;
+	}
+	return 0;
+}
+
+static void sim_path(char *path, size_t len, const char *vf, const char *f)
+{
+	snprintf(path, len, SIM_DEBUGFS "/%s/%s", vf, f);
+}
+
+int gpup_sim_write(const char *vf, const char *file, const char *val)
+{
+	char path[256];
+
+	sim_path(path, sizeof(path), vf, file);
+	return gpup_write_file(path, "%s", val);
+}
+
+long gpup_sim_read_long(const char *vf, const char *file)
+{
+	char path[256];
+
+	sim_path(path, sizeof(path), vf, file);
+	return gpup_read_long(path);
+}
+
+int gpup_sim_digest(const char *vf, char *digest)
+{
+	char path[256];
+	int ret;
+
+	sim_path(path, sizeof(path), vf, "digest");
+	ret = gpup_read_file(path, digest, GPUP_DIGEST_LEN);
+	return ret < 0 ? ret : 0;
+}
+
+int gpup_sim_run(const char *vf, unsigned long steps)
+{
+	char val[32];
+
+	snprintf(val, sizeof(val), "%lu", steps);
+	return gpup_sim_write(vf, "run", val);
+}
+
+long gpup_sim_steps(const char *vf)
+{
+	return gpup_sim_read_long(vf, "steps");
+}
+
+int gpup_save_stop_copy(int src, struct gpup_buf *out)
+{
+	int fd, ret;
+
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, &fd);
+	if (ret)
+		return ret;
+	if (fd < 0)
+		return -EBADF;
+	ret = gpup_read_stream(fd, out, GPUP_CHUNK_READ, 0);
+	close(fd);
+	if (ret)
+		return ret;
+	return gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL);
+}
+
+int gpup_load(int dst, const struct gpup_buf *in)
+{
+	int fd, ret;
+
+	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &fd);
+	if (ret)
+		return ret;
+	if (fd < 0)
+		return -EBADF;
+	ret = gpup_write_stream(fd, in->data, in->len, GPUP_CHUNK_WRITE);
+	close(fd);
+	if (ret)
+		return ret;
+	return gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL);
+}
+
+int gpup_migrate_precopy(const char *src_vf, int src, int dst, int rounds,
+			 unsigned long steps)
+{
+	struct gpup_buf b = { 0 };
+	size_t sent = 0;
+	int sfd = -1, dfd = -1, i, ret;
+
+	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
+	if (ret)
+		goto out;
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd);
+	if (ret)
+		goto out;
+	for (i = 0; i < rounds; i++) {
+		ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1);
+		if (ret)
+			goto out;
+		ret = gpup_write_stream(dfd, b.data + sent, b.len - sent,
+					GPUP_CHUNK_WRITE);
+		if (ret)
+			goto out;
+		sent = b.len;
+		if (steps) {
+			ret = gpup_sim_run(src_vf, steps);
+			if (ret)
+				goto out;
+		}
+	}
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL);
+	if (ret)
+		goto out;
+	ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0);
+	if (ret)
+		goto out;
+	ret = gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				GPUP_CHUNK_WRITE);
+	if (ret)
+		goto out;
+	close(dfd);
+	dfd = -1;
+	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (ret)
+		goto out;
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL);
+out:
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	gpup_buf_free(&b);
+	return ret;
+}
+
+int gpup_reload_sim(const char *pf, const char *params)
+{
+	int ret;
+
+	ret = gpup_set_numvfs(pf, 0);
+	if (ret)
+		return ret;
+	gpup_unbind(pf);
+	if (gpup_run("rmmod gpup_sim"))
+		return -EBUSY;
+	if (gpup_run("modprobe gpup_sim %s", params))
+		return -ENOENT;
+	return gpup_bind_override(pf, "gpup_sim");
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * gpup selftest library: VFIO migration v2 calls and gpup_sim debugfs.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#ifndef GPUP_MIG_H
+#define GPUP_MIG_H
+
+#include <stddef.h>
+
+#include <linux/vfio.h>
+
+#include "gpup_lib.h"
+
+#define GPUP_NSTATES		8	/* VFIO_DEVICE_STATE_* 0..7 */
+#define GPUP_DIGEST_LEN		65
+#define GPUP_CHUNK_READ		0x100000	/* QEMU reads at most 1 MiB */
+#define GPUP_CHUNK_WRITE	0x8000		/* QEMU writes 32 KiB */
+
+/**
+ * struct gpup_buf - a growable byte buffer for whole streams
+ * @data: the bytes
+ * @len: bytes used
+ * @cap: bytes allocated
+ */
+struct gpup_buf {
+	u8 *data;
+	size_t len;
+	size_t cap;
+};
+
+const char *gpup_state_name(int state);
+int gpup_mig_flags(int device, u64 *flags);
+int gpup_mig_set(int device, int state, int *data_fd);
+int gpup_mig_get(int device, int *state);
+int gpup_mig_data_size(int device, u64 *size);
+int gpup_precopy_info(int data_fd, u64 *initial, u64 *dirty);
+int gpup_device_reset(int device);
+
+int gpup_buf_append(struct gpup_buf *b, const void *p, size_t len);
+void gpup_buf_free(struct gpup_buf *b);
+/* Reads until read() returns 0 (or -ENOMSG when @stop_at_enomsg). */
+int gpup_read_stream(int fd, struct gpup_buf *b, size_t chunk,
+		     int stop_at_enomsg);
+/* Writes @len bytes in writes of @chunk bytes; returns 0 or -errno. */
+int gpup_write_stream(int fd, const u8 *p, size_t len, size_t chunk);
+
+/* Whole migrations as QEMU drives them. */
+int gpup_save_stop_copy(int src, struct gpup_buf *out);
+int gpup_load(int dst, const struct gpup_buf *in);
+int gpup_migrate_precopy(const char *src_vf, int src, int dst, int rounds,
+			 unsigned long steps);
+/* Reloads gpup_sim with module @params and binds it to @pf again. */
+int gpup_reload_sim(const char *pf, const char *params);
+
+/* gpup_sim debugfs of a VF */
+int gpup_sim_digest(const char *vf, char *digest);
+int gpup_sim_run(const char *vf, unsigned long steps);
+long gpup_sim_steps(const char *vf);
+int gpup_sim_write(const char *vf, const char *file, const char *val);
+long gpup_sim_read_long(const char *vf, const char *file);
+
+#endif /* GPUP_MIG_H */

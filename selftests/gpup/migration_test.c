@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VFIO migration v2 of gpup_vfio_pci over gpup_sim: flags, every arc,
+ * the digest proof (a migrated VF equals one that never moved), abort,
+ * reset and data_fd rules.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
+
+#define NVF	3
+#define CHUNK_READ	GPUP_CHUNK_READ
+#define CHUNK_WRITE	GPUP_CHUNK_WRITE
+
+enum { A, B, C };
+
+FIXTURE(mig) {
+	char pf[GPUP_BDF_LEN];
+	char vf[NVF][GPUP_BDF_LEN];
+	struct gpup_vfio v[NVF];
+};
+
+FIXTURE_SETUP(mig)
+{
+	int i;
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
+	for (i = 0; i < NVF; i++) {
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+	}
+}
+
+FIXTURE_TEARDOWN(mig)
+{
+	int i;
+
+	for (i = 0; i < NVF; i++) {
+		gpup_vfio_close(&self->v[i]);
+		gpup_unbind(self->vf[i]);
+	}
+	gpup_set_numvfs(self->pf, 0);
+}
+
+static int dev(struct _test_data_mig *self, int i)
+{
+	return self->v[i].device;
+}
+
+static int state_of(int device)
+{
+	int s = -1;
+
+	if (gpup_mig_get(device, &s))
+		return -1;
+	return s;
+}
+
+static void expect_same(struct __test_metadata *_metadata, const char *x,
+			const char *y)
+{
+	char dx[GPUP_DIGEST_LEN], dy[GPUP_DIGEST_LEN];
+
+	ASSERT_EQ(0, gpup_sim_digest(x, dx));
+	ASSERT_EQ(0, gpup_sim_digest(y, dy));
+	EXPECT_STREQ(dx, dy);
+}
+
+static void expect_differ(struct __test_metadata *_metadata, const char *x,
+			  const char *y)
+{
+	char dx[GPUP_DIGEST_LEN], dy[GPUP_DIGEST_LEN];
+
+	ASSERT_EQ(0, gpup_sim_digest(x, dx));
+	ASSERT_EQ(0, gpup_sim_digest(y, dy));
+	EXPECT_STRNE(dx, dy);
+}
+
+TEST_F(mig, feature_flags)
+{
+	u64 flags;
+
+	ASSERT_EQ(0, gpup_mig_flags(dev(self, A), &flags));
+	EXPECT_EQ(VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P |
+		  VFIO_MIGRATION_PRE_COPY, flags);
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+}
+
+TEST_F(mig, data_size_is_exact)
+{
+	struct gpup_buf b = { 0 };
+	u64 size;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 10));
+	ASSERT_EQ(0, gpup_mig_data_size(dev(self, A), &size));
+	EXPECT_GT(size, 0);
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	EXPECT_EQ(size, b.len);
+	gpup_buf_free(&b);
+}
+
+/* The proof: A runs N, moves to B, B runs M; C runs N+M in place. */
+TEST_F(mig, roundtrip_stop_copy)
+{
+	struct gpup_buf b = { 0 };
+	char before[GPUP_DIGEST_LEN], after[GPUP_DIGEST_LEN];
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 40));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], before));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	/* Saving does not change the source. */
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], after));
+	EXPECT_STREQ(before, after);
+	expect_differ(_metadata, self->vf[A], self->vf[B]);
+
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, B)));
+	expect_same(_metadata, self->vf[A], self->vf[B]);
+	EXPECT_EQ(40, gpup_sim_steps(self->vf[B]));
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 25));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 65));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
+}
+
+TEST_F(mig, roundtrip_precopy_idle)
+{
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_migrate_precopy(self->vf[A], dev(self, A),
+					  dev(self, B), 2, 0));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 20));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 50));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+TEST_F(mig, roundtrip_precopy_running)
+{
+	/* Steps run while PRE_COPY reads: dirty pages must follow. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_migrate_precopy(self->vf[A], dev(self, A),
+					  dev(self, B), 4, 7));
+	EXPECT_EQ(30 + 4 * 7, gpup_sim_steps(self->vf[B]));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 4 * 7 + 12));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+TEST_F(mig, there_and_back)
+{
+	struct gpup_buf b = { 0 };
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 11));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	gpup_buf_free(&b);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 13));
+	/* A was left in STOP: it becomes the destination. */
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, B), &b));
+	ASSERT_EQ(0, gpup_load(dev(self, A), &b));
+	gpup_buf_free(&b);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 17));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 11 + 13 + 17));
+	expect_same(_metadata, self->vf[A], self->vf[C]);
+}
+
+TEST_F(mig, abort_precopy_keeps_source)
+{
+	struct gpup_buf b = { 0 };
+	int fd;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 9));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
+				  &fd));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, gpup_read_stream(fd, &b, 4096, 1));
+	EXPECT_GT(b.len, 0);
+	/* Steps go on during pre-copy; then the migration is cancelled. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	close(fd);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 6));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 20));
+	expect_same(_metadata, self->vf[A], self->vf[C]);
+	gpup_buf_free(&b);
+}
+
+TEST_F(mig, abort_stop_copy_keeps_source)
+{
+	char buf[4096];
+	int fd;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 9));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  &fd));
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(sizeof(buf), read(fd, buf, sizeof(buf)));
+	close(fd);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 6));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 15));
+	expect_same(_metadata, self->vf[A], self->vf[C]);
+}
+
+TEST_F(mig, steps_refused_while_stopped)
+{
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING_P2P,
+				  NULL));
+	EXPECT_EQ(-EBUSY, gpup_sim_run(self->vf[A], 1));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP, NULL));
+	EXPECT_EQ(-EBUSY, gpup_sim_run(self->vf[A], 1));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	EXPECT_EQ(0, gpup_sim_run(self->vf[A], 1));
+}
+
+TEST_F(mig, precopy_info)
+{
+	u64 initial, dirty, initial0;
+	struct gpup_buf b = { 0 };
+	char buf[64];
+	int fd;
+
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
+				  &fd));
+	ASSERT_EQ(0, gpup_precopy_info(fd, &initial0, &dirty));
+	EXPECT_GT(initial0, 0);
+	EXPECT_EQ(0, dirty);
+	/* initial_bytes counts down exactly with what is read. */
+	ASSERT_EQ(sizeof(buf), read(fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, gpup_precopy_info(fd, &initial, &dirty));
+	EXPECT_EQ(initial0 - sizeof(buf), initial);
+	ASSERT_EQ(0, gpup_read_stream(fd, &b, CHUNK_READ, 1));
+	EXPECT_EQ(initial0, b.len + sizeof(buf));
+	ASSERT_EQ(0, gpup_precopy_info(fd, &initial, &dirty));
+	EXPECT_EQ(0, initial);
+	EXPECT_EQ(0, dirty);
+	/* Nothing dirty: a temporary end. */
+	EXPECT_EQ(-1, read(fd, buf, sizeof(buf)));
+	EXPECT_EQ(ENOMSG, errno);
+	/* Steps dirty pages: dirty_bytes is what the next reads return. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 3));
+	ASSERT_EQ(0, gpup_precopy_info(fd, &initial, &dirty));
+	EXPECT_GT(dirty, 0);
+	gpup_buf_free(&b);
+	ASSERT_EQ(0, gpup_read_stream(fd, &b, CHUNK_READ, 1));
+	EXPECT_EQ(dirty, b.len);
+	/* In P2P too; and not outside pre-copy. */
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY_P2P,
+				  NULL));
+	EXPECT_EQ(0, gpup_precopy_info(fd, &initial, &dirty));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  NULL));
+	EXPECT_EQ(-EINVAL, gpup_precopy_info(fd, &initial, &dirty));
+	close(fd);
+	gpup_buf_free(&b);
+}
+
+TEST_F(mig, data_fd_is_a_stream)
+{
+	char buf[16];
+	int fd;
+
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  &fd));
+	EXPECT_EQ(-1, lseek(fd, 0, SEEK_SET));
+	EXPECT_EQ(ESPIPE, errno);
+	EXPECT_EQ(-1, pread(fd, buf, sizeof(buf), 0));
+	EXPECT_EQ(ESPIPE, errno);
+	EXPECT_EQ(-1, write(fd, buf, sizeof(buf)));
+	EXPECT_EQ(EBADF, errno);
+	/* After the arc away, the file's state is gone: ENODEV. */
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP, NULL));
+	EXPECT_EQ(-1, read(fd, buf, sizeof(buf)));
+	EXPECT_EQ(ENODEV, errno);
+	close(fd);
+}
+
+/* Drive @d from RUNNING to @s; returns the data_fd of the last arc. */
+static int reach(struct __test_metadata *_metadata, int d, int s,
+		 const struct gpup_buf *stream)
+{
+	int fd = -1;
+
+	switch (s) {
+	case VFIO_DEVICE_STATE_RESUMING:
+		EXPECT_EQ(0, gpup_mig_set(d, s, &fd));
+		if (fd >= 0 && stream)
+			EXPECT_EQ(0, gpup_write_stream(fd, stream->data,
+						       stream->len, CHUNK_WRITE));
+		break;
+	default:
+		EXPECT_EQ(0, gpup_mig_set(d, s, &fd));
+		break;
+	}
+	EXPECT_EQ(s, state_of(d));
+	return fd;
+}
+
+static bool arc_valid(int from, int to)
+{
+	if (to == VFIO_DEVICE_STATE_ERROR)
+		return false;
+	if (from == VFIO_DEVICE_STATE_STOP_COPY &&
+	    (to == VFIO_DEVICE_STATE_PRE_COPY ||
+	     to == VFIO_DEVICE_STATE_PRE_COPY_P2P))
+		return false;
+	return true;
+}
+
+/*
+ * Every target from every reachable state: valid ones succeed and GET
+ * reports the target; invalid ones fail with EINVAL and change nothing.
+ * RESUMING holds a complete stream (saved from C) so it can be left.
+ */
+TEST_F(mig, every_arc)
+{
+	struct gpup_buf stream = { 0 };
+	int from, to, fd, fd2, ret, d = dev(self, A);
+
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, C), &stream));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, C), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	for (from = VFIO_DEVICE_STATE_STOP; from < GPUP_NSTATES; from++) {
+		for (to = 0; to < GPUP_NSTATES; to++) {
+			ASSERT_EQ(0, gpup_device_reset(d));
+			ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(d));
+			fd = reach(_metadata, d, from, &stream);
+			ret = gpup_mig_set(d, to, &fd2);
+			if (arc_valid(from, to)) {
+				EXPECT_EQ(0, ret)
+					TH_LOG("%s -> %s", gpup_state_name(from),
+					       gpup_state_name(to));
+				EXPECT_EQ(to, state_of(d));
+			} else {
+				EXPECT_EQ(-EINVAL, ret)
+					TH_LOG("%s -> %s", gpup_state_name(from),
+					       gpup_state_name(to));
+				EXPECT_EQ(from, state_of(d));
+			}
+			if (fd >= 0)
+				close(fd);
+			if (!ret && fd2 >= 0)
+				close(fd2);
+		}
+	}
+	ASSERT_EQ(0, gpup_device_reset(d));
+	gpup_buf_free(&stream);
+}
+
+static void reset_in(struct __test_metadata *_metadata,
+		     struct _test_data_mig *self, int state)
+{
+	struct gpup_buf b = { 0 };
+	char buf[64];
+	ssize_t n;
+	int fd;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), state, &fd));
+	ASSERT_GE(fd, 0);
+	if (state != VFIO_DEVICE_STATE_RESUMING)
+		ASSERT_EQ(sizeof(buf), read(fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	/* The old data_fd is dead. */
+	n = state == VFIO_DEVICE_STATE_RESUMING ? write(fd, buf, sizeof(buf)) :
+						   read(fd, buf, sizeof(buf));
+	EXPECT_EQ(-1, n);
+	EXPECT_EQ(ENODEV, errno);
+	close(fd);
+	/* The reset VF is at its power-on state and migrates again. */
+	EXPECT_EQ(0, gpup_sim_steps(self->vf[A]));
+	expect_same(_metadata, self->vf[A], self->vf[C]);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 4));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 4));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
+}
+
+TEST_F(mig, reset_in_precopy)
+{
+	reset_in(_metadata, self, VFIO_DEVICE_STATE_PRE_COPY);
+}
+
+TEST_F(mig, reset_in_stop_copy)
+{
+	reset_in(_metadata, self, VFIO_DEVICE_STATE_STOP_COPY);
+}
+
+TEST_F(mig, reset_in_resuming)
+{
+	reset_in(_metadata, self, VFIO_DEVICE_STATE_RESUMING);
+}
+
+TEST_HARNESS_MAIN
