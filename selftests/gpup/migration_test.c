@@ -326,7 +326,7 @@ static bool arc_valid(int from, int to)
  * reports the target; invalid ones fail with EINVAL and change nothing.
  * RESUMING holds a complete stream (saved from C) so it can be left.
  */
-TEST_F(mig, every_arc)
+TEST_F_TIMEOUT(mig, every_arc, 300)
 {
 	struct gpup_buf stream = { 0 };
 	int from, to, fd, fd2, ret, d = dev(self, A);

@@ -197,7 +197,7 @@ static void run_all(struct _test_data_seven *self, bool load)
 }
 
 /* Seven saves at once, then seven restores at once, rotated by one. */
-TEST_F(seven, all_at_once)
+TEST_F_TIMEOUT(seven, all_at_once, 300)
 {
 	char now[GPUP_DIGEST_LEN];
 	int i;
@@ -309,7 +309,7 @@ static void *hammer_reset(void *p)
 }
 
 /* Bounded in time; then the device must still work. */
-TEST_F(hammer, states_io_reset)
+TEST_F_TIMEOUT(hammer, states_io_reset, 120)
 {
 	pthread_t t[4];
 	struct gpup_buf s = { 0 };

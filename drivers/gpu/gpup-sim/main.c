@@ -2,51 +2,187 @@
 /*
  * gpup_sim: a simulated GPU PF driver.  It binds to a PCI device with
  * SR-IOV (QEMU's igb in tests) only through driver_override, enables its
- * VFs and provides GPU-P migration ops for them.
+ * VFs and provides GPU-P migration ops for them, keeping per-VF GPU state
+ * that a deterministic engine advances (see vf.c).
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <linux/module.h>
 #include <linux/pci.h>
+#include <linux/slab.h>
+
+#include "gpup_sim.h"
 
 static unsigned int num_vfs;
 module_param(num_vfs, uint, 0444);
 MODULE_PARM_DESC(num_vfs, "VFs to enable at probe (default 0; see sriov_numvfs)");
 
+unsigned int gpup_sim_vram_mb = 16;
+module_param_named(vram_mb, gpup_sim_vram_mb, uint, 0444);
+MODULE_PARM_DESC(vram_mb, "VRAM of each VF in MiB (default 16, 1..4096)");
+
+unsigned int gpup_sim_profile_id = 1;
+module_param_named(profile, gpup_sim_profile_id, uint, 0444);
+MODULE_PARM_DESC(profile, "profile of new VFs (1: 4 engines, 2: 2 engines)");
+
+unsigned long gpup_sim_seed = 1;
+module_param_named(seed, gpup_sim_seed, ulong, 0444);
+MODULE_PARM_DESC(seed, "seed of the VFs' initial state (default 1)");
+
+static void gpup_sim_free_vfs(struct gpup_sim_pf *pf)
+{
+	unsigned int i, n;
+	struct gpup_sim_vf *vfs;
+
+	down_write(&pf->vfs_rwsem);
+	vfs = pf->vfs;
+	n = pf->nvfs;
+	pf->vfs = NULL;
+	pf->nvfs = 0;
+	up_write(&pf->vfs_rwsem);
+	for (i = 0; i < n; i++)
+		gpup_sim_vf_fini(&vfs[i]);
+	kfree(vfs);
+}
+
+static int gpup_sim_alloc_vfs(struct gpup_sim_pf *pf, unsigned int n)
+{
+	struct gpup_sim_vf *vfs;
+	unsigned int i;
+	int ret;
+
+	vfs = kcalloc(n, sizeof(*vfs), GFP_KERNEL);
+	if (!vfs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		ret = gpup_sim_vf_init(&vfs[i], pf, i);
+		if (ret)
+			goto err;
+	}
+	down_write(&pf->vfs_rwsem);
+	pf->vfs = vfs;
+	pf->nvfs = n;
+	up_write(&pf->vfs_rwsem);
+	return 0;
+err:
+	while (i--)
+		gpup_sim_vf_fini(&vfs[i]);
+	kfree(vfs);
+	return ret;
+}
+
+/* debugfs directories carry the VFs' PCI names: made once they exist. */
+static void gpup_sim_name_vfs(struct gpup_sim_pf *pf)
+{
+	struct pci_dev *vf = NULL;
+	int id;
+
+	while ((vf = pci_get_device(PCI_ANY_ID, PCI_ANY_ID, vf))) {
+		if (!vf->is_virtfn || pci_physfn(vf) != pf->pdev)
+			continue;
+		id = pci_iov_vf_id(vf);
+		if (id >= 0 && id < pf->nvfs)
+			gpup_sim_debugfs_vf(&pf->vfs[id], pci_name(vf));
+	}
+}
+
 static int gpup_sim_sriov_configure(struct pci_dev *pdev, int nr)
 {
+	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
 	int ret;
 
 	if (!nr) {
 		pci_disable_sriov(pdev);
+		gpup_sim_free_vfs(pf);
 		return 0;
 	}
+	/* State first: a VF driver may probe and call ops at once. */
+	ret = gpup_sim_alloc_vfs(pf, nr);
+	if (ret)
+		return ret;
 	ret = pci_enable_sriov(pdev, nr);
-	return ret ? ret : nr;
+	if (ret) {
+		gpup_sim_free_vfs(pf);
+		return ret;
+	}
+	gpup_sim_name_vfs(pf);
+	return nr;
+}
+
+/* Whether any VF of @pdev is bound to a driver (in use, maybe by a VM). */
+static bool gpup_sim_vfs_in_use(struct pci_dev *pdev)
+{
+	struct pci_dev *vf = NULL;
+	bool used = false;
+
+	while (!used && (vf = pci_get_device(PCI_ANY_ID, PCI_ANY_ID, vf)))
+		used = vf->is_virtfn && pci_physfn(vf) == pdev &&
+		       vf->dev.driver;
+	pci_dev_put(vf);
+	return used;
 }
 
 static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
+	struct gpup_sim_pf *pf;
 	int ret;
 
 	if (!pdev->is_physfn) {
 		pci_info(pdev, "gpup_sim: no SR-IOV capability\n");
 		return -ENODEV;
 	}
+	if (!gpup_sim_vram_mb || gpup_sim_vram_mb > 4096 ||
+	    !gpup_sim_find_profile(gpup_sim_profile_id))
+		return -EINVAL;
 	ret = pcim_enable_device(pdev);
 	if (ret)
 		return ret;
-	if (num_vfs) {
+	pf = devm_kzalloc(&pdev->dev, sizeof(*pf), GFP_KERNEL);
+	if (!pf)
+		return -ENOMEM;
+	pf->pdev = pdev;
+	init_rwsem(&pf->vfs_rwsem);
+	pci_set_drvdata(pdev, pf);
+
+	/* VFs left enabled by an earlier binding get fresh state. */
+	if (pci_num_vf(pdev)) {
+		ret = gpup_sim_alloc_vfs(pf, pci_num_vf(pdev));
+		if (ret)
+			return ret;
+		gpup_sim_name_vfs(pf);
+	}
+	pf->prov = gpup_register_pf(pdev, &gpup_sim_ops);
+	if (IS_ERR(pf->prov)) {
+		ret = PTR_ERR(pf->prov);
+		goto err_free;
+	}
+	if (num_vfs && !pci_num_vf(pdev)) {
 		ret = gpup_sim_sriov_configure(pdev, num_vfs);
 		if (ret < 0)
-			return ret;
+			goto err_unregister;
 	}
+	pci_info(pdev, "gpup_sim: simulated GPU PF, %u MiB VRAM per VF\n",
+		 gpup_sim_vram_mb);
 	return 0;
+
+err_unregister:
+	gpup_unregister_pf(pf->prov);
+err_free:
+	gpup_sim_free_vfs(pf);
+	return ret;
 }
 
 static void gpup_sim_remove(struct pci_dev *pdev)
 {
-	pci_disable_sriov(pdev);
+	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
+
+	/* Fence the ops first: calls in flight finish, later ones fail. */
+	gpup_unregister_pf(pf->prov);
+	if (gpup_sim_vfs_in_use(pdev))
+		pci_info(pdev, "gpup_sim: VFs in use, SR-IOV stays enabled\n");
+	else
+		pci_disable_sriov(pdev);
+	gpup_sim_free_vfs(pf);
 }
 
 /* Empty: gpup_sim binds only through driver_override, never by ID. */
@@ -62,8 +198,26 @@ static struct pci_driver gpup_sim_driver = {
 	.sriov_configure = gpup_sim_sriov_configure,
 };
 
-module_pci_driver(gpup_sim_driver);
+static int __init gpup_sim_init(void)
+{
+	int ret;
+
+	gpup_sim_debugfs_init();
+	ret = pci_register_driver(&gpup_sim_driver);
+	if (ret)
+		gpup_sim_debugfs_exit();
+	return ret;
+}
+module_init(gpup_sim_init);
+
+static void __exit gpup_sim_exit(void)
+{
+	pci_unregister_driver(&gpup_sim_driver);
+	gpup_sim_debugfs_exit();
+}
+module_exit(gpup_sim_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("The gpup-vfio authors");
 MODULE_DESCRIPTION("Simulated GPU PF providing GPU-P migration for its VFs");
+MODULE_IMPORT_NS(GPUP);

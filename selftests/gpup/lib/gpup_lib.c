@@ -220,8 +220,10 @@ int gpup_iommu_group(const char *bdf)
 	return atoi(base ? base + 1 : link);
 }
 
-int gpup_setup_pf(char *pf, int nvfs)
+int gpup_setup_pf_vram(char *pf, int nvfs, int vram_mb)
 {
+	char params[32];
+	long cur;
 	int ret;
 
 	if (gpup_run("modprobe -a vfio_iommu_type1 gpup_vfio_pci gpup_sim"))
@@ -232,7 +234,40 @@ int gpup_setup_pf(char *pf, int nvfs)
 	ret = gpup_bind_override(pf, "gpup_sim");
 	if (ret)
 		return ret;
+	/* A clean slate: VFs left by an earlier test go first. */
+	ret = gpup_set_numvfs(pf, 0);
+	if (ret)
+		return ret;
+	cur = gpup_read_long("/sys/module/gpup_sim/parameters/vram_mb");
+	if (cur != vram_mb) {
+		snprintf(params, sizeof(params), "vram_mb=%d", vram_mb);
+		ret = gpup_reload_sim(pf, params);
+		if (ret)
+			return ret;
+	}
 	return gpup_set_numvfs(pf, nvfs);
+}
+
+int gpup_setup_pf(char *pf, int nvfs)
+{
+	return gpup_setup_pf_vram(pf, nvfs, GPUP_SIM_VRAM_MB);
+}
+
+int gpup_reload_sim(const char *pf, const char *params)
+{
+	int ret;
+
+	ret = gpup_set_numvfs(pf, 0);
+	if (ret)
+		return ret;
+	ret = gpup_unbind(pf);
+	if (ret)
+		return ret;
+	if (gpup_run("rmmod gpup_sim"))
+		return -EBUSY;
+	if (gpup_run("modprobe gpup_sim %s", params))
+		return -ENOENT;
+	return gpup_bind_override(pf, "gpup_sim");
 }
 
 int gpup_setup_vf(char *pf, int nvfs, int idx, char *vf)

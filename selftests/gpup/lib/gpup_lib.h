@@ -36,8 +36,17 @@ int gpup_set_numvfs(const char *pf, int n);
 int gpup_vf_bdf(const char *pf, int idx, char *bdf);
 int gpup_iommu_group(const char *bdf);
 
-/* Loads the modules, binds gpup_sim to the PF, enables @nvfs VFs. */
+#define GPUP_SIM_VRAM_MB	16	/* gpup_sim's default */
+
+/*
+ * Loads the modules, binds gpup_sim to the PF (reloading it if its VRAM
+ * size differs from @vram_mb) and enables @nvfs fresh VFs.
+ */
+int gpup_setup_pf_vram(char *pf, int nvfs, int vram_mb);
+/* The same with the default VRAM size. */
 int gpup_setup_pf(char *pf, int nvfs);
+/* Reloads gpup_sim with module @params and binds it to @pf again. */
+int gpup_reload_sim(const char *pf, const char *params);
 /* As above, and binds VF @idx to gpup_vfio_pci. */
 int gpup_setup_vf(char *pf, int nvfs, int idx, char *vf);
 

@@ -319,18 +319,3 @@ out:
 	gpup_buf_free(&b);
 	return ret;
 }
-
-int gpup_reload_sim(const char *pf, const char *params)
-{
-	int ret;
-
-	ret = gpup_set_numvfs(pf, 0);
-	if (ret)
-		return ret;
-	gpup_unbind(pf);
-	if (gpup_run("rmmod gpup_sim"))
-		return -EBUSY;
-	if (gpup_run("modprobe gpup_sim %s", params))
-		return -ENOENT;
-	return gpup_bind_override(pf, "gpup_sim");
-}

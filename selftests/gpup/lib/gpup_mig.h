@@ -51,8 +51,6 @@ int gpup_save_stop_copy(int src, struct gpup_buf *out);
 int gpup_load(int dst, const struct gpup_buf *in);
 int gpup_migrate_precopy(const char *src_vf, int src, int dst, int rounds,
 			 unsigned long steps);
-/* Reloads gpup_sim with module @params and binds it to @pf again. */
-int gpup_reload_sim(const char *pf, const char *params);
 
 /* gpup_sim debugfs of a VF */
 int gpup_sim_digest(const char *vf, char *digest);

@@ -128,6 +128,21 @@ struct file *gpup_mig_file_filp(struct gpup_mig_file *mf)
 	return mf->filp;
 }
 
+/*
+ * A data_fd works only while its device is in the file's generation and
+ * the provider is registered: bytes already staged are not handed out
+ * once either is gone, since the migration cannot complete any more.
+ */
+static int gpup_mig_file_alive(struct gpup_mig_file *mf)
+{
+	int ret;
+
+	ret = gpup_vfio_op_enter(mf->gdev, mf->gen);
+	if (!ret)
+		gpup_vfio_op_exit(mf->gdev);
+	return ret;
+}
+
 #define GPUP_OPS(mf) ((mf)->gdev->prov->ops)
 #define GPUP_PF(mf) ((mf)->gdev->prov->pf)
 
@@ -341,10 +356,9 @@ static ssize_t gpup_save_read(struct file *filp, char __user *buf,
 		ret = mf->error;
 		goto out;
 	}
-	if (mf->gen != READ_ONCE(mf->gdev->gen)) {
-		ret = -ENODEV;
+	ret = gpup_mig_file_alive(mf);
+	if (ret)
 		goto out;
-	}
 	while (done < len) {
 		if (mf->out_pos == mf->out_len) {
 			ret = gpup_save_next(mf);
@@ -871,10 +885,9 @@ static ssize_t gpup_resume_write(struct file *filp, const char __user *buf,
 		ret = mf->error;
 		goto out;
 	}
-	if (mf->gen != READ_ONCE(mf->gdev->gen)) {
-		ret = -ENODEV;
+	ret = gpup_mig_file_alive(mf);
+	if (ret)
 		goto out;
-	}
 	room = (size_t)mf->run_pages * mf->gdev->caps.page_size;
 	while (done < len) {
 		n = min(len - done, room);

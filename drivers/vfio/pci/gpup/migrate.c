@@ -207,8 +207,10 @@ static struct file *gpup_vfio_step_locked(struct gpup_vfio_dev *gdev,
 		   (cur == VFIO_DEVICE_STATE_STOP &&
 		    new == VFIO_DEVICE_STATE_RUNNING_P2P)) {
 		/* The VF is paused since RUNNING_P2P: nothing runs. */
-	} else if (cur == VFIO_DEVICE_STATE_RUNNING &&
-		   new == VFIO_DEVICE_STATE_PRE_COPY) {
+	} else if ((cur == VFIO_DEVICE_STATE_RUNNING &&
+		    new == VFIO_DEVICE_STATE_PRE_COPY) ||
+		   (cur == VFIO_DEVICE_STATE_RUNNING_P2P &&
+		    new == VFIO_DEVICE_STATE_PRE_COPY_P2P)) {
 		return gpup_vfio_start_source_locked(gdev, true);
 	} else if (cur == VFIO_DEVICE_STATE_STOP &&
 		   new == VFIO_DEVICE_STATE_STOP_COPY) {

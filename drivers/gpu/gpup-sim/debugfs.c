@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gpup_sim debugfs: /sys/kernel/debug/gpup_sim/<VF>/
+ *
+ *   profile   r: key=value lines; w: a profile id (resets the VF)
+ *   digest    r: SHA-256 of all VF state, VRAM included
+ *   steps     r: steps since the last reset
+ *   run       w: N, run N steps now (EBUSY while paused)
+ *   dirty     r: dirty pages (not cleared by reading)
+ *   free_run  rw: 0/1, steps run on a timer
+ *   paused    r: 0/1
+ *   pause     w: 0/1, pause or resume (test hook, as set_pause_state)
+ *   track     w: 1 starts, 0 stops dirty tracking (test hook)
+ *   seed      rw: seed of the initial state; writing resets the VF
+ *   fault     rw: "<op> <errno>" fails the next call of op once
+ *   reset     w: 1, reset the VF as reset_vf does
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <crypto/sha2.h>
+#include <linux/debugfs.h>
+#include <linux/kernel.h>
+#include <linux/seq_file.h>
+#include <linux/uaccess.h>
+
+#include "gpup_sim.h"
+
+static struct dentry *gpup_sim_debugfs_root;
+
+static int gpup_sim_profile_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	mutex_lock(&vf->lock);
+	seq_printf(s, "profile_id=%u\nengines=%u\nfw_version=0x%08x\n",
+		   vf->profile.id, vf->profile.engines,
+		   vf->profile.fw_version);
+	seq_printf(s, "drv_version=0x%08x\ndevice_id=0x%04x\n",
+		   vf->profile.drv_version, vf->profile.device_id);
+	seq_printf(s, "vram_size=%llu\npage_size=%u\nformat=1.0\n",
+		   vf->vram_size, GPUP_SIM_PAGE_SIZE);
+	mutex_unlock(&vf->lock);
+	return 0;
+}
+
+static int gpup_sim_digest_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u8 d[SHA256_DIGEST_SIZE];
+	int ret;
+
+	mutex_lock(&vf->lock);
+	ret = gpup_sim_digest_locked(vf, d);
+	mutex_unlock(&vf->lock);
+	if (!ret)
+		seq_printf(s, "%*phN\n", (int)sizeof(d), d);
+	return ret;
+}
+
+static int gpup_sim_fault_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	mutex_lock(&vf->lock);
+	if (vf->fault_op[0])
+		seq_printf(s, "%s %d\n", vf->fault_op, vf->fault_err);
+	else
+		seq_puts(s, "none\n");
+	mutex_unlock(&vf->lock);
+	return 0;
+}
+
+static int gpup_sim_u64_show(struct seq_file *s, u64 v)
+{
+	seq_printf(s, "%llu\n", v);
+	return 0;
+}
+
+static int gpup_sim_steps_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->sched.steps;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+static int gpup_sim_dirty_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = bitmap_weight(vf->dirty, vf->vram_size / GPUP_SIM_PAGE_SIZE);
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+static int gpup_sim_free_run_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	return gpup_sim_u64_show(s, READ_ONCE(vf->free_run));
+}
+
+static int gpup_sim_paused_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	return gpup_sim_u64_show(s, READ_ONCE(vf->paused));
+}
+
+static int gpup_sim_seed_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	return gpup_sim_u64_show(s, READ_ONCE(vf->seed));
+}
+
+/* Read a short user string into @buf, NUL terminated, newline dropped. */
+static int gpup_sim_get_arg(const char __user *ubuf, size_t len, char *buf,
+			    size_t size)
+{
+	if (len >= size)
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = 0;
+	strim(buf);
+	return 0;
+}
+
+static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
+			      size_t len, loff_t *ppos)
+{
+	struct seq_file *s = file->private_data;
+	struct gpup_sim_vf *vf = s->private;
+	const char *name = file->f_path.dentry->d_name.name;
+	const struct gpup_sim_profile *prof;
+	char buf[64], op[32];
+	unsigned long long v;
+	int ret, err;
+
+	ret = gpup_sim_get_arg(ubuf, len, buf, sizeof(buf));
+	if (ret)
+		return ret;
+	if (!strcmp(name, "fault")) {
+		if (sscanf(buf, "%31s %d", op, &err) != 2 || err >= 0 ||
+		    err < -MAX_ERRNO)
+			return -EINVAL;
+	} else {
+		ret = kstrtoull(buf, 0, &v);
+		if (ret)
+			return ret;
+	}
+
+	mutex_lock(&vf->lock);
+	if (!strcmp(name, "run")) {
+		ret = gpup_sim_run_locked(vf, v);
+	} else if (!strcmp(name, "free_run")) {
+		vf->free_run = !!v;
+		if (vf->free_run)
+			schedule_delayed_work(&vf->work, 0);
+	} else if (!strcmp(name, "pause")) {
+		ret = gpup_sim_set_pause_locked(vf, !!v);
+	} else if (!strcmp(name, "track")) {
+		ret = gpup_sim_track_locked(vf, !!v);
+	} else if (!strcmp(name, "fault")) {
+		strscpy(vf->fault_op, op, sizeof(vf->fault_op));
+		vf->fault_err = err;
+	} else if (!strcmp(name, "reset")) {
+		if (gpup_sim_fault_locked(vf, "reset_vf", &err))
+			ret = err;
+		else
+			gpup_sim_reset_locked(vf);
+	} else if (vf->migrating) {
+		/* profile and seed reset the VF: not mid-migration */
+		ret = -EBUSY;
+	} else if (!strcmp(name, "seed")) {
+		vf->seed = v;
+		gpup_sim_reset_locked(vf);
+	} else if (!strcmp(name, "profile")) {
+		prof = gpup_sim_find_profile(v);
+		if (prof) {
+			vf->profile = *prof;
+			gpup_sim_reset_locked(vf);
+		} else {
+			ret = -EINVAL;
+		}
+	} else {
+		ret = -EINVAL;
+	}
+	mutex_unlock(&vf->lock);
+	return ret ? ret : len;
+}
+
+static int gpup_sim_none_show(struct seq_file *s, void *unused)
+{
+	return 0;
+}
+
+#define GPUP_SIM_FILE(_name)						\
+static int gpup_sim_##_name##_open(struct inode *inode, struct file *file) \
+{									\
+	return single_open(file, gpup_sim_##_name##_show, inode->i_private); \
+}									\
+static const struct file_operations gpup_sim_##_name##_fops = {	\
+	.owner = THIS_MODULE,						\
+	.open = gpup_sim_##_name##_open,				\
+	.read = seq_read,						\
+	.write = gpup_sim_write,					\
+	.llseek = seq_lseek,						\
+	.release = single_release,					\
+}
+
+GPUP_SIM_FILE(profile);
+GPUP_SIM_FILE(digest);
+GPUP_SIM_FILE(steps);
+GPUP_SIM_FILE(dirty);
+GPUP_SIM_FILE(free_run);
+GPUP_SIM_FILE(paused);
+GPUP_SIM_FILE(seed);
+GPUP_SIM_FILE(fault);
+GPUP_SIM_FILE(none);
+
+/**
+ * gpup_sim_debugfs_vf() - create a VF's debugfs directory
+ * @vf: the VF
+ * @name: the VF's PCI name
+ */
+void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
+{
+	struct dentry *d;
+
+	if (vf->dir)
+		return;
+	d = debugfs_create_dir(name, gpup_sim_debugfs_root);
+	vf->dir = d;
+	debugfs_create_file("profile", 0644, d, vf, &gpup_sim_profile_fops);
+	debugfs_create_file("digest", 0444, d, vf, &gpup_sim_digest_fops);
+	debugfs_create_file("steps", 0444, d, vf, &gpup_sim_steps_fops);
+	debugfs_create_file("run", 0200, d, vf, &gpup_sim_none_fops);
+	debugfs_create_file("dirty", 0444, d, vf, &gpup_sim_dirty_fops);
+	debugfs_create_file("free_run", 0644, d, vf, &gpup_sim_free_run_fops);
+	debugfs_create_file("paused", 0444, d, vf, &gpup_sim_paused_fops);
+	debugfs_create_file("pause", 0200, d, vf, &gpup_sim_none_fops);
+	debugfs_create_file("track", 0200, d, vf, &gpup_sim_none_fops);
+	debugfs_create_file("seed", 0644, d, vf, &gpup_sim_seed_fops);
+	debugfs_create_file("fault", 0644, d, vf, &gpup_sim_fault_fops);
+	debugfs_create_file("reset", 0200, d, vf, &gpup_sim_none_fops);
+}
+
+/** gpup_sim_debugfs_init() - create the debugfs root */
+void gpup_sim_debugfs_init(void)
+{
+	gpup_sim_debugfs_root = debugfs_create_dir("gpup_sim", NULL);
+}
+
+/** gpup_sim_debugfs_exit() - remove the debugfs root */
+void gpup_sim_debugfs_exit(void)
+{
+	debugfs_remove_recursive(gpup_sim_debugfs_root);
+}

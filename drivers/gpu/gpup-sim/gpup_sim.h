@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * gpup_sim internal definitions: a simulated GPU PF and its VFs.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#ifndef GPUP_SIM_H
+#define GPUP_SIM_H
+
+#include <linux/gpup_migration.h>
+#include <linux/mutex.h>
+#include <linux/rwsem.h>
+#include <linux/workqueue.h>
+
+#define GPUP_SIM_MAX_ENGINES	4
+#define GPUP_SIM_CTX_REGS	16
+#define GPUP_SIM_PAGE_SIZE	4096
+#define GPUP_SIM_PROVIDER_ID	0x80865349	/* Intel's vendor id, "SI" */
+
+/**
+ * struct gpup_sim_profile - what never changes in a VF's life
+ * @id: profile id (the GPU-P partition type)
+ * @engines: engine count
+ * @fw_version: firmware version
+ * @drv_version: driver version
+ * @device_id: device id the VF reports
+ */
+struct gpup_sim_profile {
+	u32 id;
+	u32 engines;
+	u32 fw_version;
+	u32 drv_version;
+	u32 device_id;
+};
+
+/**
+ * struct gpup_sim_engine - mutable state of one engine
+ * @ctx: context registers
+ * @ring_head: ring buffer head
+ * @ring_tail: ring buffer tail
+ * @fence_seqno: last fence emitted
+ * @fence_done: last fence completed
+ */
+struct gpup_sim_engine {
+	u32 ctx[GPUP_SIM_CTX_REGS];
+	u32 ring_head;
+	u32 ring_tail;
+	u64 fence_seqno;
+	u64 fence_done;
+};
+
+/**
+ * struct gpup_sim_sched - mutable scheduler state
+ * @cur_engine: engine of the last step
+ * @timeslice: position in the time slice
+ * @steps: steps run since the last reset
+ * @rng: PRNG state the steps draw from
+ */
+struct gpup_sim_sched {
+	u32 cur_engine;
+	u32 timeslice;
+	u64 steps;
+	u64 rng;
+};
+
+struct gpup_sim_pf;
+
+/**
+ * struct gpup_sim_vf - one simulated VF
+ * @pf: its PF
+ * @idx: VF index
+ * @lock: protects every field below
+ * @profile: immutable profile
+ * @seed: seed of the initial state
+ * @eng: engine states
+ * @sched: scheduler state
+ * @vram: VF-local memory
+ * @vram_size: bytes of @vram
+ * @dirty: one bit per VRAM page written while tracking
+ * @track_refs: nested start_dirty_tracking calls
+ * @paused: removed from scheduling: no step runs
+ * @migrating: between prepare_live_migration and end_live_migration
+ * @imm_ok: restore_immutable accepted data (target side)
+ * @free_run: steps run from @work on their own
+ * @fault_op: name of the op armed to fail, "" if none
+ * @fault_err: the errno it fails with
+ * @work: free-running steps
+ * @dir: debugfs directory
+ */
+struct gpup_sim_vf {
+	struct gpup_sim_pf *pf;
+	unsigned int idx;
+	struct mutex lock;	/* protects the fields below */
+	struct gpup_sim_profile profile;
+	u64 seed;
+	struct gpup_sim_engine eng[GPUP_SIM_MAX_ENGINES];
+	struct gpup_sim_sched sched;
+	u8 *vram;
+	u64 vram_size;
+	unsigned long *dirty;
+	int track_refs;
+	bool paused;
+	bool migrating;
+	bool imm_ok;
+	bool free_run;
+	char fault_op[32];
+	int fault_err;
+	struct delayed_work work;
+	struct dentry *dir;
+};
+
+/**
+ * struct gpup_sim_pf - the simulated PF
+ * @pdev: the PF
+ * @prov: our provider registration
+ * @vfs_rwsem: protects @vfs and @nvfs: read by op calls, written when
+ *	VFs are created or destroyed
+ * @nvfs: VFs with state
+ * @vfs: their state
+ * @dir: debugfs directory of the PF
+ */
+struct gpup_sim_pf {
+	struct pci_dev *pdev;
+	struct gpup_provider *prov;
+	struct rw_semaphore vfs_rwsem;	/* protects vfs and nvfs */
+	unsigned int nvfs;
+	struct gpup_sim_vf *vfs;
+	struct dentry *dir;
+};
+
+extern const struct gpup_migration_ops gpup_sim_ops;
+extern unsigned int gpup_sim_vram_mb;
+extern unsigned int gpup_sim_profile_id;
+extern unsigned long gpup_sim_seed;
+
+const struct gpup_sim_profile *gpup_sim_find_profile(u32 id);
+int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
+		     unsigned int idx);
+void gpup_sim_vf_fini(struct gpup_sim_vf *vf);
+void gpup_sim_reset_locked(struct gpup_sim_vf *vf);
+int gpup_sim_run_locked(struct gpup_sim_vf *vf, unsigned long n);
+int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out);
+bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op, int *err);
+int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause);
+int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start);
+
+void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name);
+void gpup_sim_debugfs_init(void);
+void gpup_sim_debugfs_exit(void);
+
+#endif /* GPUP_SIM_H */

@@ -1,0 +1,726 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gpup_sim VF state: the deterministic engine and the GPU-P migration ops.
+ *
+ * A step is a pure function of the VF's whole state: it advances a PRNG,
+ * mixes in a word read from VRAM (so VRAM contents steer every later
+ * step), rewrites a few VRAM pages, marks them dirty and advances one
+ * engine's ring, fences and context registers.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <crypto/sha2.h>
+#include <linux/bitmap.h>
+#include <linux/crc32c.h>
+#include <linux/debugfs.h>
+#include <linux/pci.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uio.h>
+#include <linux/vmalloc.h>
+
+#include "gpup_sim.h"
+
+#define GPUP_SIM_PAGES_PER_STEP	4
+#define GPUP_SIM_IMM_MAGIC	0x4d495347	/* "GSIM" */
+#define GPUP_SIM_MUT_MAGIC	0x554d5347	/* "GSMU" */
+#define GPUP_SIM_MAJOR		1
+#define GPUP_SIM_MINOR		0
+
+static const struct gpup_sim_profile gpup_sim_profiles[] = {
+	{ .id = 1, .engines = 4, .fw_version = 0x00010203,
+	  .drv_version = 0x00060c00, .device_id = 0x1001 },
+	{ .id = 2, .engines = 2, .fw_version = 0x00020001,
+	  .drv_version = 0x00060c00, .device_id = 0x1002 },
+};
+
+/* Immutable data: the profile and what validates it. */
+struct gpup_sim_imm {
+	__le32 magic;
+	__le16 major;
+	__le16 minor;
+	__le32 profile_id;
+	__le32 engines;
+	__le32 fw_version;
+	__le32 drv_version;
+	__le32 device_id;
+	__le32 page_size;
+	__le64 vram_size;
+	__le32 reserved;
+	__le32 crc;
+} __packed;
+
+struct gpup_sim_mut_engine {
+	__le32 ctx[GPUP_SIM_CTX_REGS];
+	__le32 ring_head;
+	__le32 ring_tail;
+	__le64 fence_seqno;
+	__le64 fence_done;
+} __packed;
+
+/* Mutable data: engines and scheduler. */
+struct gpup_sim_mut {
+	__le32 magic;
+	__le16 major;
+	__le16 minor;
+	__le32 profile_id;
+	__le32 engines;
+	__le32 cur_engine;
+	__le32 timeslice;
+	__le64 steps;
+	__le64 rng;
+	struct gpup_sim_mut_engine eng[GPUP_SIM_MAX_ENGINES];
+	__le32 reserved;
+	__le32 crc;
+} __packed;
+
+static u32 gpup_sim_crc(const void *p, size_t len)
+{
+	return ~crc32c(~0U, p, len);
+}
+
+/**
+ * gpup_sim_find_profile() - look up a profile
+ * @id: profile id
+ *
+ * Return: the profile, or NULL if there is none with @id.
+ */
+const struct gpup_sim_profile *gpup_sim_find_profile(u32 id)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(gpup_sim_profiles); i++)
+		if (gpup_sim_profiles[i].id == id)
+			return &gpup_sim_profiles[i];
+	return NULL;
+}
+
+/* splitmix64: the PRNG every step draws from. */
+static u64 gpup_sim_next(u64 *x)
+{
+	u64 z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static u64 gpup_sim_npages(const struct gpup_sim_vf *vf)
+{
+	return vf->vram_size / GPUP_SIM_PAGE_SIZE;
+}
+
+/**
+ * gpup_sim_reset_locked() - put a VF in its initial state
+ * @vf: the VF; caller holds @vf->lock
+ *
+ * The initial state is a function of the seed and the profile only:
+ * VRAM cleared, engines seeded, unpaused, not migrating, not tracking.
+ */
+void gpup_sim_reset_locked(struct gpup_sim_vf *vf)
+{
+	u64 x = vf->seed * 0x2545f4914f6cdd1dULL ^ vf->profile.id;
+	unsigned int e, r;
+
+	lockdep_assert_held(&vf->lock);
+	memset(vf->eng, 0, sizeof(vf->eng));
+	for (e = 0; e < vf->profile.engines; e++)
+		for (r = 0; r < GPUP_SIM_CTX_REGS; r++)
+			vf->eng[e].ctx[r] = gpup_sim_next(&x);
+	memset(&vf->sched, 0, sizeof(vf->sched));
+	vf->sched.rng = gpup_sim_next(&x);
+	memset(vf->vram, 0, vf->vram_size);
+	bitmap_zero(vf->dirty, gpup_sim_npages(vf));
+	vf->track_refs = 0;
+	vf->paused = false;
+	vf->migrating = false;
+	vf->imm_ok = false;
+}
+
+static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
+{
+	u64 npages = gpup_sim_npages(vf), r, w = 0, page;
+	struct gpup_sim_engine *eng;
+	unsigned int e, k;
+
+	r = gpup_sim_next(&vf->sched.rng);
+	/* What VRAM holds steers the rest. */
+	page = (r >> 8) % npages;
+	vf->sched.rng ^= *(u64 *)(vf->vram + page * GPUP_SIM_PAGE_SIZE +
+				  (r & 0xff8));
+	e = (r >> 40) % vf->profile.engines;
+	eng = &vf->eng[e];
+	for (k = 0; k < GPUP_SIM_PAGES_PER_STEP; k++) {
+		w = gpup_sim_next(&vf->sched.rng);
+		page = w % npages;
+		memset64((u64 *)(vf->vram + page * GPUP_SIM_PAGE_SIZE),
+			 w ^ eng->fence_seqno, GPUP_SIM_PAGE_SIZE / 8);
+		if (vf->track_refs)
+			set_bit(page, vf->dirty);
+	}
+	eng->ring_tail = (eng->ring_tail + 64) & 0xffff;
+	eng->ring_head = (eng->ring_tail + 0xffc0) & 0xffff;
+	eng->fence_done = eng->fence_seqno;
+	eng->fence_seqno++;
+	eng->ctx[r % GPUP_SIM_CTX_REGS] ^= (u32)w;
+	vf->sched.cur_engine = e;
+	vf->sched.timeslice = (vf->sched.timeslice + 1) % 8;
+	vf->sched.steps++;
+}
+
+/**
+ * gpup_sim_run_locked() - run steps
+ * @vf: the VF; caller holds @vf->lock
+ * @n: steps to run
+ *
+ * Return: 0, or -EBUSY while the VF is paused (no step runs then).
+ */
+int gpup_sim_run_locked(struct gpup_sim_vf *vf, unsigned long n)
+{
+	lockdep_assert_held(&vf->lock);
+	if (vf->paused)
+		return -EBUSY;
+	while (n--)
+		gpup_sim_step_locked(vf);
+	return 0;
+}
+
+static void gpup_sim_imm_fill(const struct gpup_sim_vf *vf,
+			      struct gpup_sim_imm *imm)
+{
+	memset(imm, 0, sizeof(*imm));
+	imm->magic = cpu_to_le32(GPUP_SIM_IMM_MAGIC);
+	imm->major = cpu_to_le16(GPUP_SIM_MAJOR);
+	imm->minor = cpu_to_le16(GPUP_SIM_MINOR);
+	imm->profile_id = cpu_to_le32(vf->profile.id);
+	imm->engines = cpu_to_le32(vf->profile.engines);
+	imm->fw_version = cpu_to_le32(vf->profile.fw_version);
+	imm->drv_version = cpu_to_le32(vf->profile.drv_version);
+	imm->device_id = cpu_to_le32(vf->profile.device_id);
+	imm->page_size = cpu_to_le32(GPUP_SIM_PAGE_SIZE);
+	imm->vram_size = cpu_to_le64(vf->vram_size);
+	imm->crc = cpu_to_le32(gpup_sim_crc(imm, offsetof(struct gpup_sim_imm,
+							   crc)));
+}
+
+static void gpup_sim_mut_fill(const struct gpup_sim_vf *vf,
+			      struct gpup_sim_mut *mut)
+{
+	unsigned int e, r;
+
+	memset(mut, 0, sizeof(*mut));
+	mut->magic = cpu_to_le32(GPUP_SIM_MUT_MAGIC);
+	mut->major = cpu_to_le16(GPUP_SIM_MAJOR);
+	mut->minor = cpu_to_le16(GPUP_SIM_MINOR);
+	mut->profile_id = cpu_to_le32(vf->profile.id);
+	mut->engines = cpu_to_le32(vf->profile.engines);
+	mut->cur_engine = cpu_to_le32(vf->sched.cur_engine);
+	mut->timeslice = cpu_to_le32(vf->sched.timeslice);
+	mut->steps = cpu_to_le64(vf->sched.steps);
+	mut->rng = cpu_to_le64(vf->sched.rng);
+	for (e = 0; e < GPUP_SIM_MAX_ENGINES; e++) {
+		const struct gpup_sim_engine *s = &vf->eng[e];
+		struct gpup_sim_mut_engine *d = &mut->eng[e];
+
+		for (r = 0; r < GPUP_SIM_CTX_REGS; r++)
+			d->ctx[r] = cpu_to_le32(s->ctx[r]);
+		d->ring_head = cpu_to_le32(s->ring_head);
+		d->ring_tail = cpu_to_le32(s->ring_tail);
+		d->fence_seqno = cpu_to_le64(s->fence_seqno);
+		d->fence_done = cpu_to_le64(s->fence_done);
+	}
+	mut->crc = cpu_to_le32(gpup_sim_crc(mut, offsetof(struct gpup_sim_mut,
+							   crc)));
+}
+
+/**
+ * gpup_sim_digest_locked() - SHA-256 over all of a VF's state
+ * @vf: the VF; caller holds @vf->lock
+ * @out: SHA256_DIGEST_SIZE bytes
+ *
+ * Covers the profile (the immutable data), the engines and scheduler (the
+ * mutable data) and every byte of VRAM.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
+{
+	struct sha256_state *sha;
+	struct gpup_sim_imm imm;
+	struct gpup_sim_mut *mut;
+
+	sha = kmalloc(sizeof(*sha), GFP_KERNEL);
+	mut = kmalloc(sizeof(*mut), GFP_KERNEL);
+	if (!sha || !mut) {
+		kfree(sha);
+		kfree(mut);
+		return -ENOMEM;
+	}
+	gpup_sim_imm_fill(vf, &imm);
+	gpup_sim_mut_fill(vf, mut);
+	sha256_init(sha);
+	sha256_update(sha, (u8 *)&imm, sizeof(imm));
+	sha256_update(sha, (u8 *)mut, sizeof(*mut));
+	sha256_update(sha, vf->vram, vf->vram_size);
+	sha256_final(sha, out);
+	kfree(mut);
+	kfree(sha);
+	return 0;
+}
+
+/**
+ * gpup_sim_fault_locked() - fire an armed fault
+ * @vf: the VF; caller holds @vf->lock
+ * @op: the op being called
+ * @err: set to the armed errno if it fires
+ *
+ * Return: true once, for the first call of the armed op.
+ */
+bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op, int *err)
+{
+	if (!vf->fault_op[0] || strcmp(vf->fault_op, op))
+		return false;
+	vf->fault_op[0] = 0;
+	*err = vf->fault_err;
+	return true;
+}
+
+/**
+ * gpup_sim_set_pause_locked() - pause or resume a VF
+ * @vf: the VF; caller holds @vf->lock
+ * @pause: true to stop it
+ *
+ * Return: 0, or an injected fault.
+ */
+int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause)
+{
+	int err;
+
+	if (gpup_sim_fault_locked(vf, "set_pause_state", &err))
+		return err;
+	vf->paused = pause;
+	return 0;
+}
+
+/**
+ * gpup_sim_track_locked() - start or stop (nested) dirty tracking
+ * @vf: the VF; caller holds @vf->lock
+ * @start: true to start
+ *
+ * Return: 0, -EINVAL to stop what was not started, or an injected fault.
+ */
+int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start)
+{
+	int err;
+
+	if (start && gpup_sim_fault_locked(vf, "start_dirty_tracking", &err))
+		return err;
+	if (start) {
+		if (!vf->track_refs++)
+			bitmap_zero(vf->dirty, gpup_sim_npages(vf));
+		return 0;
+	}
+	if (!vf->track_refs)
+		return -EINVAL;
+	vf->track_refs--;
+	return 0;
+}
+
+/* Find and lock the VF @idx of @pdev; NULL if it has no state. */
+static struct gpup_sim_vf *gpup_sim_vf_lock(struct pci_dev *pdev,
+					    unsigned int idx)
+{
+	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
+	struct gpup_sim_vf *vf = NULL;
+
+	down_read(&pf->vfs_rwsem);
+	if (idx < pf->nvfs) {
+		vf = &pf->vfs[idx];
+		mutex_lock(&vf->lock);
+	} else {
+		up_read(&pf->vfs_rwsem);
+	}
+	return vf;
+}
+
+static void gpup_sim_vf_unlock(struct gpup_sim_vf *vf)
+{
+	mutex_unlock(&vf->lock);
+	up_read(&vf->pf->vfs_rwsem);
+}
+
+/* Every op starts like this: the VF, locked, and a fault if one is armed. */
+#define GPUP_SIM_OP_BEGIN(pdev, idx, op, vf, err)			\
+	do {								\
+		(vf) = gpup_sim_vf_lock(pdev, idx);			\
+		if (!(vf))						\
+			return -ENODEV;					\
+		if (gpup_sim_fault_locked(vf, op, &(err))) {		\
+			gpup_sim_vf_unlock(vf);				\
+			return err;					\
+		}							\
+	} while (0)
+
+static int gpup_sim_query_caps(struct pci_dev *pdev, unsigned int idx,
+			       struct gpup_migration_caps *caps)
+{
+	struct gpup_sim_vf *vf;
+	int err;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "query_caps", vf, err);
+	caps->flags = GPUP_CAP_LIVE_MIGRATION | GPUP_CAP_DIRTY_TRACKING;
+	caps->provider_id = GPUP_SIM_PROVIDER_ID;
+	caps->profile_id = vf->profile.id;
+	caps->page_size = GPUP_SIM_PAGE_SIZE;
+	caps->vram_size = vf->vram_size;
+	caps->max_immutable_size = sizeof(struct gpup_sim_imm);
+	caps->max_mutable_size = sizeof(struct gpup_sim_mut);
+	gpup_sim_vf_unlock(vf);
+	return 0;
+}
+
+static int gpup_sim_prepare(struct pci_dev *pdev, unsigned int idx,
+			    enum gpup_mig_side side)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "prepare_live_migration", vf, err);
+	if (vf->migrating || (side == GPUP_MIG_TARGET && !vf->paused)) {
+		err = -EBUSY;
+	} else {
+		vf->migrating = true;
+		vf->imm_ok = false;
+	}
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static void gpup_sim_end(struct pci_dev *pdev, unsigned int idx)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+
+	if (!vf)
+		return;
+	vf->migrating = false;
+	vf->imm_ok = false;
+	gpup_sim_vf_unlock(vf);
+}
+
+static int gpup_sim_set_pause_state(struct pci_dev *pdev, unsigned int idx,
+				    bool pause)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	int err;
+
+	if (!vf)
+		return -ENODEV;
+	err = gpup_sim_set_pause_locked(vf, pause);
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static int gpup_sim_save_immutable(struct pci_dev *pdev, unsigned int idx,
+				   void *buf, size_t *size)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "save_immutable", vf, err);
+	if (buf && *size < sizeof(struct gpup_sim_imm))
+		err = -ENOSPC;
+	else if (buf)
+		gpup_sim_imm_fill(vf, buf);
+	if (!err)
+		*size = sizeof(struct gpup_sim_imm);
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static int gpup_sim_save_mutable(struct pci_dev *pdev, unsigned int idx,
+				 void *buf, size_t *size)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "save_mutable", vf, err);
+	if (buf && !vf->paused)
+		err = -EBUSY;
+	else if (buf && *size < sizeof(struct gpup_sim_mut))
+		err = -ENOSPC;
+	else if (buf)
+		gpup_sim_mut_fill(vf, buf);
+	if (!err)
+		*size = sizeof(struct gpup_sim_mut);
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static int gpup_sim_restore_immutable(struct pci_dev *pdev, unsigned int idx,
+				      const void *buf, size_t size)
+{
+	const struct gpup_sim_imm *imm = buf;
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "restore_immutable", vf, err);
+	if (!vf->paused || !vf->migrating) {
+		err = -EBUSY;
+	} else if (size != sizeof(*imm) ||
+		   le32_to_cpu(imm->magic) != GPUP_SIM_IMM_MAGIC ||
+		   le32_to_cpu(imm->crc) !=
+		   gpup_sim_crc(imm, offsetof(struct gpup_sim_imm, crc))) {
+		err = -EBADMSG;
+	} else if (le16_to_cpu(imm->major) != GPUP_SIM_MAJOR ||
+		   le32_to_cpu(imm->profile_id) != vf->profile.id ||
+		   le32_to_cpu(imm->engines) != vf->profile.engines ||
+		   le32_to_cpu(imm->page_size) != GPUP_SIM_PAGE_SIZE ||
+		   le64_to_cpu(imm->vram_size) != vf->vram_size) {
+		/* STATUS_OBJECT_TYPE_MISMATCH */
+		err = -EPROTONOSUPPORT;
+	} else {
+		vf->imm_ok = true;
+	}
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
+				    const void *buf, size_t size)
+{
+	const struct gpup_sim_mut *mut = buf;
+	struct gpup_sim_vf *vf;
+	unsigned int e, r;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "restore_mutable", vf, err);
+	if (!vf->paused || !vf->imm_ok) {
+		err = -EBUSY;
+		goto out;
+	}
+	if (size != sizeof(*mut) ||
+	    le32_to_cpu(mut->magic) != GPUP_SIM_MUT_MAGIC ||
+	    le32_to_cpu(mut->crc) !=
+	    gpup_sim_crc(mut, offsetof(struct gpup_sim_mut, crc)) ||
+	    le32_to_cpu(mut->cur_engine) >= vf->profile.engines) {
+		err = -EBADMSG;
+		goto out;
+	}
+	if (le16_to_cpu(mut->major) != GPUP_SIM_MAJOR ||
+	    le32_to_cpu(mut->profile_id) != vf->profile.id ||
+	    le32_to_cpu(mut->engines) != vf->profile.engines) {
+		err = -EPROTONOSUPPORT;
+		goto out;
+	}
+	vf->sched.cur_engine = le32_to_cpu(mut->cur_engine);
+	vf->sched.timeslice = le32_to_cpu(mut->timeslice);
+	vf->sched.steps = le64_to_cpu(mut->steps);
+	vf->sched.rng = le64_to_cpu(mut->rng);
+	for (e = 0; e < GPUP_SIM_MAX_ENGINES; e++) {
+		const struct gpup_sim_mut_engine *s = &mut->eng[e];
+		struct gpup_sim_engine *d = &vf->eng[e];
+
+		for (r = 0; r < GPUP_SIM_CTX_REGS; r++)
+			d->ctx[r] = le32_to_cpu(s->ctx[r]);
+		d->ring_head = le32_to_cpu(s->ring_head);
+		d->ring_tail = le32_to_cpu(s->ring_tail);
+		d->fence_seqno = le64_to_cpu(s->fence_seqno);
+		d->fence_done = le64_to_cpu(s->fence_done);
+	}
+out:
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static int gpup_sim_start_tracking(struct pci_dev *pdev, unsigned int idx)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	int err;
+
+	if (!vf)
+		return -ENODEV;
+	err = gpup_sim_track_locked(vf, true);
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static void gpup_sim_stop_tracking(struct pci_dev *pdev, unsigned int idx)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+
+	if (!vf)
+		return;
+	gpup_sim_track_locked(vf, false);
+	gpup_sim_vf_unlock(vf);
+}
+
+static long gpup_sim_query_dirty(struct pci_dev *pdev, unsigned int idx,
+				 u64 first, u64 count, unsigned long *bitmap,
+				 bool clear)
+{
+	struct gpup_sim_vf *vf;
+	unsigned long i, end;
+	long n = 0;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "query_dirty", vf, err);
+	if (!vf->track_refs) {
+		n = -EINVAL;
+		goto out;
+	}
+	if (first > gpup_sim_npages(vf) ||
+	    count > gpup_sim_npages(vf) - first) {
+		n = -EINVAL;
+		goto out;
+	}
+	if (bitmap)
+		bitmap_zero(bitmap, count);
+	end = first + count;
+	i = first;
+	for_each_set_bit_from(i, vf->dirty, end) {
+		if (bitmap)
+			__set_bit(i - first, bitmap);
+		if (clear)
+			__clear_bit(i, vf->dirty);
+		n++;
+	}
+out:
+	gpup_sim_vf_unlock(vf);
+	return n;
+}
+
+static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
+				  u64 offset, size_t len, struct iov_iter *to)
+{
+	struct gpup_sim_vf *vf;
+	ssize_t n;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "vram_read", vf, err);
+	if (offset > vf->vram_size || len > vf->vram_size - offset ||
+	    (offset | len) & (GPUP_SIM_PAGE_SIZE - 1)) {
+		n = -EINVAL;
+	} else {
+		n = copy_to_iter(vf->vram + offset, len, to);
+		if (!n && len)
+			n = -EFAULT;
+	}
+	gpup_sim_vf_unlock(vf);
+	return n;
+}
+
+static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
+				   u64 offset, size_t len,
+				   struct iov_iter *from)
+{
+	struct gpup_sim_vf *vf;
+	ssize_t n;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "vram_write", vf, err);
+	if (!vf->paused) {
+		n = -EBUSY;
+	} else if (offset > vf->vram_size || len > vf->vram_size - offset) {
+		n = -EINVAL;
+	} else {
+		n = copy_from_iter(vf->vram + offset, len, from);
+		if (!n && len)
+			n = -EFAULT;
+	}
+	gpup_sim_vf_unlock(vf);
+	return n;
+}
+
+static int gpup_sim_reset_vf(struct pci_dev *pdev, unsigned int idx)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	GPUP_SIM_OP_BEGIN(pdev, idx, "reset_vf", vf, err);
+	gpup_sim_reset_locked(vf);
+	gpup_sim_vf_unlock(vf);
+	return 0;
+}
+
+const struct gpup_migration_ops gpup_sim_ops = {
+	.owner = THIS_MODULE,
+	.query_caps = gpup_sim_query_caps,
+	.prepare_live_migration = gpup_sim_prepare,
+	.end_live_migration = gpup_sim_end,
+	.set_pause_state = gpup_sim_set_pause_state,
+	.save_immutable = gpup_sim_save_immutable,
+	.save_mutable = gpup_sim_save_mutable,
+	.restore_immutable = gpup_sim_restore_immutable,
+	.restore_mutable = gpup_sim_restore_mutable,
+	.start_dirty_tracking = gpup_sim_start_tracking,
+	.query_dirty = gpup_sim_query_dirty,
+	.stop_dirty_tracking = gpup_sim_stop_tracking,
+	.vram_read = gpup_sim_vram_read,
+	.vram_write = gpup_sim_vram_write,
+	.reset_vf = gpup_sim_reset_vf,
+};
+
+static void gpup_sim_free_run(struct work_struct *work)
+{
+	struct gpup_sim_vf *vf = container_of(to_delayed_work(work),
+					      struct gpup_sim_vf, work);
+	bool again;
+
+	mutex_lock(&vf->lock);
+	if (vf->free_run && !vf->paused)
+		gpup_sim_run_locked(vf, 2);
+	again = vf->free_run;
+	mutex_unlock(&vf->lock);
+	if (again)
+		schedule_delayed_work(&vf->work, msecs_to_jiffies(20));
+}
+
+/**
+ * gpup_sim_vf_init() - set up a VF's state
+ * @vf: zeroed VF state
+ * @pf: its PF
+ * @idx: VF index
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
+		     unsigned int idx)
+{
+	const struct gpup_sim_profile *prof;
+	vf->pf = pf;
+	vf->idx = idx;
+	mutex_init(&vf->lock);
+	INIT_DELAYED_WORK(&vf->work, gpup_sim_free_run);
+	prof = gpup_sim_find_profile(gpup_sim_profile_id);
+	vf->profile = *(prof ? prof : &gpup_sim_profiles[0]);
+	vf->seed = gpup_sim_seed;
+	vf->vram_size = (u64)gpup_sim_vram_mb << 20;
+	vf->vram = vzalloc(vf->vram_size);
+	vf->dirty = bitmap_zalloc(gpup_sim_npages(vf), GFP_KERNEL);
+	if (!vf->vram || !vf->dirty) {
+		vfree(vf->vram);
+		bitmap_free(vf->dirty);
+		mutex_destroy(&vf->lock);
+		return -ENOMEM;
+	}
+	mutex_lock(&vf->lock);
+	gpup_sim_reset_locked(vf);
+	mutex_unlock(&vf->lock);
+	return 0;
+}
+
+/**
+ * gpup_sim_vf_fini() - free a VF's state
+ * @vf: the VF
+ */
+void gpup_sim_vf_fini(struct gpup_sim_vf *vf)
+{
+	mutex_lock(&vf->lock);
+	vf->free_run = false;
+	mutex_unlock(&vf->lock);
+	cancel_delayed_work_sync(&vf->work);
+	debugfs_remove_recursive(vf->dir);
+	vfree(vf->vram);
+	bitmap_free(vf->dirty);
+	mutex_destroy(&vf->lock);
+}
