@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gpup_sim, the simulated GPU PF: binding by override only, VF lifetime,
+ * the deterministic engine, pausing, free-running and fault injection.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
+
+static void driver_is(struct __test_metadata *_metadata, const char *bdf,
+		      const char *want)
+{
+	char drv[64];
+
+	ASSERT_EQ(0, gpup_driver_of(bdf, drv, sizeof(drv)));
+	EXPECT_STREQ(want, drv);
+}
+
+static void digest(struct __test_metadata *_metadata, const char *vf,
+		   char *d)
+{
+	ASSERT_EQ(0, gpup_sim_digest(vf, d));
+	ASSERT_EQ(64, strlen(d));
+}
+
+/* igb keeps its PF; gpup_sim takes it only through driver_override. */
+TEST(binds_by_override_only)
+{
+	char pf[GPUP_BDF_LEN], path[128];
+
+	ASSERT_EQ(0, gpup_run("modprobe -a igb gpup_vfio_pci gpup_sim"));
+	ASSERT_EQ(0, gpup_find_pf(pf));
+	gpup_set_numvfs(pf, 0);
+	ASSERT_EQ(0, gpup_unbind(pf));
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override",
+		 pf);
+	ASSERT_EQ(0, gpup_write_file(path, "\n"));
+	/* A plain probe: igb claims it by ID, gpup_sim never does. */
+	ASSERT_EQ(0, gpup_write_file("/sys/bus/pci/drivers_probe", "%s", pf));
+	driver_is(_metadata, pf, "igb");
+	/* Asking gpup_sim by name without the override is refused too. */
+	ASSERT_EQ(0, gpup_unbind(pf));
+	EXPECT_NE(0, gpup_write_file("/sys/bus/pci/drivers/gpup_sim/bind",
+				     "%s", pf));
+	driver_is(_metadata, pf, "");
+	ASSERT_EQ(0, gpup_bind_override(pf, "gpup_sim"));
+	driver_is(_metadata, pf, "gpup_sim");
+	gpup_run("rmmod igb");
+}
+
+FIXTURE(sim) {
+	char pf[GPUP_BDF_LEN];
+	char vf[3][GPUP_BDF_LEN];
+};
+
+FIXTURE_SETUP(sim)
+{
+	int i;
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, 3));
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+}
+
+FIXTURE_TEARDOWN(sim)
+{
+	gpup_set_numvfs(self->pf, 0);
+}
+
+TEST_F(sim, profile)
+{
+	char path[128], buf[512];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_sim/%s/profile",
+		 self->vf[0]);
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	EXPECT_NE(NULL, strstr(buf, "profile_id=1\n"));
+	EXPECT_NE(NULL, strstr(buf, "engines=4\n"));
+	EXPECT_NE(NULL, strstr(buf, "vram_size=16777216\n"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "profile", "2"));
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	EXPECT_NE(NULL, strstr(buf, "engines=2\n"));
+	EXPECT_EQ(-EINVAL, gpup_sim_write(self->vf[0], "profile", "9"));
+}
+
+/* Same seed and steps: same state; other steps or seeds: other state. */
+TEST_F(sim, deterministic_engine)
+{
+	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN], d2[GPUP_DIGEST_LEN];
+
+	digest(_metadata, self->vf[0], d0);
+	digest(_metadata, self->vf[1], d1);
+	EXPECT_STREQ(d0, d1);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 50));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[1], 49));
+	digest(_metadata, self->vf[0], d0);
+	digest(_metadata, self->vf[1], d1);
+	EXPECT_STRNE(d0, d1);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[1], 1));
+	digest(_metadata, self->vf[1], d1);
+	EXPECT_STREQ(d0, d1);
+	EXPECT_EQ(50, gpup_sim_steps(self->vf[1]));
+	/* Another seed is another GPU. */
+	ASSERT_EQ(0, gpup_sim_write(self->vf[2], "seed", "7"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[2], 50));
+	digest(_metadata, self->vf[2], d2);
+	EXPECT_STRNE(d0, d2);
+	/* Reset goes back to the seed's initial state. */
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "reset", "1"));
+	EXPECT_EQ(0, gpup_sim_steps(self->vf[0]));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[1], "reset", "1"));
+	digest(_metadata, self->vf[0], d0);
+	digest(_metadata, self->vf[1], d1);
+	EXPECT_STREQ(d0, d1);
+}
+
+TEST_F(sim, no_steps_while_paused)
+{
+	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 5));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "pause", "1"));
+	EXPECT_EQ(1, gpup_sim_read_long(self->vf[0], "paused"));
+	digest(_metadata, self->vf[0], d0);
+	EXPECT_EQ(-EBUSY, gpup_sim_run(self->vf[0], 1));
+	/* Free-running does not step a paused VF either. */
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "free_run", "1"));
+	usleep(300000);
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "free_run", "0"));
+	digest(_metadata, self->vf[0], d1);
+	EXPECT_STREQ(d0, d1);
+	EXPECT_EQ(5, gpup_sim_steps(self->vf[0]));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "pause", "0"));
+	EXPECT_EQ(0, gpup_sim_run(self->vf[0], 1));
+}
+
+TEST_F(sim, free_run_advances)
+{
+	long start = gpup_sim_steps(self->vf[0]), now = start;
+	time_t end = time(NULL) + 20;
+
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "free_run", "1"));
+	EXPECT_EQ(1, gpup_sim_read_long(self->vf[0], "free_run"));
+	while (now == start && time(NULL) < end)
+		now = gpup_sim_steps(self->vf[0]);
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "free_run", "0"));
+	EXPECT_GT(now, start);
+}
+
+TEST_F(sim, dirty_tracking)
+{
+	EXPECT_EQ(0, gpup_sim_read_long(self->vf[0], "dirty"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 10));
+	/* Not tracking: nothing is marked. */
+	EXPECT_EQ(0, gpup_sim_read_long(self->vf[0], "dirty"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "track", "1"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 10));
+	EXPECT_GT(gpup_sim_read_long(self->vf[0], "dirty"), 0);
+	EXPECT_LE(gpup_sim_read_long(self->vf[0], "dirty"), 40);
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "track", "0"));
+	EXPECT_EQ(-EINVAL, gpup_sim_write(self->vf[0], "track", "0"));
+}
+
+TEST_F(sim, fault_fires_once)
+{
+	char path[128], buf[64];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_sim/%s/fault",
+		 self->vf[0]);
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	EXPECT_STREQ("none", buf);
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "fault", "reset_vf -5"));
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	EXPECT_STREQ("reset_vf -5", buf);
+	EXPECT_EQ(-EIO, gpup_sim_write(self->vf[0], "reset", "1"));
+	EXPECT_EQ(0, gpup_sim_write(self->vf[0], "reset", "1"));
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	EXPECT_STREQ("none", buf);
+	EXPECT_EQ(-EINVAL, gpup_sim_write(self->vf[0], "fault", "reset_vf 5"));
+}
+
+/* A fault in an op reached through VFIO: pausing fails, nothing moved. */
+TEST_F(sim, fault_through_vfio)
+{
+	struct gpup_vfio v;
+	int s = -1;
+
+	ASSERT_EQ(0, gpup_bind_override(self->vf[0], "gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[0], &v));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "fault",
+				    "set_pause_state -16"));
+	EXPECT_EQ(-EBUSY, gpup_mig_set(v.device, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, gpup_mig_get(v.device, &s));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, s);
+	EXPECT_EQ(0, gpup_mig_set(v.device, VFIO_DEVICE_STATE_STOP, NULL));
+	EXPECT_EQ(0, gpup_mig_set(v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
+	gpup_vfio_close(&v);
+	gpup_unbind(self->vf[0]);
+}
+
+/* VFs come and go cleanly, many times. */
+TEST_F_TIMEOUT(sim, numvfs_loops, 300)
+{
+	char path[128];
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		ASSERT_EQ(0, gpup_set_numvfs(self->pf, 0));
+		ASSERT_EQ(0, gpup_set_numvfs(self->pf, 7));
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, 6, self->vf[0]));
+		snprintf(path, sizeof(path),
+			 "/sys/kernel/debug/gpup_sim/%s/steps", self->vf[0]);
+		EXPECT_EQ(0, gpup_read_long(path));
+	}
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 0));
+	EXPECT_EQ(-ENOENT, gpup_vf_bdf(self->pf, 0, self->vf[0]));
+}
+
+TEST_F(sim, unbind_rebind_pf)
+{
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 0));
+	ASSERT_EQ(0, gpup_unbind(self->pf));
+	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 2));
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 1, self->vf[1]));
+	EXPECT_EQ(0, gpup_sim_run(self->vf[1], 3));
+}
+
+/* rmmod with VFs: unused ones go; one in use by vfio survives. */
+TEST_F(sim, rmmod_with_vfs)
+{
+	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
+	struct gpup_buf b = { 0 };
+	struct gpup_vfio v0, v1;
+
+	ASSERT_EQ(0, gpup_run("rmmod gpup_sim"));
+	EXPECT_EQ(-ENOENT, gpup_vf_bdf(self->pf, 0, self->vf[0]));
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, 2));
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf[0]));
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 1, self->vf[1]));
+	ASSERT_EQ(0, gpup_bind_override(self->vf[0], "gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_bind_override(self->vf[1], "gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_run("rmmod gpup_sim"));
+	/* Bound VFs stay; after reload and rebind they work again. */
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf[0]));
+	ASSERT_EQ(0, gpup_run("modprobe gpup_sim"));
+	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[0], &v0));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[1], &v1));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 4));
+	digest(_metadata, self->vf[0], d0);
+	ASSERT_EQ(0, gpup_save_stop_copy(v0.device, &b));
+	ASSERT_EQ(0, gpup_load(v1.device, &b));
+	digest(_metadata, self->vf[1], d1);
+	EXPECT_STREQ(d0, d1);
+	gpup_buf_free(&b);
+	gpup_vfio_close(&v0);
+	gpup_vfio_close(&v1);
+	gpup_unbind(self->vf[0]);
+	gpup_unbind(self->vf[1]);
+}
+
+TEST_HARNESS_MAIN
