@@ -40,11 +40,12 @@ bind "$b" gpup_vfio_pci
 
 # The host's root, read-only, with this guest's devices and a scratch dir.
 H=/host
-mountpoint -q $H/dev || mount -o rbind /dev $H/dev
-mountpoint -q $H/sys || mount -o rbind /sys $H/sys
-mountpoint -q $H/proc || mount -t proc proc $H/proc
-mountpoint -q $H/tmp || mount -t tmpfs tmpfs $H/tmp
-mountpoint -q $H/run || mount -t tmpfs tmpfs $H/run
+mounted() { grep -q " $1 " /proc/mounts; }
+mounted $H/dev || mount -o rbind /dev $H/dev
+mounted $H/sys || mount -o rbind /sys $H/sys
+mounted $H/proc || mount -t proc proc $H/proc
+mounted $H/tmp || mount -t tmpfs tmpfs $H/tmp
+mounted $H/run || mount -t tmpfs tmpfs $H/run
 cp "$here/migrate.py" $H/tmp/migrate.py
 
 set +e

@@ -188,6 +188,8 @@ int gpup_sim_run_locked(struct gpup_sim_vf *vf, unsigned long n)
 static void gpup_sim_imm_fill(const struct gpup_sim_vf *vf,
 			      struct gpup_sim_imm *imm)
 {
+	u32 crc;
+
 	memset(imm, 0, sizeof(*imm));
 	imm->magic = cpu_to_le32(GPUP_SIM_IMM_MAGIC);
 	imm->major = cpu_to_le16(GPUP_SIM_MAJOR);
@@ -199,14 +201,15 @@ static void gpup_sim_imm_fill(const struct gpup_sim_vf *vf,
 	imm->device_id = cpu_to_le32(vf->profile.device_id);
 	imm->page_size = cpu_to_le32(GPUP_SIM_PAGE_SIZE);
 	imm->vram_size = cpu_to_le64(vf->vram_size);
-	imm->crc = cpu_to_le32(gpup_sim_crc(imm, offsetof(struct gpup_sim_imm,
-							   crc)));
+	crc = gpup_sim_crc(imm, offsetof(struct gpup_sim_imm, crc));
+	imm->crc = cpu_to_le32(crc);
 }
 
 static void gpup_sim_mut_fill(const struct gpup_sim_vf *vf,
 			      struct gpup_sim_mut *mut)
 {
 	unsigned int e, r;
+	u32 crc;
 
 	memset(mut, 0, sizeof(*mut));
 	mut->magic = cpu_to_le32(GPUP_SIM_MUT_MAGIC);
@@ -229,8 +232,8 @@ static void gpup_sim_mut_fill(const struct gpup_sim_vf *vf,
 		d->fence_seqno = cpu_to_le64(s->fence_seqno);
 		d->fence_done = cpu_to_le64(s->fence_done);
 	}
-	mut->crc = cpu_to_le32(gpup_sim_crc(mut, offsetof(struct gpup_sim_mut,
-							   crc)));
+	crc = gpup_sim_crc(mut, offsetof(struct gpup_sim_mut, crc));
+	mut->crc = cpu_to_le32(crc);
 }
 
 /**
@@ -349,17 +352,27 @@ static void gpup_sim_vf_unlock(struct gpup_sim_vf *vf)
 	up_read(&vf->pf->vfs_rwsem);
 }
 
-/* Every op starts like this: the VF, locked, and a fault if one is armed. */
-#define GPUP_SIM_OP_BEGIN(pdev, idx, op, vf, err)			\
-	do {								\
-		(vf) = gpup_sim_vf_lock(pdev, idx);			\
-		if (!(vf))						\
-			return -ENODEV;					\
-		if (gpup_sim_fault_locked(vf, op, &(err))) {		\
-			gpup_sim_vf_unlock(vf);				\
-			return err;					\
-		}							\
-	} while (0)
+/*
+ * Every op starts here: the VF, locked, unless it has no state (-ENODEV)
+ * or a fault armed for @op fires (its errno).
+ */
+static struct gpup_sim_vf *gpup_sim_op_begin(struct pci_dev *pdev,
+					     unsigned int idx, const char *op,
+					     int *err)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+
+	if (!vf) {
+		*err = -ENODEV;
+		return NULL;
+	}
+	if (gpup_sim_fault_locked(vf, op, err)) {
+		gpup_sim_vf_unlock(vf);
+		return NULL;
+	}
+	*err = 0;
+	return vf;
+}
 
 static int gpup_sim_query_caps(struct pci_dev *pdev, unsigned int idx,
 			       struct gpup_migration_caps *caps)
@@ -367,7 +380,9 @@ static int gpup_sim_query_caps(struct pci_dev *pdev, unsigned int idx,
 	struct gpup_sim_vf *vf;
 	int err;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "query_caps", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "query_caps", &err);
+	if (!vf)
+		return err;
 	caps->flags = GPUP_CAP_LIVE_MIGRATION | GPUP_CAP_DIRTY_TRACKING;
 	caps->provider_id = GPUP_SIM_PROVIDER_ID;
 	caps->profile_id = vf->profile.id;
@@ -385,7 +400,9 @@ static int gpup_sim_prepare(struct pci_dev *pdev, unsigned int idx,
 	struct gpup_sim_vf *vf;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "prepare_live_migration", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "prepare_live_migration", &err);
+	if (!vf)
+		return err;
 	if (vf->migrating || (side == GPUP_MIG_TARGET && !vf->paused)) {
 		err = -EBUSY;
 	} else {
@@ -426,7 +443,9 @@ static int gpup_sim_save_immutable(struct pci_dev *pdev, unsigned int idx,
 	struct gpup_sim_vf *vf;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "save_immutable", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "save_immutable", &err);
+	if (!vf)
+		return err;
 	if (buf && *size < sizeof(struct gpup_sim_imm))
 		err = -ENOSPC;
 	else if (buf)
@@ -443,7 +462,9 @@ static int gpup_sim_save_mutable(struct pci_dev *pdev, unsigned int idx,
 	struct gpup_sim_vf *vf;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "save_mutable", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "save_mutable", &err);
+	if (!vf)
+		return err;
 	if (buf && !vf->paused)
 		err = -EBUSY;
 	else if (buf && *size < sizeof(struct gpup_sim_mut))
@@ -463,7 +484,9 @@ static int gpup_sim_restore_immutable(struct pci_dev *pdev, unsigned int idx,
 	struct gpup_sim_vf *vf;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "restore_immutable", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "restore_immutable", &err);
+	if (!vf)
+		return err;
 	if (!vf->paused || !vf->migrating) {
 		err = -EBUSY;
 	} else if (size != sizeof(*imm) ||
@@ -493,7 +516,9 @@ static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
 	unsigned int e, r;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "restore_mutable", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "restore_mutable", &err);
+	if (!vf)
+		return err;
 	if (!vf->paused || !vf->imm_ok) {
 		err = -EBUSY;
 		goto out;
@@ -563,7 +588,9 @@ static long gpup_sim_query_dirty(struct pci_dev *pdev, unsigned int idx,
 	long n = 0;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "query_dirty", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "query_dirty", &err);
+	if (!vf)
+		return err;
 	if (!vf->track_refs) {
 		n = -EINVAL;
 		goto out;
@@ -596,7 +623,9 @@ static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 	ssize_t n;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "vram_read", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "vram_read", &err);
+	if (!vf)
+		return err;
 	if (offset > vf->vram_size || len > vf->vram_size - offset ||
 	    (offset | len) & (GPUP_SIM_PAGE_SIZE - 1)) {
 		n = -EINVAL;
@@ -617,7 +646,9 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 	ssize_t n;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "vram_write", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "vram_write", &err);
+	if (!vf)
+		return err;
 	if (!vf->paused) {
 		n = -EBUSY;
 	} else if (offset > vf->vram_size || len > vf->vram_size - offset) {
@@ -636,7 +667,9 @@ static int gpup_sim_reset_vf(struct pci_dev *pdev, unsigned int idx)
 	struct gpup_sim_vf *vf;
 	int err = 0;
 
-	GPUP_SIM_OP_BEGIN(pdev, idx, "reset_vf", vf, err);
+	vf = gpup_sim_op_begin(pdev, idx, "reset_vf", &err);
+	if (!vf)
+		return err;
 	gpup_sim_reset_locked(vf);
 	gpup_sim_vf_unlock(vf);
 	return 0;
@@ -687,6 +720,7 @@ int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
 		     unsigned int idx)
 {
 	const struct gpup_sim_profile *prof;
+
 	vf->pf = pf;
 	vf->idx = idx;
 	mutex_init(&vf->lock);
