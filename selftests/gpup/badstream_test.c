@@ -156,6 +156,33 @@ TEST_F(bad, good_stream_is_accepted)
 	source_untouched(_metadata, self);
 }
 
+/* Writes of any size, 1 byte to 1 MiB, parse to the same restored VF. */
+TEST_F_TIMEOUT(bad, write_sizes, 600)
+{
+	static const size_t sizes[] = { 1, 7, 4093, 32768, 1 << 20 };
+	int d = self->v[B].device, fd, i;
+	char now[GPUP_DIGEST_LEN];
+	size_t first;
+
+	for (i = 0; i < 5; i++) {
+		ASSERT_EQ(0, gpup_device_reset(d));
+		ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_RESUMING, &fd));
+		/* 1-byte writes for the structure-rich first 64 KiB. */
+		first = sizes[i] == 1 ? 65536 : self->good.len;
+		ASSERT_EQ(0, gpup_write_stream(fd, self->good.data, first,
+					       sizes[i]));
+		ASSERT_EQ(0, gpup_write_stream(fd, self->good.data + first,
+					       self->good.len - first,
+					       GPUP_CHUNK_READ));
+		close(fd);
+		ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_STOP, NULL))
+			TH_LOG("write size %zu", sizes[i]);
+		ASSERT_EQ(0, gpup_sim_digest(self->vf[B], now));
+		EXPECT_STREQ(self->digest, now) TH_LOG("write size %zu",
+						       sizes[i]);
+	}
+}
+
 TEST_F(bad, wrong_magic)
 {
 	u8 *p = copy_good(self);

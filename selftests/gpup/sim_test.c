@@ -269,4 +269,41 @@ TEST_F(sim, rmmod_with_vfs)
 	gpup_unbind(self->vf[1]);
 }
 
+FIXTURE(big) {
+	char pf[GPUP_BDF_LEN];
+	char vf[GPUP_BDF_LEN];
+};
+
+FIXTURE_SETUP(big)
+{
+	ASSERT_EQ(0, gpup_setup_pf_vram(self->pf, 1, 1024));
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf));
+}
+
+FIXTURE_TEARDOWN(big)
+{
+	/* Back to the default VRAM size for the tests that follow. */
+	gpup_setup_pf(self->pf, 0);
+}
+
+/* A VF with 1 GiB of VRAM: the engine, tracking and digest all work. */
+TEST_F_TIMEOUT(big, vram_1g, 600)
+{
+	char path[128], buf[512], d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_sim/%s/profile",
+		 self->vf);
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	EXPECT_NE(NULL, strstr(buf, "vram_size=1073741824\n"));
+	digest(_metadata, self->vf, d0);
+	ASSERT_EQ(0, gpup_sim_write(self->vf, "track", "1"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf, 200));
+	EXPECT_GT(gpup_sim_read_long(self->vf, "dirty"), 700);
+	digest(_metadata, self->vf, d1);
+	EXPECT_STRNE(d0, d1);
+	ASSERT_EQ(0, gpup_sim_write(self->vf, "reset", "1"));
+	digest(_metadata, self->vf, d1);
+	EXPECT_STREQ(d0, d1);
+}
+
 TEST_HARNESS_MAIN
