@@ -3,23 +3,24 @@
 # gpup-vfio top-level Makefile: wraps the kbuild pass (Kbuild) and the test,
 # lint and benchmark lanes.  `make help` lists the targets.
 
-KVER ?= $(shell uname -r)
-ifeq ($(wildcard /lib/modules/$(KVER)/build/Makefile),)
-# The machine's own kernel has no build tree: use the newest installed
-# Debian 6.12 headers, the kernel the test guest boots.
-KVER := $(shell ls -d /usr/src/linux-headers-6.12.*+deb12-amd64 2>/dev/null | \
-	sort -V | tail -n 1 | sed 's,.*/linux-headers-,,')
-KDIR ?= /usr/src/linux-headers-$(KVER)
-else
-KDIR ?= /lib/modules/$(KVER)/build
+# KDIR= on the command line or in the environment wins.  Otherwise the
+# running kernel's build tree, else the newest installed Debian 6.12
+# headers (the kernel the test guest boots; the machine's own kernel has no
+# build tree).  Expanded only when used (=, not :=), so that on a fresh
+# machine it sees the headers that the `deps` prerequisite just installed.
+gpup-newest-headers = $(shell ls -d /usr/src/linux-headers-6.12.*+deb12-amd64 \
+	2>/dev/null | sort -V | tail -n 1)
+ifeq ($(KDIR),)
+KDIR = $(or $(patsubst %/Makefile,%,$(wildcard \
+	/lib/modules/$(shell uname -r)/build/Makefile)),$(gpup-newest-headers))
 endif
 
 GPUP_CACHE ?= /var/cache/gpup-vfio
 SRC := $(GPUP_CACHE)/src
 BUILD := $(CURDIR)/build
-export GPUP_CACHE KDIR KVER
+export GPUP_CACHE
 
-KBUILD_ARGS := -C $(KDIR) M=$(CURDIR)
+KBUILD_ARGS = -C $(KDIR) M=$(CURDIR)
 ifneq ($(W),)
 KBUILD_ARGS += W=$(W)
 endif
