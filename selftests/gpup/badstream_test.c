@@ -401,6 +401,25 @@ TEST_F(bad, record_order)
 	len = assemble(self, p, order, n + 1);
 	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
 
+	/*
+	 * A VRAM record left out, END recomputed to match: every record
+	 * checks, but the stream no longer covers the whole VRAM.
+	 */
+	ASSERT_EQ(GPUP_REC_VRAM, self->recs[1].type);
+	ASSERT_EQ(GPUP_REC_VRAM, self->recs[2].type);
+	order[0] = 0;
+	for (i = 2; i < n; i++)
+		order[i - 1] = i;
+	len = assemble(self, p, order, n - 1);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
+	/* A VRAM record twice instead of another: the same hole. */
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	order[2] = 1;
+	len = assemble(self, p, order, n);
+	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+
 	/* Duplicate END. */
 	for (i = 0; i < n; i++)
 		order[i] = i;

@@ -125,16 +125,26 @@ TEST_F(sim, deterministic_engine)
 TEST_F(sim, no_steps_while_paused)
 {
 	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
+	time_t end = time(NULL) + 30;
+	long t0;
 
 	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 5));
 	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "pause", "1"));
 	EXPECT_EQ(1, gpup_sim_read_long(self->vf[0], "paused"));
 	digest(_metadata, self->vf[0], d0);
 	EXPECT_EQ(-EBUSY, gpup_sim_run(self->vf[0], 1));
-	/* Free-running does not step a paused VF either. */
+	/*
+	 * Free-running does not step a paused VF either: wait until its
+	 * timer has run a few times (ticks counts runs, stepping or not).
+	 */
+	t0 = gpup_sim_read_long(self->vf[0], "ticks");
+	ASSERT_LE(0, t0);
 	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "free_run", "1"));
-	usleep(300000);
+	while (gpup_sim_read_long(self->vf[0], "ticks") < t0 + 3 &&
+	       time(NULL) < end)
+		usleep(10000);
 	ASSERT_EQ(0, gpup_sim_write(self->vf[0], "free_run", "0"));
+	ASSERT_LE(t0 + 3, gpup_sim_read_long(self->vf[0], "ticks"));
 	digest(_metadata, self->vf[0], d1);
 	EXPECT_STREQ(d0, d1);
 	EXPECT_EQ(5, gpup_sim_steps(self->vf[0]));

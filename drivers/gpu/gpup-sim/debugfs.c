@@ -8,6 +8,7 @@
  *   run       w: N, run N steps now (EBUSY while paused)
  *   dirty     r: dirty pages (not cleared by reading)
  *   free_run  rw: 0/1, steps run on a timer
+ *   ticks     r: timer runs while free_run was on (stepping or paused)
  *   paused    r: 0/1
  *   pause     w: 0/1, pause or resume (test hook, as set_pause_state)
  *   track     w: 1 starts, 0 stops dirty tracking (test hook)
@@ -103,6 +104,17 @@ static int gpup_sim_free_run_show(struct seq_file *s, void *unused)
 	struct gpup_sim_vf *vf = s->private;
 
 	return gpup_sim_u64_show(s, READ_ONCE(vf->free_run));
+}
+
+static int gpup_sim_ticks_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->ticks;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
 }
 
 static int gpup_sim_paused_show(struct seq_file *s, void *unused)
@@ -220,6 +232,7 @@ GPUP_SIM_FILE(digest);
 GPUP_SIM_FILE(steps);
 GPUP_SIM_FILE(dirty);
 GPUP_SIM_FILE(free_run);
+GPUP_SIM_FILE(ticks);
 GPUP_SIM_FILE(paused);
 GPUP_SIM_FILE(seed);
 GPUP_SIM_FILE(fault);
@@ -244,6 +257,7 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 	debugfs_create_file("run", 0200, d, vf, &gpup_sim_none_fops);
 	debugfs_create_file("dirty", 0444, d, vf, &gpup_sim_dirty_fops);
 	debugfs_create_file("free_run", 0644, d, vf, &gpup_sim_free_run_fops);
+	debugfs_create_file("ticks", 0444, d, vf, &gpup_sim_ticks_fops);
 	debugfs_create_file("paused", 0444, d, vf, &gpup_sim_paused_fops);
 	debugfs_create_file("pause", 0200, d, vf, &gpup_sim_none_fops);
 	debugfs_create_file("track", 0200, d, vf, &gpup_sim_none_fops);

@@ -82,6 +82,8 @@ struct gpup_sim_pf;
  * @migrating: between prepare_live_migration and end_live_migration
  * @imm_ok: restore_immutable accepted data (target side)
  * @free_run: steps run from @work on their own
+ * @ticks: runs of @work while @free_run was set, whether or not it could
+ *	step (a paused VF does not): lets a test wait for the timer
  * @fault_op: name of the op armed to fail, "" if none
  * @fault_err: the errno it fails with
  * @work: free-running steps
@@ -103,6 +105,7 @@ struct gpup_sim_vf {
 	bool migrating;
 	bool imm_ok;
 	bool free_run;
+	u64 ticks;
 	char fault_op[32];
 	int fault_err;
 	struct delayed_work work;

@@ -702,6 +702,8 @@ static void gpup_sim_free_run(struct work_struct *work)
 	mutex_lock(&vf->lock);
 	if (vf->free_run && !vf->paused)
 		gpup_sim_run_locked(vf, 2);
+	if (vf->free_run)
+		vf->ticks++;
 	again = vf->free_run;
 	mutex_unlock(&vf->lock);
 	if (again)

@@ -55,6 +55,9 @@ static int gpup_vfio_status_show(struct seq_file *s, void *unused)
 	seq_printf(s, "migrations_out: %lld\nmigrations_in: %lld\n",
 		   atomic64_read(&gdev->stats.migrations_out),
 		   atomic64_read(&gdev->stats.migrations_in));
+	seq_printf(s, "pre_copy_entries: %lld\nstop_copy_entries: %lld\n",
+		   atomic64_read(&gdev->stats.pre_copy_entries),
+		   atomic64_read(&gdev->stats.stop_copy_entries));
 	seq_printf(s, "last_error: %d\n",
 		   atomic_read(&gdev->stats.last_error));
 	gpup_vfio_state_mutex_unlock(gdev);

@@ -74,6 +74,8 @@ enum gpup_save_phase {
  * @parser: the stream parser (resume)
  * @imm: IMMUTABLE payload being received (resume)
  * @imm_len: its length
+ * @seen: VRAM pages that VRAM records wrote (resume): END is refused
+ *	unless the stream covered every page
  * @eof_seen: read() reached the end of the stream (save)
  * @complete: END was parsed (resume)
  */
@@ -113,6 +115,7 @@ struct gpup_mig_file {
 	struct gpup_parser parser;
 	u8 *imm;
 	size_t imm_len;
+	unsigned long *seen;
 	bool eof_seen;
 	bool complete;
 };
@@ -520,6 +523,7 @@ static void gpup_mig_file_free(struct gpup_mig_file *mf)
 	kvfree(mf->imm);
 	bitmap_free(mf->snap);
 	bitmap_free(mf->peek);
+	bitmap_free(mf->seen);
 	kvfree(mf->bounce);
 	mutex_destroy(&mf->lock);
 	put_device(&mf->gdev->core.vdev.device);
@@ -569,6 +573,11 @@ static struct gpup_mig_file *gpup_mig_file_alloc(struct gpup_vfio_dev *gdev,
 			      GFP_KERNEL_ACCOUNT);
 	if (!mf->bounce)
 		goto err_free;
+	if (!save) {
+		mf->seen = bitmap_zalloc(mf->npages, GFP_KERNEL_ACCOUNT);
+		if (!mf->seen)
+			goto err_free;
+	}
 
 	mf->filp = anon_inode_getfile(save ? "gpup_vfio_save" :
 					     "gpup_vfio_resume",
@@ -584,6 +593,7 @@ static struct gpup_mig_file *gpup_mig_file_alloc(struct gpup_vfio_dev *gdev,
 	return mf;
 
 err_free:
+	bitmap_free(mf->seen);
 	kvfree(mf->bounce);
 	mutex_destroy(&mf->lock);
 	kfree(mf);
@@ -802,7 +812,17 @@ static int gpup_resume_data(struct gpup_mig_file *mf,
 	gpup_vfio_op_exit(gdev);
 	if (put < 0)
 		return put;
-	return put == ev->data_len ? 0 : -EIO;
+	if (put != ev->data_len)
+		return -EIO;
+	if (ev->data_len) {
+		u32 ps = gdev->caps.page_size;
+		u64 first = div_u64(ev->vram_offset, ps);
+		u64 last = div_u64(ev->vram_offset + ev->data_len - 1, ps);
+
+		/* The parser kept the run inside the VRAM size. */
+		bitmap_set(mf->seen, first, last - first + 1);
+	}
+	return 0;
 }
 
 static int gpup_resume_record_end(struct gpup_mig_file *mf,
@@ -857,6 +877,11 @@ static int gpup_resume_feed(struct gpup_mig_file *mf, const u8 *buf,
 			ret = gpup_resume_record_end(mf, &ev);
 			break;
 		case GPUP_EV_END:
+			/* A stream that left a VRAM page out is not whole. */
+			if (!bitmap_full(mf->seen, mf->npages)) {
+				ret = -EPROTO;
+				break;
+			}
 			mf->complete = true;
 			ret = 0;
 			break;

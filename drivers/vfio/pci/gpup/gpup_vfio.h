@@ -36,6 +36,10 @@ struct gpup_mig_file;
  * @bytes_restored: stream bytes written to resume files
  * @migrations_out: STOP_COPY streams read to their end
  * @migrations_in: streams restored by RESUMING -> STOP
+ * @pre_copy_entries: arcs taken into PRE_COPY or PRE_COPY_P2P from a
+ *	non-migrating state (a save with pre-copy began)
+ * @stop_copy_entries: arcs taken into STOP_COPY (the VF stopped for the
+ *	final copy: QEMU's switchover)
  * @last_error: the last error an arc, a read or a write returned
  */
 struct gpup_vfio_stats {
@@ -43,6 +47,8 @@ struct gpup_vfio_stats {
 	atomic64_t bytes_restored;
 	atomic64_t migrations_out;
 	atomic64_t migrations_in;
+	atomic64_t pre_copy_entries;
+	atomic64_t stop_copy_entries;
 	atomic_t last_error;
 };
 

@@ -7,6 +7,7 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <linux/log2.h>
+#include <linux/math64.h>
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
@@ -19,6 +20,8 @@
 /* Bounds a provider's declared sizes must keep; they bound allocations. */
 #define GPUP_MAX_BLOB		(64U << 20)
 #define GPUP_MAX_PAGE		(2U << 20)
+/* Page bitmaps are sized in unsigned int bits: 2^31 pages is 8 TiB of 4K. */
+#define GPUP_MAX_PAGES		BIT_ULL(31)
 
 static bool gpup_vfio_caps_ok(struct pci_dev *pdev,
 			      const struct gpup_migration_caps *caps)
@@ -30,6 +33,7 @@ static bool gpup_vfio_caps_ok(struct pci_dev *pdev,
 	if (!is_power_of_2(caps->page_size) || caps->page_size < PAGE_SIZE ||
 	    caps->page_size > GPUP_MAX_PAGE || !caps->vram_size ||
 	    caps->vram_size & (caps->page_size - 1) ||
+	    div_u64(caps->vram_size, caps->page_size) > GPUP_MAX_PAGES ||
 	    !caps->max_immutable_size ||
 	    caps->max_immutable_size > GPUP_MAX_BLOB ||
 	    !caps->max_mutable_size || caps->max_mutable_size > GPUP_MAX_BLOB) {

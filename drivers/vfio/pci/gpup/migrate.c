@@ -247,6 +247,20 @@ static bool gpup_vfio_fatal(enum vfio_device_mig_state cur, int err)
 	return err == -ENODEV || cur == VFIO_DEVICE_STATE_RESUMING;
 }
 
+/* Counts the arcs that debugfs shows (tests use them to see a switchover). */
+static void gpup_vfio_count_arc(struct gpup_vfio_dev *gdev,
+				enum vfio_device_mig_state cur,
+				enum vfio_device_mig_state next)
+{
+	if ((cur == VFIO_DEVICE_STATE_RUNNING &&
+	     next == VFIO_DEVICE_STATE_PRE_COPY) ||
+	    (cur == VFIO_DEVICE_STATE_RUNNING_P2P &&
+	     next == VFIO_DEVICE_STATE_PRE_COPY_P2P))
+		atomic64_inc(&gdev->stats.pre_copy_entries);
+	else if (next == VFIO_DEVICE_STATE_STOP_COPY)
+		atomic64_inc(&gdev->stats.stop_copy_entries);
+}
+
 static struct file *
 gpup_vfio_set_device_state(struct vfio_device *vdev,
 			   enum vfio_device_mig_state new_state)
@@ -279,6 +293,7 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 			}
 			break;
 		}
+		gpup_vfio_count_arc(gdev, gdev->mig_state, next);
 		gdev->mig_state = next;
 		if (WARN_ON(res && new_state != gdev->mig_state)) {
 			fput(res);
