@@ -25,6 +25,8 @@ WORK = os.environ.get("GPUP_WORK", "/tmp/gpup-qemu")
 SIM = "/sys/kernel/debug/gpup_sim"
 VFIO = "/sys/kernel/debug/gpup_vfio_pci"
 DOWNTIME_MS = int(os.environ.get("GPUP_DOWNTIME_MS", "3000"))
+RELAXED_DOWNTIME_MS = 30000
+RELAX_AFTER_S = 60
 
 
 def log(msg):
@@ -149,6 +151,16 @@ def vfio_status(vf):
     return out
 
 
+def wait_vf_state(vf, state, timeout=60.0):
+    """True when the VF's migration state becomes @state in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if vfio_status(vf)["state"] == state:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def steps_advance(vf, timeout=30.0):
     """True when the VF's step counter moves (it runs free) in time."""
     start = int(sim_read(vf, "steps"))
@@ -180,12 +192,27 @@ def start_migration(src, dst, bandwidth=None):
 
 
 def wait_migration(src, timeout=600.0, until=("completed", "failed",
-                                               "cancelled"), quiet=False):
+                                               "cancelled"), quiet=False,
+                   relax_after=None):
+    """
+    Poll query-migrate until its status is one of @until.  QEMU marks all
+    guest RAM dirty on every pass while a VFIO device offers no dirty
+    tracking, so on a slow or busy machine a pre-copy may never fit the
+    downtime limit: after @relax_after seconds still active, the limit is
+    raised to RELAXED_DOWNTIME_MS once (and said so), as an operator would.
+    """
     deadline = time.monotonic() + timeout
+    relax_at = time.monotonic() + relax_after if relax_after else None
     last = 0.0
     while True:
         info = src.qmp.cmd("query-migrate")
         st = info.get("status", "none")
+        if relax_at and st == "active" and time.monotonic() > relax_at:
+            relax_at = None
+            log("not converged after %ds: downtime-limit %d ms" %
+                (relax_after, RELAXED_DOWNTIME_MS))
+            src.qmp.cmd("migrate-set-parameters",
+                        **{"downtime-limit": RELAXED_DOWNTIME_MS})
         if not quiet and time.monotonic() - last >= 1.0:
             last = time.monotonic()
             ram = info.get("ram", {})
@@ -219,7 +246,7 @@ def migrate(a, b, vm_a):
     sim_write(b, "free_run", 0)
     vm_b = VM("dst-" + b, b, incoming=True)
     start_migration(vm_a, vm_b)
-    info = wait_migration(vm_a)
+    info = wait_migration(vm_a, relax_after=RELAX_AFTER_S)
     if info.get("status") == "completed" and not wait_running(vm_b, b):
         info["status"] = "destination-not-running"
     return info, vm_b
@@ -317,8 +344,12 @@ def tests(a, b):
 
     # 3. migrate_cancel during pre-copy, then a second migration.
     vm_d = VM("dst-" + b, b, incoming=True)
+    pre_before = int(vfio_status(a)["pre_copy_entries"])
     start_migration(vm_a, vm_d, bandwidth=1 << 20)
     wait_migration(vm_a, until=("active",), quiet=True)
+    tap.ok(wait_vf_state(a, "PRE_COPY") and
+           int(vfio_status(a)["pre_copy_entries"]) == pre_before + 1,
+           "cancel: VF A is in PRE_COPY when the cancel comes")
     vm_a.qmp.cmd("migrate_cancel")
     info = wait_migration(vm_a, until=("cancelled", "failed"), quiet=True)
     tap.ok(info.get("status") == "cancelled", "cancel: migration cancelled")
@@ -336,15 +367,21 @@ def tests(a, b):
     # 4. An incompatible destination fails before switchover.
     vm_a = VM("src-" + a, a)
     sim_write(b, "profile", 2)
-    out_before = int(vfio_status(a)["migrations_out"])
+    before = vfio_status(a)
     try:
         info, vm_d = migrate(a, b, vm_a)
         st = info.get("status")
     except QMPError as e:
         st, vm_d = str(e), None
+    after = vfio_status(a)
     tap.ok(st == "failed", "incompatible destination: migration fails")
-    tap.ok(int(vfio_status(a)["migrations_out"]) == out_before,
-           "incompatible destination: source never reached switchover")
+    tap.ok(int(after["pre_copy_entries"]) > int(before["pre_copy_entries"]),
+           "incompatible destination: the source started pre-copy")
+    tap.ok(after["stop_copy_entries"] == before["stop_copy_entries"] and
+           after["migrations_out"] == before["migrations_out"],
+           "incompatible destination: source VF never stopped for "
+           "switchover")
+
     source_alive(tap, vm_a, a, "incompatible destination")
     if vm_d:
         vm_d.kill()
