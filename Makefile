@@ -29,7 +29,7 @@ KBUILD_ARGS += C=$(C)
 endif
 
 .PHONY: all modules modclean clean deps check check-unit check-guest check-lint \
-	selftests smoke demo bench help
+	check-debug debug-kernel selftests smoke demo bench help
 
 all: modules
 
@@ -64,6 +64,15 @@ check-guest: deps
 check-lint: deps
 	@scripts/check lint
 
+# The guest suite on a debug kernel built from linux-source-6.12 (KASAN,
+# lockdep, kmemleak, UBSAN, failslab, vfio cdev + iommufd), cached in
+# $(GPUP_CACHE)/debug-kernel.
+check-debug: deps
+	@scripts/check debug
+
+debug-kernel: deps
+	@scripts/debug-kernel/build --print
+
 # Boot the guest and run the smoke test only.
 smoke: deps
 	@scripts/check smoke
@@ -80,8 +89,9 @@ help:
 	@echo "make              build the modules (KDIR=$(KDIR))"
 	@echo "make W=1 | C=2    extra warnings | sparse"
 	@echo "make deps         install everything (idempotent)"
-	@echo "make check        unit tests, guest kselftests, lint gates"
-	@echo "make check-unit | check-guest | check-lint   one lane"
+	@echo "make check        unit tests, guest kselftests, lint gates, debug-kernel lane"
+	@echo "make check-unit | check-guest | check-lint | check-debug   one lane"
+	@echo "make debug-kernel build (or reuse) the KASAN/lockdep/kmemleak kernel"
 	@echo "make demo         QEMU live migration of a VM owning a VF, with a summary"
 	@echo "make smoke        boot the guest and run the smoke test"
 	@echo "make bench        data_fd throughput and blackout figures"

@@ -2,7 +2,8 @@
 /*
  * Smoke test: both modules load, gpup_sim takes the igb PF by
  * driver_override, VFs appear, a VF binds to gpup_vfio_pci and opens
- * through the VFIO type1 group/container interface.
+ * through the VFIO type1 group/container interface, or through its cdev
+ * bound to iommufd with GPUP_VFIO_IFACE=cdev.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -64,6 +65,24 @@ TEST_F(smoke, device_info)
 	ASSERT_EQ(0, ioctl(self->v.device, VFIO_DEVICE_GET_REGION_INFO, &cfg));
 	ASSERT_EQ(2, pread(self->v.device, &vendor, 2, cfg.offset));
 	EXPECT_EQ(GPUP_PF_VENDOR, vendor);
+}
+
+TEST_F(smoke, opened_through_requested_interface)
+{
+	char link[64], target[128] = "";
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", self->v.device);
+	ASSERT_LT(0, readlink(link, target, sizeof(target) - 1));
+	TH_LOG("%s: %s", gpup_vfio_iface_name(self->v.iface), target);
+	ASSERT_EQ(gpup_vfio_iface(), self->v.iface);
+	if (self->v.iface == GPUP_VFIO_CDEV) {
+		EXPECT_EQ(0, strncmp(target, "/dev/vfio/devices/vfio", 22));
+		EXPECT_LE(0, self->v.iommufd);
+		EXPECT_GT(self->v.ioas_id, 0);
+	} else {
+		EXPECT_STREQ("anon_inode:[vfio-device]", target);
+		EXPECT_LE(0, self->v.group);
+	}
 }
 
 TEST_F(smoke, vfs_have_own_groups)

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/iommufd.h>
 #include <linux/vfio.h>
 
 #include "gpup_lib.h"
@@ -283,58 +284,137 @@ int gpup_setup_vf(char *pf, int nvfs, int idx, char *vf)
 	return gpup_bind_override(vf, "gpup_vfio_pci");
 }
 
-int gpup_vfio_open(const char *bdf, struct gpup_vfio *v)
+enum gpup_vfio_iface gpup_vfio_iface(void)
+{
+	const char *e = getenv("GPUP_VFIO_IFACE");
+
+	return e && !strcmp(e, "cdev") ? GPUP_VFIO_CDEV : GPUP_VFIO_GROUP;
+}
+
+const char *gpup_vfio_iface_name(enum gpup_vfio_iface iface)
+{
+	return iface == GPUP_VFIO_CDEV ? "cdev+iommufd" : "group+type1";
+}
+
+static int gpup_vfio_open_group(const char *bdf, struct gpup_vfio *v)
 {
 	struct vfio_group_status status = { .argsz = sizeof(status) };
 	char path[64];
-	int group, ret;
+	int group;
 
-	v->container = -1;
-	v->group = -1;
-	v->device = -1;
 	group = gpup_iommu_group(bdf);
 	if (group < 0)
 		return group;
 	v->container = open("/dev/vfio/vfio", O_RDWR);
 	if (v->container < 0)
-		goto err;
-	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
-		errno = EPROTO;
-		goto err;
-	}
+		return -errno;
+	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION)
+		return -EPROTO;
 	snprintf(path, sizeof(path), "/dev/vfio/%d", group);
 	v->group = open(path, O_RDWR);
 	if (v->group < 0)
-		goto err;
+		return -errno;
 	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &status))
-		goto err;
-	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		errno = EBUSY;
-		goto err;
-	}
+		return -errno;
+	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE))
+		return -EBUSY;
 	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container))
-		goto err;
+		return -errno;
 	if (ioctl(v->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
-		goto err;
+		return -errno;
 	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
 	if (v->device < 0)
-		goto err;
+		return -errno;
 	return 0;
-err:
-	ret = -errno;
-	gpup_vfio_close(v);
+}
+
+/* The device's cdev name, vfioN, from /sys/bus/pci/devices/BDF/vfio-dev/. */
+static int gpup_vfio_cdev_name(const char *bdf, char *name, size_t len)
+{
+	char path[128];
+	struct dirent *de;
+	DIR *d;
+	int ret = -ENODEV;
+
+	snprintf(path, sizeof(path), PCI_DEVS "/%s/vfio-dev", bdf);
+	d = opendir(path);
+	if (!d)
+		return -ENODEV;
+	while ((de = readdir(d))) {
+		if (!strncmp(de->d_name, "vfio", 4)) {
+			snprintf(name, len, "%s", de->d_name);
+			ret = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+static int gpup_vfio_open_cdev(const char *bdf, struct gpup_vfio *v)
+{
+	struct vfio_device_bind_iommufd bind = { .argsz = sizeof(bind) };
+	struct vfio_device_attach_iommufd_pt attach = {
+		.argsz = sizeof(attach),
+	};
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	char name[NAME_MAX + 1], path[300];
+	int ret;
+
+	ret = gpup_vfio_cdev_name(bdf, name, sizeof(name));
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "/dev/vfio/devices/%s", name);
+	v->device = open(path, O_RDWR);
+	if (v->device < 0)
+		return -errno;
+	v->iommufd = open("/dev/iommu", O_RDWR);
+	if (v->iommufd < 0)
+		return -errno;
+	bind.iommufd = v->iommufd;
+	if (ioctl(v->device, VFIO_DEVICE_BIND_IOMMUFD, &bind))
+		return -errno;
+	if (ioctl(v->iommufd, IOMMU_IOAS_ALLOC, &alloc))
+		return -errno;
+	v->ioas_id = alloc.out_ioas_id;
+	attach.pt_id = v->ioas_id;
+	if (ioctl(v->device, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach))
+		return -errno;
+	return 0;
+}
+
+int gpup_vfio_open(const char *bdf, struct gpup_vfio *v)
+{
+	int ret;
+
+	v->iface = gpup_vfio_iface();
+	v->container = -1;
+	v->group = -1;
+	v->iommufd = -1;
+	v->ioas_id = 0;
+	v->device = -1;
+	if (v->iface == GPUP_VFIO_CDEV)
+		ret = gpup_vfio_open_cdev(bdf, v);
+	else
+		ret = gpup_vfio_open_group(bdf, v);
+	if (ret)
+		gpup_vfio_close(v);
 	return ret;
 }
 
 void gpup_vfio_close(struct gpup_vfio *v)
 {
+	/* The device first: it holds the group or the iommufd binding. */
 	if (v->device >= 0)
 		close(v->device);
 	if (v->group >= 0)
 		close(v->group);
 	if (v->container >= 0)
 		close(v->container);
+	if (v->iommufd >= 0)
+		close(v->iommufd);
 	v->container = -1;
 	v->group = -1;
+	v->iommufd = -1;
 	v->device = -1;
 }

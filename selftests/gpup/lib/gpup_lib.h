@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * gpup selftest library: sysfs plumbing for the simulated GPU PF and its
- * VFs, and the VFIO type1 group/container interface.
+ * VFs, and opening a VFIO device through the type1 group/container
+ * interface or the device cdev bound to iommufd.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -50,17 +51,38 @@ int gpup_reload_sim(const char *pf, const char *params);
 /* As above, and binds VF @idx to gpup_vfio_pci. */
 int gpup_setup_vf(char *pf, int nvfs, int idx, char *vf);
 
+/* How gpup_vfio_open() reaches the device. */
+enum gpup_vfio_iface {
+	GPUP_VFIO_GROUP,	/* type1: /dev/vfio/vfio + /dev/vfio/<group> */
+	GPUP_VFIO_CDEV,		/* /dev/vfio/devices/vfioN bound to /dev/iommu */
+};
+
 /**
- * struct gpup_vfio - a VFIO device opened through the type1 interface
- * @container: /dev/vfio/vfio
- * @group: /dev/vfio/<group>
+ * struct gpup_vfio - an opened VFIO device
+ * @iface: the interface it was opened through
+ * @container: /dev/vfio/vfio (group interface), else -1
+ * @group: /dev/vfio/<group> (group interface), else -1
+ * @iommufd: /dev/iommu (cdev interface), else -1
+ * @ioas_id: the IOAS the device is attached to (cdev interface)
  * @device: the device fd
  */
 struct gpup_vfio {
+	enum gpup_vfio_iface iface;
 	int container;
 	int group;
+	int iommufd;
+	u32 ioas_id;
 	int device;
 };
+
+/*
+ * The interface tests use: GPUP_VFIO_IFACE=cdev in the environment selects
+ * the cdev + iommufd path (the kernel must have VFIO_DEVICE_CDEV; there is
+ * no fallback, so a test run for cdev really ran on it), anything else or
+ * nothing the group/container path, which every kernel we target has.
+ */
+enum gpup_vfio_iface gpup_vfio_iface(void);
+const char *gpup_vfio_iface_name(enum gpup_vfio_iface iface);
 
 int gpup_vfio_open(const char *bdf, struct gpup_vfio *v);
 void gpup_vfio_close(struct gpup_vfio *v);
