@@ -14,6 +14,8 @@
 #include <linux/crc32c.h>
 #include <linux/debugfs.h>
 #include <linux/pci.h>
+#include <linux/sched.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uio.h>
@@ -110,6 +112,23 @@ static u64 gpup_sim_npages(const struct gpup_sim_vf *vf)
 	return vf->vram_size / GPUP_SIM_PAGE_SIZE;
 }
 
+/*
+ * VRAM may be GiBs: walk it in slices and let others run in between, so
+ * that a slow machine (a debug kernel under emulation) sees no soft lockup.
+ */
+#define GPUP_SIM_VRAM_SLICE	SZ_4M
+
+static void gpup_sim_vram_clear(struct gpup_sim_vf *vf)
+{
+	u64 off, n;
+
+	for (off = 0; off < vf->vram_size; off += n) {
+		n = min_t(u64, vf->vram_size - off, GPUP_SIM_VRAM_SLICE);
+		memset(vf->vram + off, 0, n);
+		cond_resched();
+	}
+}
+
 /**
  * gpup_sim_reset_locked() - put a VF in its initial state
  * @vf: the VF; caller holds @vf->lock
@@ -129,7 +148,7 @@ void gpup_sim_reset_locked(struct gpup_sim_vf *vf)
 			vf->eng[e].ctx[r] = gpup_sim_next(&x);
 	memset(&vf->sched, 0, sizeof(vf->sched));
 	vf->sched.rng = gpup_sim_next(&x);
-	memset(vf->vram, 0, vf->vram_size);
+	gpup_sim_vram_clear(vf);
 	bitmap_zero(vf->dirty, gpup_sim_npages(vf));
 	vf->track_refs = 0;
 	vf->paused = false;
@@ -251,6 +270,7 @@ int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 	struct sha256_state *sha;
 	struct gpup_sim_imm imm;
 	struct gpup_sim_mut *mut;
+	u64 off, n;
 
 	sha = kmalloc(sizeof(*sha), GFP_KERNEL);
 	mut = kmalloc(sizeof(*mut), GFP_KERNEL);
@@ -264,7 +284,11 @@ int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 	sha256_init(sha);
 	sha256_update(sha, (u8 *)&imm, sizeof(imm));
 	sha256_update(sha, (u8 *)mut, sizeof(*mut));
-	sha256_update(sha, vf->vram, vf->vram_size);
+	for (off = 0; off < vf->vram_size; off += n) {
+		n = min_t(u64, vf->vram_size - off, GPUP_SIM_VRAM_SLICE);
+		sha256_update(sha, vf->vram + off, n);
+		cond_resched();
+	}
 	sha256_final(sha, out);
 	kfree(mut);
 	kfree(sha);
