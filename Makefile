@@ -14,6 +14,12 @@ ifeq ($(KDIR),)
 KDIR = $(or $(patsubst %/Makefile,%,$(wildcard \
 	/lib/modules/$(shell uname -r)/build/Makefile)),$(gpup-newest-headers))
 endif
+# The kernel release of KDIR, for the guest runner: it boots
+# /boot/vmlinuz-$(KVER) with /lib/modules/$(KVER), the kernel the modules
+# were built for.  Empty for a KDIR of another shape (the runner then
+# picks the newest Debian 6.12).
+export KVER = $(filter-out /%,$(patsubst /lib/modules/%/build,%,$(patsubst \
+	/usr/src/linux-headers-%,%,$(KDIR))))
 
 GPUP_CACHE ?= /var/cache/gpup-vfio
 SRC := $(GPUP_CACHE)/src

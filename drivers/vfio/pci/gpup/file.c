@@ -515,15 +515,32 @@ out:
 	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
 }
 
+/*
+ * Page bitmaps: one bit per VRAM page, which for a large VF is more than
+ * kmalloc gives (4 MiB of bitmap is 128 GiB of 4 KiB pages), hence
+ * kvcalloc.  The caps bound the page count to what unsigned int bit
+ * indices reach (GPUP_MAX_PAGES).
+ */
+static unsigned long *gpup_bitmap_alloc(u64 nbits)
+{
+	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(unsigned long),
+			GFP_KERNEL_ACCOUNT);
+}
+
+static void gpup_bitmap_free(unsigned long *map)
+{
+	kvfree(map);
+}
+
 /* Free a migration file's buffers; the file is going away. */
 static void gpup_mig_file_free(struct gpup_mig_file *mf)
 {
 	kvfree(mf->head);
 	kvfree(mf->mut);
 	kvfree(mf->imm);
-	bitmap_free(mf->snap);
-	bitmap_free(mf->peek);
-	bitmap_free(mf->seen);
+	gpup_bitmap_free(mf->snap);
+	gpup_bitmap_free(mf->peek);
+	gpup_bitmap_free(mf->seen);
 	kvfree(mf->bounce);
 	mutex_destroy(&mf->lock);
 	put_device(&mf->gdev->core.vdev.device);
@@ -574,7 +591,7 @@ static struct gpup_mig_file *gpup_mig_file_alloc(struct gpup_vfio_dev *gdev,
 	if (!mf->bounce)
 		goto err_free;
 	if (!save) {
-		mf->seen = bitmap_zalloc(mf->npages, GFP_KERNEL_ACCOUNT);
+		mf->seen = gpup_bitmap_alloc(mf->npages);
 		if (!mf->seen)
 			goto err_free;
 	}
@@ -593,7 +610,7 @@ static struct gpup_mig_file *gpup_mig_file_alloc(struct gpup_vfio_dev *gdev,
 	return mf;
 
 err_free:
-	bitmap_free(mf->seen);
+	gpup_bitmap_free(mf->seen);
 	kvfree(mf->bounce);
 	mutex_destroy(&mf->lock);
 	kfree(mf);
@@ -670,8 +687,8 @@ struct gpup_mig_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
 		return mf;
 	mf->tracking = precopy;
 	if (precopy) {
-		mf->snap = bitmap_zalloc(mf->npages, GFP_KERNEL_ACCOUNT);
-		mf->peek = bitmap_zalloc(mf->npages, GFP_KERNEL_ACCOUNT);
+		mf->snap = gpup_bitmap_alloc(mf->npages);
+		mf->peek = gpup_bitmap_alloc(mf->npages);
 		ret = -ENOMEM;
 		if (!mf->snap || !mf->peek)
 			goto err;
