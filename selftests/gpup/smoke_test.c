@@ -3,11 +3,14 @@
  * Smoke test: both modules load, gpup_sim takes the igb PF by
  * driver_override, VFs appear, a VF binds to gpup_vfio_pci and opens
  * through the VFIO type1 group/container interface, or through its cdev
- * bound to iommufd with GPUP_VFIO_IFACE=cdev.
+ * bound to iommufd with GPUP_VFIO_IFACE=cdev.  A VF whose PF has no
+ * migration provider (the PF driven by stock igb) binds too, as plain
+ * vfio-pci without migration, and the log says why once.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -93,6 +96,100 @@ TEST_F(smoke, vfs_have_own_groups)
 	EXPECT_NE(gpup_iommu_group(self->vf), gpup_iommu_group(vf1));
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/device", vf1);
 	EXPECT_EQ(0x10ca, gpup_read_long(path));
+}
+
+/*
+ * Kernel log records written since @kmsg was opened (and positioned at
+ * the end) that contain @needle.
+ */
+static int kmsg_count(int kmsg, const char *needle)
+{
+	char rec[2048];
+	ssize_t n;
+	int count = 0;
+
+	for (;;) {
+		n = read(kmsg, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)	/* overwritten records */
+			continue;
+		if (n <= 0)
+			break;
+		rec[n] = 0;
+		if (strstr(rec, needle))
+			count++;
+	}
+	return count;
+}
+
+/* The migration feature of an open device: 0 or -errno. */
+static int probe_migration_feature(int device)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_migration m;
+	} arg = {
+		.f.argsz = sizeof(arg),
+		.f.flags = VFIO_DEVICE_FEATURE_GET |
+			   VFIO_DEVICE_FEATURE_MIGRATION,
+	};
+
+	return ioctl(device, VFIO_DEVICE_FEATURE, &arg) ? -errno : 0;
+}
+
+/*
+ * The PF under stock igb registers no provider: its VF still binds to
+ * gpup_vfio_pci and works as vfio-pci, offers no migration, and the
+ * driver says why in one log line per bind, not per open.
+ */
+TEST(no_provider_plain_vfio)
+{
+	char pf[GPUP_BDF_LEN], vf[GPUP_BDF_LEN], needle[96], drv[64];
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct gpup_vfio v;
+	unsigned short vendor = 0;
+	struct vfio_region_info cfg = {
+		.argsz = sizeof(cfg),
+		.index = VFIO_PCI_CONFIG_REGION_INDEX,
+	};
+	int kmsg, i;
+
+	ASSERT_EQ(0, gpup_run("modprobe -a igb vfio_iommu_type1 gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_find_pf(pf));
+	ASSERT_EQ(0, gpup_driver_of(pf, drv, sizeof(drv)));
+	if (!strcmp(drv, "gpup_sim"))
+		ASSERT_EQ(0, gpup_set_numvfs(pf, 0));
+	ASSERT_EQ(0, gpup_bind_override(pf, "igb"));
+	ASSERT_EQ(0, gpup_set_numvfs(pf, 1));
+	ASSERT_EQ(0, gpup_vf_bdf(pf, 0, vf));
+
+	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	ASSERT_LE(0, kmsg);
+	ASSERT_EQ(0, lseek(kmsg, 0, SEEK_END));
+	ASSERT_EQ(0, gpup_bind_override(vf, "gpup_vfio_pci"));
+
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, gpup_vfio_open(vf, &v));
+		ASSERT_EQ(0, ioctl(v.device, VFIO_DEVICE_GET_INFO, &info));
+		EXPECT_TRUE(info.flags & VFIO_DEVICE_FLAGS_PCI);
+		ASSERT_EQ(0, ioctl(v.device, VFIO_DEVICE_GET_REGION_INFO, &cfg));
+		EXPECT_EQ(2, pread(v.device, &vendor, 2, cfg.offset));
+		EXPECT_EQ(GPUP_PF_VENDOR, vendor);
+		/* vfio core: no mig_ops, no migration feature. */
+		EXPECT_EQ(-ENOTTY, probe_migration_feature(v.device));
+		gpup_vfio_close(&v);
+	}
+
+	snprintf(needle, sizeof(needle),
+		 "gpup: no migration provider for PF %s, no migration", pf);
+	EXPECT_EQ(1, kmsg_count(kmsg, needle));
+	close(kmsg);
+
+	EXPECT_EQ(0, gpup_unbind(vf));
+	EXPECT_EQ(0, gpup_set_numvfs(pf, 0));
+	/* Hand the PF back to gpup_sim for the tests that follow. */
+	EXPECT_EQ(0, gpup_run("modprobe gpup_sim"));
+	EXPECT_EQ(0, gpup_bind_override(pf, "gpup_sim"));
+	gpup_run("rmmod igb");
 }
 
 TEST_HARNESS_MAIN
