@@ -2,16 +2,19 @@
 /*
  * VFIO migration v2 of gpup_vfio_pci over gpup_sim: flags, every arc,
  * the digest proof (a migrated VF equals one that never moved), abort,
- * reset and data_fd rules.
+ * reset and data_fd rules, tracepoints.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -267,6 +270,109 @@ TEST_F(mig, precopy_info)
 	EXPECT_EQ(-EINVAL, gpup_precopy_info(fd, &initial, &dirty));
 	close(fd);
 	gpup_buf_free(&b);
+}
+
+#define TRACEFS		"/sys/kernel/tracing"
+#define TRACE_INST	TRACEFS "/instances/gpup_migration_test"
+
+/*
+ * Sum of the ret= values of the gpup_vfio_op events of @op on VF @vf in
+ * the trace @t, and their count through @n.
+ */
+static long long trace_op_sum(const char *t, unsigned int vf, const char *op,
+			      int *n)
+{
+	char key[64];
+	const char *p = t;
+	long long sum = 0;
+
+	snprintf(key, sizeof(key), "gpup_vfio_op: vf=%u %s(", vf, op);
+	*n = 0;
+	while ((p = strstr(p, key))) {
+		const char *r = strstr(p, " ret=");
+
+		if (!r)
+			break;
+		sum += strtoll(r + 5, NULL, 10);
+		(*n)++;
+		p = r;
+	}
+	return sum;
+}
+
+static bool trace_has(const char *t, const char *what)
+{
+	return strstr(t, what);
+}
+
+/*
+ * The gpup_vfio events of a stop-copy migration A -> B, read from a
+ * tracing instance of our own: every arc on both sides, every provider
+ * call, and VRAM read and written exactly once.
+ */
+TEST_F(mig, tracepoints)
+{
+	size_t vram = (size_t)GPUP_SIM_VRAM_MB << 20, cap = 1 << 20;
+	struct gpup_buf b = { 0 };
+	char *t = calloc(1, cap + 1);
+	ssize_t len = 0, n;
+	int fd, cnt;
+
+	ASSERT_NE(NULL, t);
+	if (access(TRACEFS "/instances", F_OK))
+		ASSERT_EQ(0, mount("tracefs", TRACEFS, "tracefs", 0, NULL));
+	rmdir(TRACE_INST);
+	ASSERT_EQ(0, mkdir(TRACE_INST, 0755));
+	ASSERT_EQ(0, gpup_write_file(TRACE_INST "/events/gpup_vfio/enable",
+				     "1"));
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	expect_same(_metadata, self->vf[A], self->vf[B]);
+
+	ASSERT_EQ(0, gpup_write_file(TRACE_INST "/events/gpup_vfio/enable",
+				     "0"));
+	fd = open(TRACE_INST "/trace", O_RDONLY);
+	ASSERT_LE(0, fd);
+	while (len < (ssize_t)cap && (n = read(fd, t + len, cap - len)) > 0)
+		len += n;
+	close(fd);
+	rmdir(TRACE_INST);
+	ASSERT_LT(0, len);
+
+	/*
+	 * Arcs, in vfio.h's numbers (STOP 1, RUNNING 2, STOP_COPY 3,
+	 * RESUMING 4, RUNNING_P2P 5): with P2P, RUNNING and STOP pass
+	 * through RUNNING_P2P.
+	 */
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=0 2->5 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=0 5->1 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=0 1->3 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=0 3->1 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=1 1->4 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=1 4->1 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=1 1->5 ret=0"));
+	EXPECT_TRUE(trace_has(t, "gpup_vfio_arc: vf=1 5->2 ret=0"));
+	/* Provider calls of both sides. */
+	EXPECT_TRUE(trace_has(t, "vf=0 set_pause_state(1) ret=0"));
+	EXPECT_TRUE(trace_has(t, "vf=0 prepare_live_migration("));
+	EXPECT_TRUE(trace_has(t, "vf=0 save_immutable("));
+	EXPECT_TRUE(trace_has(t, "vf=0 save_mutable("));
+	EXPECT_TRUE(trace_has(t, "vf=0 end_live_migration("));
+	EXPECT_TRUE(trace_has(t, "vf=1 prepare_live_migration("));
+	EXPECT_TRUE(trace_has(t, "vf=1 restore_immutable("));
+	EXPECT_TRUE(trace_has(t, "vf=1 restore_mutable("));
+	EXPECT_TRUE(trace_has(t, "vf=1 set_pause_state(0) ret=0"));
+	/* Without pre-copy, each VRAM byte is read once and written once. */
+	EXPECT_EQ(vram, trace_op_sum(t, 0, "vram_read", &cnt));
+	EXPECT_LT(0, cnt);
+	EXPECT_EQ(vram, trace_op_sum(t, 1, "vram_write", &cnt));
+	EXPECT_LT(0, cnt);
+	EXPECT_EQ(0, trace_op_sum(t, 1, "vram_read", &cnt));
+	EXPECT_EQ(0, cnt);
+	gpup_buf_free(&b);
+	free(t);
 }
 
 TEST_F(mig, data_fd_is_a_stream)

@@ -215,6 +215,8 @@ static int gpup_save_vram_run(struct gpup_mig_file *mf, u64 first, u32 n)
 	got = GPUP_OPS(mf)->vram_read(GPUP_PF(mf), gdev->vf_id,
 				      first * gdev->caps.page_size, len, &it);
 	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "vram_read",
+			   first * gdev->caps.page_size, got);
 	if (got < 0)
 		return got;
 	if (got != len)
@@ -429,6 +431,7 @@ static int gpup_save_pending_locked(struct gpup_mig_file *mf, u64 *initial,
 							0, mf->npages, mf->peek,
 							false);
 			gpup_vfio_op_exit(gdev);
+			trace_gpup_vfio_op(gdev->vf_id, "query_dirty", 0, ret);
 			if (ret < 0)
 				return ret;
 			dt += gpup_bitmap_bytes(mf, mf->peek, 0);
@@ -827,6 +830,7 @@ static int gpup_resume_data(struct gpup_mig_file *mf,
 	put = GPUP_OPS(mf)->vram_write(GPUP_PF(mf), gdev->vf_id,
 				       ev->vram_offset, ev->data_len, &it);
 	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "vram_write", ev->vram_offset, put);
 	if (put < 0)
 		return put;
 	if (put != ev->data_len)

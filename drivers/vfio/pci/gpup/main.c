@@ -66,6 +66,7 @@ static bool gpup_vfio_probe_migration(struct gpup_vfio_dev *gdev)
 	if (!ret) {
 		ret = prov->ops->query_caps(prov->pf, gdev->vf_id, &gdev->caps);
 		gpup_provider_exit(prov);
+		trace_gpup_vfio_op(gdev->vf_id, "query_caps", 0, ret);
 	}
 	gpup_provider_put(prov);
 	if (ret) {

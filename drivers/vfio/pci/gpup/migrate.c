@@ -91,15 +91,20 @@ static void gpup_vfio_end_migration_locked(struct gpup_vfio_dev *gdev)
 	if (!gdev->tracking && !gdev->prepared)
 		return;
 	if (!gpup_vfio_op_enter(gdev, gdev->gen)) {
-		if (gdev->tracking)
+		if (gdev->tracking) {
 			GPUP_OPS(gdev)->stop_dirty_tracking(GPUP_PF(gdev),
 							    gdev->vf_id);
-		if (gdev->prepared)
+			trace_gpup_vfio_op(gdev->vf_id, "stop_dirty_tracking",
+					   0, 0);
+		}
+		if (gdev->prepared) {
 			GPUP_OPS(gdev)->end_live_migration(GPUP_PF(gdev),
 							   gdev->vf_id);
+			trace_gpup_vfio_op(gdev->vf_id, "end_live_migration",
+					   0, 0);
+		}
 		gpup_vfio_op_exit(gdev);
 	}
-	trace_gpup_vfio_op(gdev->vf_id, "end_live_migration", 0, 0);
 	gdev->tracking = false;
 	gdev->prepared = false;
 }
