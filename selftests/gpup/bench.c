@@ -60,8 +60,8 @@ static u32 crc32c_sse42(u32 crc, const u8 *p, size_t len)
  * memcpy of @bytes in 1 MiB pieces from a 64 MiB source (not cache
  * resident), as the data_fd moves them; MB/s.  With @crc, also a CRC32C
  * over each piece: the per-byte work of a save, whose stream carries one
- * per record.  Under TCG each CRC32 instruction is emulated by a helper
- * call, while glibc's memcpy runs as translated vector moves: this
+ * per record.  Under TCG each CRC32 instruction is a helper call that
+ * steps the CRC bit by bit, while memcpy runs as translated moves: this
  * baseline shows how much of the data_fd's gap to memcpy that costs.  The
  * barrier keeps the compiler from dropping copies whose result is never
  * read.
