@@ -7,7 +7,6 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,9 +313,8 @@ TEST_F(mig, tracepoints)
 {
 	size_t vram = (size_t)GPUP_SIM_VRAM_MB << 20, cap = 1 << 20;
 	struct gpup_buf b = { 0 };
-	char *t = calloc(1, cap + 1);
-	ssize_t len = 0, n;
-	int fd, cnt;
+	char *t = calloc(1, cap);
+	int len, cnt;
 
 	ASSERT_NE(NULL, t);
 	if (access(TRACEFS "/instances", F_OK))
@@ -333,11 +331,7 @@ TEST_F(mig, tracepoints)
 
 	ASSERT_EQ(0, gpup_write_file(TRACE_INST "/events/gpup_vfio/enable",
 				     "0"));
-	fd = open(TRACE_INST "/trace", O_RDONLY);
-	ASSERT_LE(0, fd);
-	while (len < (ssize_t)cap && (n = read(fd, t + len, cap - len)) > 0)
-		len += n;
-	close(fd);
+	len = gpup_read_file(TRACE_INST "/trace", t, cap);
 	rmdir(TRACE_INST);
 	ASSERT_LT(0, len);
 

@@ -20,6 +20,7 @@
 
 #include "kselftest_harness.h"
 #include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
 
 FIXTURE(smoke) {
 	char pf[GPUP_BDF_LEN];
@@ -121,21 +122,6 @@ static int kmsg_count(int kmsg, const char *needle)
 	return count;
 }
 
-/* The migration feature of an open device: 0 or -errno. */
-static int probe_migration_feature(int device)
-{
-	struct {
-		struct vfio_device_feature f;
-		struct vfio_device_feature_migration m;
-	} arg = {
-		.f.argsz = sizeof(arg),
-		.f.flags = VFIO_DEVICE_FEATURE_GET |
-			   VFIO_DEVICE_FEATURE_MIGRATION,
-	};
-
-	return ioctl(device, VFIO_DEVICE_FEATURE, &arg) ? -errno : 0;
-}
-
 /*
  * The PF under stock igb registers no provider: its VF still binds to
  * gpup_vfio_pci and works as vfio-pci, offers no migration, and the
@@ -151,6 +137,7 @@ TEST(no_provider_plain_vfio)
 		.argsz = sizeof(cfg),
 		.index = VFIO_PCI_CONFIG_REGION_INDEX,
 	};
+	u64 flags;
 	int kmsg, i;
 
 	ASSERT_EQ(0, gpup_run("modprobe -a igb vfio_iommu_type1 gpup_vfio_pci"));
@@ -175,7 +162,7 @@ TEST(no_provider_plain_vfio)
 		EXPECT_EQ(2, pread(v.device, &vendor, 2, cfg.offset));
 		EXPECT_EQ(GPUP_PF_VENDOR, vendor);
 		/* vfio core: no mig_ops, no migration feature. */
-		EXPECT_EQ(-ENOTTY, probe_migration_feature(v.device));
+		EXPECT_EQ(-ENOTTY, gpup_mig_flags(v.device, &flags));
 		gpup_vfio_close(&v);
 	}
 

@@ -45,15 +45,22 @@ int gpup_write_file(const char *path, const char *fmt, ...)
 
 int gpup_read_file(const char *path, char *buf, size_t len)
 {
-	ssize_t n;
+	ssize_t n = 0, got;
 	int fd;
 
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, len - 1);
-	if (n < 0)
-		n = -errno;
+	/* Files such as tracefs's trace give a page per read(). */
+	while ((size_t)n < len - 1) {
+		got = read(fd, buf + n, len - 1 - n);
+		if (got <= 0) {
+			if (got < 0)
+				n = -errno;
+			break;
+		}
+		n += got;
+	}
 	close(fd);
 	if (n < 0)
 		return n;
