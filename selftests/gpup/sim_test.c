@@ -59,12 +59,17 @@ TEST(binds_by_override_only)
 FIXTURE(sim) {
 	char pf[GPUP_BDF_LEN];
 	char vf[3][GPUP_BDF_LEN];
+	struct gpup_vfio v[2];	/* opened by some tests, closed by teardown */
 };
 
 FIXTURE_SETUP(sim)
 {
 	int i;
 
+	for (i = 0; i < 2; i++) {
+		self->v[i].device = self->v[i].group = -1;
+		self->v[i].container = self->v[i].iommufd = -1;
+	}
 	ASSERT_EQ(0, gpup_setup_pf(self->pf, 3));
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
@@ -72,6 +77,10 @@ FIXTURE_SETUP(sim)
 
 FIXTURE_TEARDOWN(sim)
 {
+	/* An open VF would block disabling SR-IOV: close it first. */
+	gpup_vfio_close(&self->v[0]);
+	gpup_vfio_close(&self->v[1]);
+	gpup_bind_override(self->pf, "gpup_sim");
 	gpup_set_numvfs(self->pf, 0);
 }
 
@@ -91,12 +100,21 @@ TEST_F(sim, profile)
 	EXPECT_EQ(-EINVAL, gpup_sim_write(self->vf[0], "profile", "9"));
 }
 
-/* Same seed and steps: same state; other steps or seeds: other state. */
+/*
+ * Every VF starts from a state of its own (its seed is the module's seed
+ * and its index); same seed and steps: same state; other steps or
+ * seeds: other state.
+ */
 TEST_F(sim, deterministic_engine)
 {
 	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN], d2[GPUP_DIGEST_LEN];
 
 	digest(_metadata, self->vf[0], d0);
+	digest(_metadata, self->vf[1], d1);
+	EXPECT_STRNE(d0, d1);
+	EXPECT_NE(gpup_sim_read_long(self->vf[0], "seed"),
+		  gpup_sim_read_long(self->vf[1], "seed"));
+	ASSERT_EQ(0, gpup_sim_twin(self->vf[1], self->vf[0]));
 	digest(_metadata, self->vf[1], d1);
 	EXPECT_STREQ(d0, d1);
 	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 50));
@@ -244,37 +262,62 @@ TEST_F(sim, unbind_rebind_pf)
 	EXPECT_EQ(0, gpup_sim_run(self->vf[1], 3));
 }
 
-/* rmmod with VFs: unused ones go; one in use by vfio survives. */
-TEST_F(sim, rmmod_with_vfs)
+/*
+ * Removing gpup_sim (rmmod, or unbinding the PF) disables SR-IOV when no
+ * VF is owned by a VFIO user, even with VFs bound to gpup_vfio_pci, and
+ * leaves nothing for the PCI core's "driver left SR-IOV enabled" warning.
+ */
+TEST_F(sim, remove_disables_unowned_vfs)
 {
-	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
-	struct gpup_buf b = { 0 };
-	struct gpup_vfio v0, v1;
+	int kmsg;
 
-	ASSERT_EQ(0, gpup_run("rmmod gpup_sim"));
-	EXPECT_EQ(-ENOENT, gpup_vf_bdf(self->pf, 0, self->vf[0]));
-
-	ASSERT_EQ(0, gpup_setup_pf(self->pf, 2));
-	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf[0]));
-	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 1, self->vf[1]));
 	ASSERT_EQ(0, gpup_bind_override(self->vf[0], "gpup_vfio_pci"));
 	ASSERT_EQ(0, gpup_bind_override(self->vf[1], "gpup_vfio_pci"));
+	kmsg = gpup_kmsg_open();
+	ASSERT_LE(0, kmsg);
 	ASSERT_EQ(0, gpup_run("rmmod gpup_sim"));
-	/* Bound VFs stay; after reload and rebind they work again. */
+	EXPECT_EQ(-ENOENT, gpup_vf_bdf(self->pf, 0, self->vf[0]));
+	EXPECT_EQ(0, gpup_kmsg_count(kmsg, "driver left SR-IOV enabled"));
+	close(kmsg);
+	/* The same through an unbind of the PF. */
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, 2));
 	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf[0]));
-	ASSERT_EQ(0, gpup_run("modprobe gpup_sim"));
+	ASSERT_EQ(0, gpup_bind_override(self->vf[0], "gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_unbind(self->pf));
+	EXPECT_EQ(-ENOENT, gpup_vf_bdf(self->pf, 0, self->vf[0]));
 	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
-	ASSERT_EQ(0, gpup_vfio_open(self->vf[0], &v0));
-	ASSERT_EQ(0, gpup_vfio_open(self->vf[1], &v1));
+}
+
+/*
+ * A VF that a VM owns (its VFIO device is open) keeps SR-IOV enabled
+ * across the PF driver's removal; once the PF driver is back, the VF
+ * works again.
+ */
+TEST_F(sim, remove_keeps_owned_vfs)
+{
+	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
+	struct gpup_vfio *v0 = &self->v[0], *v1 = &self->v[1];
+	struct gpup_buf b = { 0 };
+
+	ASSERT_EQ(0, gpup_bind_override(self->vf[0], "gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_bind_override(self->vf[1], "gpup_vfio_pci"));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[0], v0));
+	ASSERT_EQ(0, gpup_unbind(self->pf));
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf[0]));
+	driver_is(_metadata, self->vf[0], "gpup_vfio_pci");
+	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
+	/* The provider is back: one reset and the VF migrates again. */
+	ASSERT_EQ(0, gpup_device_reset(v0->device));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[1], v1));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 4));
 	digest(_metadata, self->vf[0], d0);
-	ASSERT_EQ(0, gpup_save_stop_copy(v0.device, &b));
-	ASSERT_EQ(0, gpup_load(v1.device, &b));
+	ASSERT_EQ(0, gpup_save_stop_copy(v0->device, &b));
+	ASSERT_EQ(0, gpup_load(v1->device, &b));
 	digest(_metadata, self->vf[1], d1);
 	EXPECT_STREQ(d0, d1);
 	gpup_buf_free(&b);
-	gpup_vfio_close(&v0);
-	gpup_vfio_close(&v1);
+	gpup_vfio_close(v0);
+	gpup_vfio_close(v1);
 	gpup_unbind(self->vf[0]);
 	gpup_unbind(self->vf[1]);
 }

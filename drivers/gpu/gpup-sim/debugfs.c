@@ -12,9 +12,17 @@
  *   paused    r: 0/1
  *   pause     w: 0/1, pause or resume (test hook, as set_pause_state)
  *   track     w: 1 starts, 0 stops dirty tracking (test hook)
- *   seed      rw: seed of the initial state; writing resets the VF
- *   fault     rw: "<op> <errno>" fails the next call of op once
+ *   seed      rw: seed of the initial state (gpup_sim_vf_seed() of the
+ *             module's seed and the VF index); writing resets the VF
+ *   fault     rw: "<op> <errno>" fails the next call of op once;
+ *             "save_immutable oversize", "save_mutable oversize": the
+ *             next fill call reports a page more than it was given;
+ *             "restore_mutable skip": the next restore leaves engine 0's
+ *             first context register as it was
  *   reset     w: 1, reset the VF as reset_vf does
+ *   migrating r: 0/1, between prepare_live_migration and its end
+ *   tracking  r: nested dirty tracking starts in force
+ *   violations r: op calls that broke a precondition of the contract
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -63,10 +71,14 @@ static int gpup_sim_fault_show(struct seq_file *s, void *unused)
 	struct gpup_sim_vf *vf = s->private;
 
 	mutex_lock(&vf->lock);
-	if (vf->fault_op[0])
-		seq_printf(s, "%s %d\n", vf->fault_op, vf->fault_err);
-	else
+	if (!vf->fault_op[0])
 		seq_puts(s, "none\n");
+	else if (vf->fault_kind == GPUP_SIM_FAULT_OVERSIZE)
+		seq_printf(s, "%s oversize\n", vf->fault_op);
+	else if (vf->fault_kind == GPUP_SIM_FAULT_SKIP)
+		seq_printf(s, "%s skip\n", vf->fault_op);
+	else
+		seq_printf(s, "%s %d\n", vf->fault_op, vf->fault_err);
 	mutex_unlock(&vf->lock);
 	return 0;
 }
@@ -131,6 +143,58 @@ static int gpup_sim_seed_show(struct seq_file *s, void *unused)
 	return gpup_sim_u64_show(s, READ_ONCE(vf->seed));
 }
 
+static int gpup_sim_migrating_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	return gpup_sim_u64_show(s, READ_ONCE(vf->migrating));
+}
+
+static int gpup_sim_tracking_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	return gpup_sim_u64_show(s, READ_ONCE(vf->track_refs));
+}
+
+static int gpup_sim_violations_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->violations;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+/* "<op> <errno>", "<op> oversize" or "<op> skip" */
+static int gpup_sim_parse_fault(const char *buf, char *op,
+				enum gpup_sim_fault_kind *kind, int *err)
+{
+	char how[16];
+
+	if (sscanf(buf, "%31s %15s", op, how) != 2)
+		return -EINVAL;
+	*err = 0;
+	if (!strcmp(how, "oversize")) {
+		if (strcmp(op, "save_immutable") && strcmp(op, "save_mutable"))
+			return -EINVAL;
+		*kind = GPUP_SIM_FAULT_OVERSIZE;
+		return 0;
+	}
+	if (!strcmp(how, "skip")) {
+		if (strcmp(op, "restore_mutable"))
+			return -EINVAL;
+		*kind = GPUP_SIM_FAULT_SKIP;
+		return 0;
+	}
+	*kind = GPUP_SIM_FAULT_ERRNO;
+	if (kstrtoint(how, 0, err) || *err >= 0 || *err < -MAX_ERRNO)
+		return -EINVAL;
+	return 0;
+}
+
 /* Read a short user string into @buf, NUL terminated, newline dropped. */
 static int gpup_sim_get_arg(const char __user *ubuf, size_t len, char *buf,
 			    size_t size)
@@ -151,6 +215,7 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 	struct gpup_sim_vf *vf = s->private;
 	const char *name = file->f_path.dentry->d_name.name;
 	const struct gpup_sim_profile *prof;
+	enum gpup_sim_fault_kind kind = GPUP_SIM_FAULT_ERRNO;
 	char buf[64], op[32];
 	unsigned long long v;
 	int ret, err;
@@ -159,9 +224,9 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 	if (ret)
 		return ret;
 	if (!strcmp(name, "fault")) {
-		if (sscanf(buf, "%31s %d", op, &err) != 2 || err >= 0 ||
-		    err < -MAX_ERRNO)
-			return -EINVAL;
+		ret = gpup_sim_parse_fault(buf, op, &kind, &err);
+		if (ret)
+			return ret;
 	} else {
 		ret = kstrtoull(buf, 0, &v);
 		if (ret)
@@ -181,9 +246,11 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 		ret = gpup_sim_track_locked(vf, !!v);
 	} else if (!strcmp(name, "fault")) {
 		strscpy(vf->fault_op, op, sizeof(vf->fault_op));
+		vf->fault_kind = kind;
 		vf->fault_err = err;
 	} else if (!strcmp(name, "reset")) {
-		if (gpup_sim_fault_locked(vf, "reset_vf", &err))
+		if (gpup_sim_fault_locked(vf, "reset_vf", GPUP_SIM_FAULT_ERRNO,
+					  &err))
 			ret = err;
 		else
 			gpup_sim_reset_locked(vf);
@@ -236,6 +303,9 @@ GPUP_SIM_FILE(ticks);
 GPUP_SIM_FILE(paused);
 GPUP_SIM_FILE(seed);
 GPUP_SIM_FILE(fault);
+GPUP_SIM_FILE(migrating);
+GPUP_SIM_FILE(tracking);
+GPUP_SIM_FILE(violations);
 GPUP_SIM_FILE(none);
 
 /**
@@ -264,6 +334,10 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 	debugfs_create_file("seed", 0644, d, vf, &gpup_sim_seed_fops);
 	debugfs_create_file("fault", 0644, d, vf, &gpup_sim_fault_fops);
 	debugfs_create_file("reset", 0200, d, vf, &gpup_sim_none_fops);
+	debugfs_create_file("migrating", 0444, d, vf, &gpup_sim_migrating_fops);
+	debugfs_create_file("tracking", 0444, d, vf, &gpup_sim_tracking_fops);
+	debugfs_create_file("violations", 0444, d, vf,
+			    &gpup_sim_violations_fops);
 }
 
 /** gpup_sim_debugfs_init() - create the debugfs root */

@@ -66,6 +66,21 @@ struct gpup_sim_sched {
 struct gpup_sim_pf;
 
 /**
+ * enum gpup_sim_fault_kind - what an armed fault does to its op
+ * @GPUP_SIM_FAULT_ERRNO: the op fails with the armed errno
+ * @GPUP_SIM_FAULT_OVERSIZE: the fill call of save_immutable or
+ *	save_mutable reports more bytes than the room it was given, as a
+ *	broken provider might
+ * @GPUP_SIM_FAULT_SKIP: restore_mutable leaves one field (engine 0's
+ *	first context register) as it was, as a restore that forgets a field
+ */
+enum gpup_sim_fault_kind {
+	GPUP_SIM_FAULT_ERRNO,
+	GPUP_SIM_FAULT_OVERSIZE,
+	GPUP_SIM_FAULT_SKIP,
+};
+
+/**
  * struct gpup_sim_vf - one simulated VF
  * @pf: its PF
  * @idx: VF index
@@ -85,7 +100,10 @@ struct gpup_sim_pf;
  * @ticks: runs of @work while @free_run was set, whether or not it could
  *	step (a paused VF does not): lets a test wait for the timer
  * @fault_op: name of the op armed to fail, "" if none
- * @fault_err: the errno it fails with
+ * @fault_kind: what the armed fault does
+ * @fault_err: the errno it fails with (%GPUP_SIM_FAULT_ERRNO)
+ * @violations: op calls that broke a precondition of the provider
+ *	contract (the variant driver's bug, see gpup_sim_violated())
  * @work: free-running steps
  * @dir: debugfs directory
  */
@@ -107,7 +125,9 @@ struct gpup_sim_vf {
 	bool free_run;
 	u64 ticks;
 	char fault_op[32];
+	enum gpup_sim_fault_kind fault_kind;
 	int fault_err;
+	u64 violations;
 	struct delayed_work work;
 	struct dentry *dir;
 };
@@ -115,6 +135,9 @@ struct gpup_sim_vf {
 /**
  * struct gpup_sim_pf - the simulated PF
  * @pdev: the PF
+ * @ops: the ops registered for this PF: a copy of gpup_sim_ops that
+ *	lives as long as the binding (device-managed), as a PF driver that
+ *	keeps its ops in per-device memory would have them
  * @prov: our provider registration
  * @vfs_rwsem: protects @vfs and @nvfs: read by op calls, written when
  *	VFs are created or destroyed
@@ -124,6 +147,7 @@ struct gpup_sim_vf {
  */
 struct gpup_sim_pf {
 	struct pci_dev *pdev;
+	const struct gpup_migration_ops *ops;
 	struct gpup_provider *prov;
 	struct rw_semaphore vfs_rwsem;	/* protects vfs and nvfs */
 	unsigned int nvfs;
@@ -143,7 +167,9 @@ void gpup_sim_vf_fini(struct gpup_sim_vf *vf);
 void gpup_sim_reset_locked(struct gpup_sim_vf *vf);
 int gpup_sim_run_locked(struct gpup_sim_vf *vf, unsigned long n);
 int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out);
-bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op, int *err);
+u64 gpup_sim_vf_seed(u64 seed, unsigned int idx);
+bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op,
+			   enum gpup_sim_fault_kind kind, int *err);
 int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause);
 int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start);
 

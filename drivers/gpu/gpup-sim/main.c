@@ -27,7 +27,7 @@ MODULE_PARM_DESC(profile, "profile of new VFs (1: 4 engines, 2: 2 engines)");
 
 unsigned long gpup_sim_seed = 1;
 module_param_named(seed, gpup_sim_seed, ulong, 0444);
-MODULE_PARM_DESC(seed, "seed of the VFs' initial state (default 1)");
+MODULE_PARM_DESC(seed, "seed of the VFs' initial state, each VF's own: seed << 16 | VF index (default 1)");
 
 static void gpup_sim_free_vfs(struct gpup_sim_pf *pf)
 {
@@ -151,7 +151,13 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			return ret;
 		gpup_sim_name_vfs(pf);
 	}
-	pf->prov = gpup_register_pf(pdev, &gpup_sim_ops);
+	pf->ops = devm_kmemdup(&pdev->dev, &gpup_sim_ops, sizeof(gpup_sim_ops),
+			       GFP_KERNEL);
+	if (!pf->ops) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	pf->prov = gpup_register_pf(pdev, pf->ops);
 	if (IS_ERR(pf->prov)) {
 		ret = PTR_ERR(pf->prov);
 		goto err_free;

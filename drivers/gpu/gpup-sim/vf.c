@@ -299,17 +299,42 @@ int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
  * gpup_sim_fault_locked() - fire an armed fault
  * @vf: the VF; caller holds @vf->lock
  * @op: the op being called
+ * @kind: the kind of fault this call site can fire
  * @err: set to the armed errno if it fires
  *
- * Return: true once, for the first call of the armed op.
+ * Return: true once, for the first call of the armed op at a site of the
+ * armed kind.
  */
-bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op, int *err)
+bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op,
+			   enum gpup_sim_fault_kind kind, int *err)
 {
-	if (!vf->fault_op[0] || strcmp(vf->fault_op, op))
+	if (!vf->fault_op[0] || vf->fault_kind != kind ||
+	    strcmp(vf->fault_op, op))
 		return false;
 	vf->fault_op[0] = 0;
 	*err = vf->fault_err;
 	return true;
+}
+
+/*
+ * The provider contract promises every op preconditions (the VF paused,
+ * page alignment, the order of calls).  A call that breaks one is the
+ * variant driver's bug: count it, warn (once), and let the op fail, so
+ * that a test sees it in the kernel log and in debugfs "violations".
+ */
+static bool gpup_sim_violated(struct gpup_sim_vf *vf, bool broken,
+			      const char *op, const char *what)
+{
+	if (!broken)
+		return false;
+	vf->violations++;
+	WARN_ONCE(1, "gpup_sim: VF %u: %s called %s\n", vf->idx, op, what);
+	return true;
+}
+
+static bool gpup_sim_page_aligned(u64 offset, u64 len)
+{
+	return !((offset | len) & (GPUP_SIM_PAGE_SIZE - 1));
 }
 
 /**
@@ -323,7 +348,8 @@ int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause)
 {
 	int err;
 
-	if (gpup_sim_fault_locked(vf, "set_pause_state", &err))
+	if (gpup_sim_fault_locked(vf, "set_pause_state", GPUP_SIM_FAULT_ERRNO,
+				  &err))
 		return err;
 	vf->paused = pause;
 	return 0;
@@ -340,7 +366,8 @@ int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start)
 {
 	int err;
 
-	if (start && gpup_sim_fault_locked(vf, "start_dirty_tracking", &err))
+	if (start && gpup_sim_fault_locked(vf, "start_dirty_tracking",
+					   GPUP_SIM_FAULT_ERRNO, &err))
 		return err;
 	if (start) {
 		if (!vf->track_refs++)
@@ -390,7 +417,7 @@ static struct gpup_sim_vf *gpup_sim_op_begin(struct pci_dev *pdev,
 		*err = -ENODEV;
 		return NULL;
 	}
-	if (gpup_sim_fault_locked(vf, op, err)) {
+	if (gpup_sim_fault_locked(vf, op, GPUP_SIM_FAULT_ERRNO, err)) {
 		gpup_sim_vf_unlock(vf);
 		return NULL;
 	}
@@ -427,7 +454,10 @@ static int gpup_sim_prepare(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "prepare_live_migration", &err);
 	if (!vf)
 		return err;
-	if (vf->migrating || (side == GPUP_MIG_TARGET && !vf->paused)) {
+	if (gpup_sim_violated(vf, vf->migrating, "prepare_live_migration",
+			      "during a migration") ||
+	    gpup_sim_violated(vf, side == GPUP_MIG_TARGET && !vf->paused,
+			      "prepare_live_migration", "(target) unpaused")) {
 		err = -EBUSY;
 	} else {
 		vf->migrating = true;
@@ -443,6 +473,8 @@ static void gpup_sim_end(struct pci_dev *pdev, unsigned int idx)
 
 	if (!vf)
 		return;
+	gpup_sim_violated(vf, !vf->migrating, "end_live_migration",
+			  "without prepare_live_migration");
 	vf->migrating = false;
 	vf->imm_ok = false;
 	gpup_sim_vf_unlock(vf);
@@ -476,6 +508,9 @@ static int gpup_sim_save_immutable(struct pci_dev *pdev, unsigned int idx,
 		gpup_sim_imm_fill(vf, buf);
 	if (!err)
 		*size = sizeof(struct gpup_sim_imm);
+	if (!err && buf && gpup_sim_fault_locked(vf, "save_immutable",
+						 GPUP_SIM_FAULT_OVERSIZE, &err))
+		*size += GPUP_SIM_PAGE_SIZE;
 	gpup_sim_vf_unlock(vf);
 	return err;
 }
@@ -489,7 +524,7 @@ static int gpup_sim_save_mutable(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "save_mutable", &err);
 	if (!vf)
 		return err;
-	if (buf && !vf->paused)
+	if (gpup_sim_violated(vf, !vf->paused, "save_mutable", "unpaused"))
 		err = -EBUSY;
 	else if (buf && *size < sizeof(struct gpup_sim_mut))
 		err = -ENOSPC;
@@ -497,6 +532,9 @@ static int gpup_sim_save_mutable(struct pci_dev *pdev, unsigned int idx,
 		gpup_sim_mut_fill(vf, buf);
 	if (!err)
 		*size = sizeof(struct gpup_sim_mut);
+	if (!err && buf && gpup_sim_fault_locked(vf, "save_mutable",
+						 GPUP_SIM_FAULT_OVERSIZE, &err))
+		*size += GPUP_SIM_PAGE_SIZE;
 	gpup_sim_vf_unlock(vf);
 	return err;
 }
@@ -511,7 +549,11 @@ static int gpup_sim_restore_immutable(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "restore_immutable", &err);
 	if (!vf)
 		return err;
-	if (!vf->paused || !vf->migrating) {
+	if (gpup_sim_violated(vf, !vf->paused, "restore_immutable",
+			      "unpaused") ||
+	    gpup_sim_violated(vf, !vf->migrating, "restore_immutable",
+			      "without prepare_live_migration") ||
+	    gpup_sim_violated(vf, vf->imm_ok, "restore_immutable", "twice")) {
 		err = -EBUSY;
 	} else if (size != sizeof(*imm) ||
 		   le32_to_cpu(imm->magic) != GPUP_SIM_IMM_MAGIC ||
@@ -538,12 +580,15 @@ static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
 	const struct gpup_sim_mut *mut = buf;
 	struct gpup_sim_vf *vf;
 	unsigned int e, r;
+	bool skip;
 	int err = 0;
 
 	vf = gpup_sim_op_begin(pdev, idx, "restore_mutable", &err);
 	if (!vf)
 		return err;
-	if (!vf->paused || !vf->imm_ok) {
+	if (gpup_sim_violated(vf, !vf->paused, "restore_mutable", "unpaused") ||
+	    gpup_sim_violated(vf, !vf->imm_ok, "restore_mutable",
+			      "before restore_immutable")) {
 		err = -EBUSY;
 		goto out;
 	}
@@ -561,6 +606,9 @@ static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
 		err = -EPROTONOSUPPORT;
 		goto out;
 	}
+	skip = gpup_sim_fault_locked(vf, "restore_mutable",
+				     GPUP_SIM_FAULT_SKIP, &err);
+	err = 0;
 	vf->sched.cur_engine = le32_to_cpu(mut->cur_engine);
 	vf->sched.timeslice = le32_to_cpu(mut->timeslice);
 	vf->sched.steps = le64_to_cpu(mut->steps);
@@ -570,7 +618,8 @@ static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
 		struct gpup_sim_engine *d = &vf->eng[e];
 
 		for (r = 0; r < GPUP_SIM_CTX_REGS; r++)
-			d->ctx[r] = le32_to_cpu(s->ctx[r]);
+			if (!skip || e || r)
+				d->ctx[r] = le32_to_cpu(s->ctx[r]);
 		d->ring_head = le32_to_cpu(s->ring_head);
 		d->ring_tail = le32_to_cpu(s->ring_tail);
 		d->fence_seqno = le64_to_cpu(s->fence_seqno);
@@ -599,6 +648,8 @@ static void gpup_sim_stop_tracking(struct pci_dev *pdev, unsigned int idx)
 
 	if (!vf)
 		return;
+	gpup_sim_violated(vf, !vf->track_refs, "stop_dirty_tracking",
+			  "without start_dirty_tracking");
 	gpup_sim_track_locked(vf, false);
 	gpup_sim_vf_unlock(vf);
 }
@@ -615,12 +666,11 @@ static long gpup_sim_query_dirty(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "query_dirty", &err);
 	if (!vf)
 		return err;
-	if (!vf->track_refs) {
-		n = -EINVAL;
-		goto out;
-	}
-	if (first > gpup_sim_npages(vf) ||
-	    count > gpup_sim_npages(vf) - first) {
+	if (gpup_sim_violated(vf, !vf->track_refs, "query_dirty",
+			      "without tracking") ||
+	    gpup_sim_violated(vf, first > gpup_sim_npages(vf) ||
+			      count > gpup_sim_npages(vf) - first,
+			      "query_dirty", "past the end of VRAM")) {
 		n = -EINVAL;
 		goto out;
 	}
@@ -650,8 +700,11 @@ static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "vram_read", &err);
 	if (!vf)
 		return err;
-	if (offset > vf->vram_size || len > vf->vram_size - offset ||
-	    (offset | len) & (GPUP_SIM_PAGE_SIZE - 1)) {
+	if (gpup_sim_violated(vf, offset > vf->vram_size ||
+			      len > vf->vram_size - offset, "vram_read",
+			      "past the end of VRAM") ||
+	    gpup_sim_violated(vf, !gpup_sim_page_aligned(offset, len),
+			      "vram_read", "with a range not page aligned")) {
 		n = -EINVAL;
 	} else {
 		n = copy_to_iter(vf->vram + offset, len, to);
@@ -673,9 +726,16 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "vram_write", &err);
 	if (!vf)
 		return err;
-	if (!vf->paused) {
+	if (gpup_sim_violated(vf, !vf->paused, "vram_write", "unpaused") ||
+	    gpup_sim_violated(vf, !vf->imm_ok, "vram_write",
+			      "before restore_immutable")) {
 		n = -EBUSY;
-	} else if (offset > vf->vram_size || len > vf->vram_size - offset) {
+	} else if (gpup_sim_violated(vf, offset > vf->vram_size ||
+				     len > vf->vram_size - offset,
+				     "vram_write", "past the end of VRAM") ||
+		   gpup_sim_violated(vf, !gpup_sim_page_aligned(offset, len),
+				     "vram_write",
+				     "with a range not page aligned")) {
 		n = -EINVAL;
 	} else {
 		n = copy_from_iter(vf->vram + offset, len, from);
@@ -732,6 +792,23 @@ static void gpup_sim_free_run(struct work_struct *work)
 	mutex_unlock(&vf->lock);
 	if (again)
 		schedule_delayed_work(&vf->work, msecs_to_jiffies(20));
+}
+
+/**
+ * gpup_sim_vf_seed() - the seed of a VF's initial state
+ * @seed: the module's seed parameter
+ * @idx: VF index
+ *
+ * Every VF of a PF starts from a state of its own, so that a field a
+ * restore forgets cannot go unnoticed because both VFs happen to hold the
+ * same value: seed << 16 | idx, unique for every seed below 2^48 and VF
+ * index below 2^16.
+ *
+ * Return: the VF's seed.
+ */
+u64 gpup_sim_vf_seed(u64 seed, unsigned int idx)
+{
+	return seed << 16 | (idx & 0xffff);
 }
 
 /**

@@ -5,10 +5,14 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gpup_lib.h"
@@ -210,6 +214,107 @@ long gpup_sim_read_long(const char *vf, const char *file)
 
 	sim_path(path, sizeof(path), vf, file);
 	return gpup_read_long(path);
+}
+
+int gpup_sim_twin(const char *vf, const char *twin)
+{
+	char val[32];
+	long seed;
+
+	seed = gpup_sim_read_long(twin, "seed");
+	if (seed < 0)
+		return seed;
+	snprintf(val, sizeof(val), "%ld", seed);
+	return gpup_sim_write(vf, "seed", val);
+}
+
+long gpup_sim_violations(const char *vf)
+{
+	return gpup_sim_read_long(vf, "violations");
+}
+
+#define VFIO_DEBUGFS "/sys/kernel/debug/gpup_vfio_pci"
+
+static void *gpup_hold_thread(void *p)
+{
+	struct gpup_hold *h = p;
+	char path[128], c;
+	int fd;
+
+	snprintf(path, sizeof(path), VFIO_DEBUGFS "/%s/hold", h->vf);
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		h->ret = -errno;
+		return NULL;
+	}
+	h->ret = read(fd, &c, 1) < 0 ? -errno : 0;
+	close(fd);
+	return NULL;
+}
+
+int gpup_hold_start(struct gpup_hold *h, const char *vf)
+{
+	char path[128], held[8];
+	pthread_t t;
+	time_t end = time(NULL) + 30;
+
+	snprintf(h->vf, sizeof(h->vf), "%s", vf);
+	h->ret = 1;
+	if (pthread_create(&t, NULL, gpup_hold_thread, h))
+		return -EAGAIN;
+	h->thread = t;
+	/* The hook says when its reader has the mutex: wait for that. */
+	snprintf(path, sizeof(path), VFIO_DEBUGFS "/%s/held", vf);
+	while (gpup_read_file(path, held, sizeof(held)) != 1 ||
+	       held[0] != 'Y') {
+		if (h->ret <= 0 || time(NULL) > end)
+			return h->ret < 0 ? h->ret : -ETIMEDOUT;
+		sched_yield();
+	}
+	return 0;
+}
+
+int gpup_hold_stop(struct gpup_hold *h)
+{
+	char path[128];
+	int ret;
+
+	snprintf(path, sizeof(path), VFIO_DEBUGFS "/%s/hold", h->vf);
+	ret = gpup_write_file(path, "0");
+	pthread_join((pthread_t)h->thread, NULL);
+	return ret ? ret : h->ret;
+}
+
+int gpup_kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (lseek(fd, 0, SEEK_END) < 0) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+int gpup_kmsg_count(int kmsg, const char *needle)
+{
+	char rec[2048];
+	ssize_t n;
+	int count = 0;
+
+	for (;;) {
+		n = read(kmsg, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)	/* overwritten records */
+			continue;
+		if (n <= 0)
+			break;
+		rec[n] = 0;
+		if (strstr(rec, needle))
+			count++;
+	}
+	return count;
 }
 
 int gpup_sim_digest(const char *vf, char *digest)

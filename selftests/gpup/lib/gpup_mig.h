@@ -58,5 +58,27 @@ int gpup_sim_run(const char *vf, unsigned long steps);
 long gpup_sim_steps(const char *vf);
 int gpup_sim_write(const char *vf, const char *file, const char *val);
 long gpup_sim_read_long(const char *vf, const char *file);
+/* Gives @vf the seed of @twin (and resets it): the two start alike. */
+int gpup_sim_twin(const char *vf, const char *twin);
+/* Precondition violations gpup_sim counted on @vf (0 when all is well). */
+long gpup_sim_violations(const char *vf);
+
+/*
+ * The debugfs "hold" hook of gpup_vfio_pci: a thread keeps the VF's
+ * state mutex from gpup_hold_start() until gpup_hold_stop().
+ */
+struct gpup_hold {
+	char vf[GPUP_BDF_LEN];
+	int ret;
+	unsigned long thread;
+};
+
+int gpup_hold_start(struct gpup_hold *h, const char *vf);
+int gpup_hold_stop(struct gpup_hold *h);
+
+/* Kernel log records from @kmsg (opened and at its end) holding @needle. */
+int gpup_kmsg_count(int kmsg, const char *needle);
+/* /dev/kmsg opened non-blocking and positioned at its end, or -errno. */
+int gpup_kmsg_open(void);
 
 #endif /* GPUP_MIG_H */

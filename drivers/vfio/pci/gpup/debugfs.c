@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * debugfs of gpup_vfio_pci: /sys/kernel/debug/gpup_vfio_pci/<VF>/status
+ * debugfs of gpup_vfio_pci: /sys/kernel/debug/gpup_vfio_pci/<VF>/
+ *
+ *   status  r: migration state, flags, geometry, counters
+ *   hold    test hook: a read() takes the device's state mutex and keeps
+ *           it until "0" is written here (or the reader gets a signal),
+ *           as any thread that holds it for long would (an arc calling a
+ *           slow provider, a status read); "held" says when it has it
+ *   held    r: 1 while a read() of "hold" keeps the state mutex
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -65,6 +72,40 @@ static int gpup_vfio_status_show(struct seq_file *s, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(gpup_vfio_status);
 
+static ssize_t gpup_vfio_hold_read(struct file *file, char __user *buf,
+				   size_t len, loff_t *pos)
+{
+	struct gpup_vfio_dev *gdev = file->private_data;
+	int ret;
+
+	if (mutex_lock_interruptible(&gdev->state_mutex))
+		return -EINTR;
+	WRITE_ONCE(gdev->hold_release, false);
+	WRITE_ONCE(gdev->held, true);
+	ret = wait_event_interruptible(gdev->hold_wq,
+				       READ_ONCE(gdev->hold_release));
+	WRITE_ONCE(gdev->held, false);
+	gpup_vfio_state_mutex_unlock(gdev);
+	return ret;
+}
+
+static ssize_t gpup_vfio_hold_write(struct file *file, const char __user *buf,
+				    size_t len, loff_t *pos)
+{
+	struct gpup_vfio_dev *gdev = file->private_data;
+
+	WRITE_ONCE(gdev->hold_release, true);
+	wake_up(&gdev->hold_wq);
+	return len;
+}
+
+static const struct file_operations gpup_vfio_hold_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.read = gpup_vfio_hold_read,
+	.write = gpup_vfio_hold_write,
+};
+
 /**
  * gpup_vfio_debugfs_init() - create the VF's debugfs directory
  * @gdev: the VF
@@ -77,6 +118,10 @@ void gpup_vfio_debugfs_init(struct gpup_vfio_dev *gdev)
 					   gpup_vfio_debugfs_root);
 	debugfs_create_file("status", 0444, gdev->debugfs, gdev,
 			    &gpup_vfio_status_fops);
+	init_waitqueue_head(&gdev->hold_wq);
+	debugfs_create_file("hold", 0600, gdev->debugfs, gdev,
+			    &gpup_vfio_hold_fops);
+	debugfs_create_bool("held", 0444, gdev->debugfs, &gdev->held);
 }
 
 /**

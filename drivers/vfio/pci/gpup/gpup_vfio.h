@@ -20,6 +20,7 @@
 #include <linux/gpup_migration.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
+#include <linux/wait.h>
 #include <linux/vfio_pci_core.h>
 
 #include "provider.h"
@@ -80,6 +81,9 @@ struct gpup_vfio_stats {
  * @tracking: start_dirty_tracking succeeded, stop_dirty_tracking owed
  * @paused: set_pause_state(true) is in force
  * @debugfs: the device's debugfs directory
+ * @hold_wq: the debugfs "hold" test hook's reader waits here
+ * @hold_release: the hook's reader may let go of @state_mutex
+ * @held: the hook's reader holds @state_mutex
  * @stats: counters for debugfs (atomics, no lock)
  */
 struct gpup_vfio_dev {
@@ -105,6 +109,9 @@ struct gpup_vfio_dev {
 	bool paused;
 
 	struct dentry *debugfs;
+	wait_queue_head_t hold_wq;
+	bool hold_release;
+	bool held;
 	struct gpup_vfio_stats stats;
 };
 
