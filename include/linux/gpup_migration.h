@@ -43,6 +43,7 @@
 struct iov_iter;
 struct module;
 struct pci_dev;
+struct gpup_provider;
 
 /**
  * enum gpup_mig_side - which end of a migration a VF is on
@@ -78,7 +79,9 @@ enum gpup_mig_side {
  *	the variant driver refuses larger immutable records in a stream
  *	before allocating
  * @max_mutable_size: upper bound of what save_mutable ever produces;
- *	likewise bounds allocations on restore
+ *	likewise bounds allocations on restore, and stands for the mutable
+ *	size in VFIO_DEVICE_FEATURE_MIG_DATA_SIZE when the provider has no
+ *	@query_save_size op
  *
  * The Save DDIs document no maximum size; this port requires one so that a
  * stream from userspace can be bounded before any allocation.
@@ -104,6 +107,11 @@ struct gpup_migration_caps {
  * serialises the calls for one VF; calls for different VFs may run
  * concurrently.  All ops except @vram_read and @vram_write return 0 or a
  * negative errno from the NTSTATUS table at the top of this header.
+ *
+ * Preconditions stated for an op are promises of the variant driver; a
+ * provider may check them and fail a call that breaks one with -EBUSY
+ * (wrong state) or -EINVAL (bad range), as gpup_sim does.  Every op is
+ * optional only where its text says so.
  *
  * @query_caps: fill @caps for VF @vf.  Ports the GPU-P capability query
  *	(DXGKQAITYPE_DIRTYBITTRACKINGCAPS and the LiveMigration cap).
@@ -136,8 +144,21 @@ struct gpup_migration_caps {
  * @save_mutable: all remaining device and driver state of @vf that VRAM
  *	does not hold.  Same two-call pattern, bounded by
  *	caps.max_mutable_size.  Ports DxgkDdiSaveMutableMigrationData.
- *	Precondition: the VF is paused.  Must not change the VF, so that an
- *	aborted migration can resume the source where it stopped.
+ *	Precondition: the VF is paused, for both calls.  Must not change
+ *	the VF, so that an aborted migration can resume the source where
+ *	it stopped.  The fill call must not report more bytes than the room
+ *	it was given; the variant driver fails the arc with -EIO if it does.
+ *
+ * @query_save_size: optional.  Store in *@immutable and *@mutable the
+ *	bytes @save_immutable and @save_mutable would produce if called
+ *	now.  Valid in every state of the VF (running or paused, migrating
+ *	or not) and must not change it; the mutable size of a running VF
+ *	may be an estimate, at most caps.max_mutable_size.  The variant
+ *	driver asks it for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE and
+ *	VFIO_MIG_GET_PRECOPY_INFO at any time; without it, it takes the
+ *	caps' maxima instead.  There is no DDI for it: the GPU-P size query
+ *	is the first call of the Save DDIs, which for the mutable data is
+ *	only valid while the VF is paused.
  *
  * @restore_immutable: check that data saved by @save_immutable on some
  *	source fits @vf and prepare for it.  Ports
@@ -160,14 +181,20 @@ struct gpup_migration_caps {
  * @query_dirty: report dirty pages of @vf in [@first, @first + @count)
  *	(page numbers).  If @bitmap is not NULL, bit i of it (a bitmap of
  *	@count bits, BITS_TO_LONGS(@count) longs) is set for each dirty page
- *	@first + i, and with @clear the reported bits are cleared in the same
- *	atomic step.  Returns the number of dirty pages in the range, or
- *	-errno.  Without @clear it is a count that leaves the bitplane as is.
- *	Tracking coarser than a page may report more pages than were written.
- *	Ports DxgkDdiQueryDirtyBitData (DXGK_DIRTYBITTRACKING_CLEARDATA).
+ *	@first + i.  With @clear the pages reported are cleared in the same
+ *	atomic step, with or without a @bitmap.  Returns the number of
+ *	dirty pages in the range, or -errno.  Without @clear it is a count
+ *	that leaves the bitplane as is.  Tracking coarser than a page may
+ *	report more pages than were written.  Precondition: tracking is on.
+ *	The variant driver queries one run of pages (at most 256 KiB of
+ *	VRAM) just before it reads it, and asks the count of the whole VRAM
+ *	(@first 0, @count all pages, no @bitmap, no @clear) for every
+ *	VFIO_MIG_GET_PRECOPY_INFO and poll(): that count should cost O(1),
+ *	not a scan.  Ports DxgkDdiQueryDirtyBitData
+ *	(DXGK_DIRTYBITTRACKING_CLEARDATA).
  *
  * @stop_dirty_tracking: balance one @start_dirty_tracking.  Ports
- *	DxgkDdiStopDirtyTracking.
+ *	DxgkDdiStopDirtyTracking.  Precondition: tracking is on.
  *
  * @vram_read: copy @len bytes of @vf's VRAM at byte @offset into @to, the
  *	destination iterator (a user buffer or a kernel buffer).  The port of
@@ -176,13 +203,20 @@ struct gpup_migration_caps {
  *	the bytes copied (short only at a fault in @to) or -errno.
  *
  * @vram_write: copy @len bytes from @from into @vf's VRAM at byte
- *	@offset.  VRAM paging on the target; the VF is paused.  Returns the
- *	bytes copied or -errno.
+ *	@offset.  VRAM paging on the target.  Preconditions: the VF is
+ *	paused and @restore_immutable accepted the stream; @offset and @len
+ *	are multiples of caps.page_size (the variant driver gathers whole
+ *	pages, whatever the write() sizes of userspace), so a copy engine
+ *	never needs a read-modify-write.  Returns the bytes copied or -errno.
  *
  * @reset_vf: bring @vf back to its power-on state, as a function level
  *	reset does: unpaused, not migrating, no dirty tracking, engine state
- *	and VRAM cleared.  Called on FLR and VFIO_DEVICE_RESET and to leave
- *	the VFIO ERROR state.  Returns 0 or -errno.
+ *	and VRAM cleared, nothing of the last user left.  Called in any
+ *	state: from the VF's reset_done (FLR, VFIO_DEVICE_RESET, the reset
+ *	at open), before the ioctl returns and with the vfio-pci core's
+ *	memory lock held, so it must not wait for the VF's userspace; when
+ *	the VFIO device is closed (the close scrub); and to leave the VFIO
+ *	ERROR state.  Returns 0 or -errno.
  */
 struct gpup_migration_ops {
 	struct module *owner;
@@ -203,6 +237,8 @@ struct gpup_migration_ops {
 				 const void *buf, size_t size);
 	int (*restore_mutable)(struct pci_dev *pf, unsigned int vf,
 			       const void *buf, size_t size);
+	int (*query_save_size)(struct pci_dev *pf, unsigned int vf,
+			       size_t *immutable, size_t *mutable);
 
 	int (*start_dirty_tracking)(struct pci_dev *pf, unsigned int vf);
 	long (*query_dirty)(struct pci_dev *pf, unsigned int vf, u64 first,
@@ -217,12 +253,22 @@ struct gpup_migration_ops {
 	int (*reset_vf)(struct pci_dev *pf, unsigned int vf);
 };
 
-struct gpup_provider;
+/**
+ * enum gpup_vf_event - what a provider tells the variant driver of a VF
+ * @GPUP_VF_EVENT_DIRTY: the VF marked VRAM pages dirty while tracking was
+ *	on: a poll() waiting at pre-copy's temporary end of stream may have
+ *	data now.  A hint; one per batch of pages is enough.
+ */
+enum gpup_vf_event {
+	GPUP_VF_EVENT_DIRTY,
+};
 
 #if IS_ENABLED(CONFIG_VFIO_PCI_CORE)
 struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 				       const struct gpup_migration_ops *ops);
-void gpup_unregister_pf(struct gpup_provider *prov);
+unsigned int gpup_unregister_pf(struct gpup_provider *prov);
+void gpup_vf_notify(struct gpup_provider *prov, unsigned int vf,
+		    enum gpup_vf_event event);
 #endif
 
 #endif /* _LINUX_GPUP_MIGRATION_H */

@@ -142,6 +142,16 @@ def sim_write(vf, name, val):
         f.write(str(val))
 
 
+def rebind(vf):
+    """Bind @vf to gpup_vfio_pci again (its driver_override stays), so
+    that the driver probes the provider's current caps."""
+    dev = "/sys/bus/pci/devices/" + vf
+    with open(dev + "/driver/unbind", "w") as f:
+        f.write(vf)
+    with open("/sys/bus/pci/drivers_probe", "w") as f:
+        f.write(vf)
+
+
 def vfio_status(vf):
     out = {}
     with open(os.path.join(VFIO, vf, "status")) as f:
@@ -364,9 +374,12 @@ def tests(a, b):
     vm_b.quit()
     vm_a.quit()
 
-    # 4. An incompatible destination fails before switchover.
+    # 4. An incompatible destination fails before switchover.  VF B is
+    # another profile, bound as such (a VF whose caps changed under the
+    # driver would refuse RESUMING at once, before any stream).
     vm_a = VM("src-" + a, a)
     sim_write(b, "profile", 2)
+    rebind(b)
     before = vfio_status(a)
     try:
         info, vm_d = migrate(a, b, vm_a)
@@ -386,6 +399,7 @@ def tests(a, b):
     if vm_d:
         vm_d.kill()
     sim_write(b, "profile", 1)
+    rebind(b)
 
     # 5. The destination QEMU dies mid-migration.
     vm_d = VM("dst-" + b, b, incoming=True)

@@ -10,10 +10,12 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <linux/vfio.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,11 +158,13 @@ struct vfs {
 	struct gpup_vfio v[2];
 };
 
-static int setup(struct vfs *s, unsigned int mb)
+static int setup(struct vfs *s, unsigned int mb, int nvfs)
 {
 	char params[64];
 	int i, ret;
 
+	for (i = 0; i < 2; i++)
+		gpup_vfio_init(&s->v[i]);
 	ret = gpup_setup_pf(s->pf, 0);
 	if (ret)
 		return ret;
@@ -168,8 +172,8 @@ static int setup(struct vfs *s, unsigned int mb)
 	ret = gpup_reload_sim(s->pf, params);
 	if (ret)
 		return ret;
-	ret = gpup_set_numvfs(s->pf, 2);
-	for (i = 0; !ret && i < 2; i++) {
+	ret = gpup_set_numvfs(s->pf, nvfs);
+	for (i = 0; !ret && i < nvfs; i++) {
 		ret = gpup_vf_bdf(s->pf, i, s->vf[i]);
 		if (!ret)
 			ret = gpup_bind_override(s->vf[i], "gpup_vfio_pci");
@@ -185,7 +189,8 @@ static void teardown(struct vfs *s)
 
 	for (i = 0; i < 2; i++) {
 		gpup_vfio_close(&s->v[i]);
-		gpup_unbind(s->vf[i]);
+		if (s->vf[i][0])
+			gpup_unbind(s->vf[i]);
 	}
 	gpup_set_numvfs(s->pf, 0);
 }
@@ -356,6 +361,79 @@ out:
 	return ret;
 }
 
+/* read() until -ENOMSG (or the end): the bytes read, or -errno. */
+static long long drain(int fd, u8 *buf)
+{
+	long long total = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, buf, GPUP_CHUNK_READ);
+		if (n < 0)
+			return errno == ENOMSG ? total : -errno;
+		if (!n)
+			return total;
+		total += n;
+	}
+}
+
+/* Calls of @req on @fd in about a second; per second. */
+static double ioctl_rate(int fd, unsigned long req, void *arg)
+{
+	double t0 = now(), t;
+	long calls = 0;
+
+	do {
+		if (ioctl(fd, req, arg))
+			return 0;
+		calls++;
+		t = now() - t0;
+	} while (t < 1.0);
+	return calls / t;
+}
+
+/*
+ * An idle VF migrated with pre-copy: the stream holds each page once
+ * (bytes per VRAM byte, the goal 1.00 plus record headers), and what a
+ * VFIO_MIG_GET_PRECOPY_INFO costs once the full pass is read, against
+ * the device's VFIO_DEVICE_GET_INFO (a call that does no work) in the
+ * same run: O(1) in VRAM size if the ratio does not fall with VRAM.
+ */
+static int bench_precopy_info(struct vfs *s, unsigned int mb)
+{
+	struct vfio_device_info dinfo = { .argsz = sizeof(dinfo) };
+	struct vfio_precopy_info pinfo = { .argsz = sizeof(pinfo) };
+	int src = s->v[0].device, fd, ret;
+	u8 *buf = malloc(GPUP_CHUNK_READ);
+	long long pre, rest;
+	double info, base;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &fd);
+	if (ret)
+		goto out;
+	pre = drain(fd, buf);
+	info = ioctl_rate(fd, VFIO_MIG_GET_PRECOPY_INFO, &pinfo);
+	base = ioctl_rate(src, VFIO_DEVICE_GET_INFO, &dinfo);
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL);
+	rest = ret ? 0 : drain(fd, buf);
+	close(fd);
+	if (!ret && (pre < 0 || rest < 0))
+		ret = pre < 0 ? pre : rest;
+	if (ret)
+		goto out;
+	bench("precopy_idle_stream_per_vram", mb, "_ratio",
+	      (pre + rest) / ((double)mb * (1 << 20)));
+	bench("precopy_info_calls", mb, "_per_s", info);
+	bench("get_info_calls", mb, "_per_s", base);
+	bench("precopy_info_vs_get_info", mb, "_ratio", base ? info / base : 0);
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
+out:
+	free(buf);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct vfs s;
@@ -376,7 +454,9 @@ int main(int argc, char **argv)
 		if (!ws1)
 			ws1 = steps;
 		memset(&s, 0, sizeof(s));
-		ret = setup(&s, mb);
+		ret = setup(&s, mb, 2);
+		if (!ret)
+			ret = bench_precopy_info(&s, mb);
 		if (!ret)
 			ret = bench_throughput(&s, mb);
 		/* A 1% dirty working set: it grows with VRAM. */
@@ -397,6 +477,16 @@ int main(int argc, char **argv)
 		teardown(&s);
 		if (ret)
 			fprintf(stderr, "bench: %u MiB: %s\n", mb, strerror(-ret));
+	}
+	/* PRECOPY_INFO on a 1 GiB VF, one VF only (the guest's memory). */
+	if (!ret) {
+		memset(&s, 0, sizeof(s));
+		ret = setup(&s, 1024, 1);
+		if (!ret)
+			ret = bench_precopy_info(&s, 1024);
+		teardown(&s);
+		if (ret)
+			fprintf(stderr, "bench: 1024 MiB: %s\n", strerror(-ret));
 	}
 	return ret ? 1 : 0;
 }

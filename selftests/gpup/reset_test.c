@@ -39,7 +39,7 @@ FIXTURE_SETUP(rst)
 	int i;
 
 	for (i = 0; i < NVF; i++)
-		self->v[i].device = -1;
+		gpup_vfio_init(&self->v[i]);
 	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
 	for (i = 0; i < NVF; i++) {
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));

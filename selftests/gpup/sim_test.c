@@ -66,10 +66,8 @@ FIXTURE_SETUP(sim)
 {
 	int i;
 
-	for (i = 0; i < 2; i++) {
-		self->v[i].device = self->v[i].group = -1;
-		self->v[i].container = self->v[i].iommufd = -1;
-	}
+	for (i = 0; i < 2; i++)
+		gpup_vfio_init(&self->v[i]);
 	ASSERT_EQ(0, gpup_setup_pf(self->pf, 3));
 	for (i = 0; i < 3; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));

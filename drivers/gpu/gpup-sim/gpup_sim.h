@@ -85,6 +85,8 @@ enum gpup_sim_fault_kind {
  * @pf: its PF
  * @idx: VF index
  * @lock: protects every field below
+ * @prov: the PF's registration, for gpup_vf_notify(); NULL once the PF
+ *	driver is going away (set and cleared under @lock)
  * @profile: immutable profile
  * @seed: seed of the initial state
  * @eng: engine states
@@ -92,6 +94,8 @@ enum gpup_sim_fault_kind {
  * @vram: VF-local memory
  * @vram_size: bytes of @vram
  * @dirty: one bit per VRAM page written while tracking
+ * @ndirty: bits set in @dirty, kept up to date so that the whole-VRAM
+ *	count query_dirty is asked for costs O(1)
  * @track_refs: nested start_dirty_tracking calls
  * @paused: removed from scheduling: no step runs
  * @migrating: between prepare_live_migration and end_live_migration
@@ -111,6 +115,7 @@ struct gpup_sim_vf {
 	struct gpup_sim_pf *pf;
 	unsigned int idx;
 	struct mutex lock;	/* protects the fields below */
+	struct gpup_provider *prov;
 	struct gpup_sim_profile profile;
 	u64 seed;
 	struct gpup_sim_engine eng[GPUP_SIM_MAX_ENGINES];
@@ -118,6 +123,7 @@ struct gpup_sim_vf {
 	u8 *vram;
 	u64 vram_size;
 	unsigned long *dirty;
+	u64 ndirty;
 	int track_refs;
 	bool paused;
 	bool migrating;

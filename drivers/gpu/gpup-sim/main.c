@@ -29,6 +29,24 @@ unsigned long gpup_sim_seed = 1;
 module_param_named(seed, gpup_sim_seed, ulong, 0444);
 MODULE_PARM_DESC(seed, "seed of the VFs' initial state, each VF's own: seed << 16 | VF index (default 1)");
 
+/*
+ * Let the VFs' steps notify @prov (or stop them: NULL).  Under each VF's
+ * lock, so that no step still uses a registration being withdrawn.
+ */
+static void gpup_sim_set_notify(struct gpup_sim_pf *pf,
+				struct gpup_provider *prov)
+{
+	unsigned int i;
+
+	down_read(&pf->vfs_rwsem);
+	for (i = 0; i < pf->nvfs; i++) {
+		mutex_lock(&pf->vfs[i].lock);
+		pf->vfs[i].prov = prov;
+		mutex_unlock(&pf->vfs[i].lock);
+	}
+	up_read(&pf->vfs_rwsem);
+}
+
 static void gpup_sim_free_vfs(struct gpup_sim_pf *pf)
 {
 	unsigned int i, n;
@@ -100,6 +118,7 @@ static int gpup_sim_sriov_configure(struct pci_dev *pdev, int nr)
 	ret = gpup_sim_alloc_vfs(pf, nr);
 	if (ret)
 		return ret;
+	gpup_sim_set_notify(pf, pf->prov);
 	ret = pci_enable_sriov(pdev, nr);
 	if (ret) {
 		gpup_sim_free_vfs(pf);
@@ -107,19 +126,6 @@ static int gpup_sim_sriov_configure(struct pci_dev *pdev, int nr)
 	}
 	gpup_sim_name_vfs(pf);
 	return nr;
-}
-
-/* Whether any VF of @pdev is bound to a driver (in use, maybe by a VM). */
-static bool gpup_sim_vfs_in_use(struct pci_dev *pdev)
-{
-	struct pci_dev *vf = NULL;
-	bool used = false;
-
-	while (!used && (vf = pci_get_device(PCI_ANY_ID, PCI_ANY_ID, vf)))
-		used = vf->is_virtfn && pci_physfn(vf) == pdev &&
-		       vf->dev.driver;
-	pci_dev_put(vf);
-	return used;
 }
 
 static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
@@ -162,6 +168,7 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		ret = PTR_ERR(pf->prov);
 		goto err_free;
 	}
+	gpup_sim_set_notify(pf, pf->prov);
 	if (num_vfs && !pci_num_vf(pdev)) {
 		ret = gpup_sim_sriov_configure(pdev, num_vfs);
 		if (ret < 0)
@@ -172,20 +179,29 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	return 0;
 
 err_unregister:
+	gpup_sim_set_notify(pf, NULL);
 	gpup_unregister_pf(pf->prov);
 err_free:
 	gpup_sim_free_vfs(pf);
 	return ret;
 }
 
+/*
+ * Fence the ops first: calls in flight finish, later ones fail.  Then
+ * SR-IOV goes, unless a VM owns a VF (its VFIO device is open): removing
+ * that VF would wait for the VM, so it stays, and the PCI core says that
+ * SR-IOV was left enabled.  VFs merely bound to a driver go.
+ */
 static void gpup_sim_remove(struct pci_dev *pdev)
 {
 	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
+	unsigned int owned;
 
-	/* Fence the ops first: calls in flight finish, later ones fail. */
-	gpup_unregister_pf(pf->prov);
-	if (gpup_sim_vfs_in_use(pdev))
-		pci_info(pdev, "gpup_sim: VFs in use, SR-IOV stays enabled\n");
+	gpup_sim_set_notify(pf, NULL);
+	owned = gpup_unregister_pf(pf->prov);
+	if (owned)
+		pci_info(pdev, "gpup_sim: %u VFs owned by VFIO users, SR-IOV stays enabled\n",
+			 owned);
 	else
 		pci_disable_sriov(pdev);
 	gpup_sim_free_vfs(pf);

@@ -150,6 +150,7 @@ void gpup_sim_reset_locked(struct gpup_sim_vf *vf)
 	vf->sched.rng = gpup_sim_next(&x);
 	gpup_sim_vram_clear(vf);
 	bitmap_zero(vf->dirty, gpup_sim_npages(vf));
+	vf->ndirty = 0;
 	vf->track_refs = 0;
 	vf->paused = false;
 	vf->migrating = false;
@@ -160,6 +161,7 @@ static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
 {
 	u64 npages = gpup_sim_npages(vf), r, w = 0, page;
 	struct gpup_sim_engine *eng;
+	bool newly_dirty = false;
 	unsigned int e, k;
 
 	r = gpup_sim_next(&vf->sched.rng);
@@ -174,8 +176,10 @@ static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
 		page = w % npages;
 		memset64((u64 *)(vf->vram + page * GPUP_SIM_PAGE_SIZE),
 			 w ^ eng->fence_seqno, GPUP_SIM_PAGE_SIZE / 8);
-		if (vf->track_refs)
-			set_bit(page, vf->dirty);
+		if (vf->track_refs && !__test_and_set_bit(page, vf->dirty)) {
+			vf->ndirty++;
+			newly_dirty = true;
+		}
 	}
 	eng->ring_tail = (eng->ring_tail + 64) & 0xffff;
 	eng->ring_head = (eng->ring_tail + 0xffc0) & 0xffff;
@@ -185,6 +189,9 @@ static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
 	vf->sched.cur_engine = e;
 	vf->sched.timeslice = (vf->sched.timeslice + 1) % 8;
 	vf->sched.steps++;
+	/* A poll() at pre-copy's temporary end may have data now. */
+	if (newly_dirty && vf->prov)
+		gpup_vf_notify(vf->prov, vf->idx, GPUP_VF_EVENT_DIRTY);
 }
 
 /**
@@ -370,8 +377,10 @@ int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start)
 					   GPUP_SIM_FAULT_ERRNO, &err))
 		return err;
 	if (start) {
-		if (!vf->track_refs++)
+		if (!vf->track_refs++) {
 			bitmap_zero(vf->dirty, gpup_sim_npages(vf));
+			vf->ndirty = 0;
+		}
 		return 0;
 	}
 	if (!vf->track_refs)
@@ -539,6 +548,21 @@ static int gpup_sim_save_mutable(struct pci_dev *pdev, unsigned int idx,
 	return err;
 }
 
+static int gpup_sim_query_save_size(struct pci_dev *pdev, unsigned int idx,
+				    size_t *immutable, size_t *mutable)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	vf = gpup_sim_op_begin(pdev, idx, "query_save_size", &err);
+	if (!vf)
+		return err;
+	*immutable = sizeof(struct gpup_sim_imm);
+	*mutable = sizeof(struct gpup_sim_mut);
+	gpup_sim_vf_unlock(vf);
+	return 0;
+}
+
 static int gpup_sim_restore_immutable(struct pci_dev *pdev, unsigned int idx,
 				      const void *buf, size_t size)
 {
@@ -674,6 +698,11 @@ static long gpup_sim_query_dirty(struct pci_dev *pdev, unsigned int idx,
 		n = -EINVAL;
 		goto out;
 	}
+	/* The whole-VRAM count PRECOPY_INFO asks for: kept, not scanned. */
+	if (!first && count == gpup_sim_npages(vf) && !bitmap && !clear) {
+		n = vf->ndirty;
+		goto out;
+	}
 	if (bitmap)
 		bitmap_zero(bitmap, count);
 	end = first + count;
@@ -681,8 +710,10 @@ static long gpup_sim_query_dirty(struct pci_dev *pdev, unsigned int idx,
 	for_each_set_bit_from(i, vf->dirty, end) {
 		if (bitmap)
 			__set_bit(i - first, bitmap);
-		if (clear)
+		if (clear) {
 			__clear_bit(i, vf->dirty);
+			vf->ndirty--;
+		}
 		n++;
 	}
 out:
@@ -769,6 +800,7 @@ const struct gpup_migration_ops gpup_sim_ops = {
 	.save_mutable = gpup_sim_save_mutable,
 	.restore_immutable = gpup_sim_restore_immutable,
 	.restore_mutable = gpup_sim_restore_mutable,
+	.query_save_size = gpup_sim_query_save_size,
 	.start_dirty_tracking = gpup_sim_start_tracking,
 	.query_dirty = gpup_sim_query_dirty,
 	.stop_dirty_tracking = gpup_sim_stop_tracking,
@@ -830,7 +862,7 @@ int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
 	INIT_DELAYED_WORK(&vf->work, gpup_sim_free_run);
 	prof = gpup_sim_find_profile(gpup_sim_profile_id);
 	vf->profile = *(prof ? prof : &gpup_sim_profiles[0]);
-	vf->seed = gpup_sim_seed;
+	vf->seed = gpup_sim_vf_seed(gpup_sim_seed, idx);
 	vf->vram_size = (u64)gpup_sim_vram_mb << 20;
 	vf->vram = vzalloc(vf->vram_size);
 	vf->dirty = bitmap_zalloc(gpup_sim_npages(vf), GFP_KERNEL);

@@ -390,16 +390,21 @@ static int gpup_vfio_open_cdev(const char *bdf, struct gpup_vfio *v)
 	return 0;
 }
 
-int gpup_vfio_open(const char *bdf, struct gpup_vfio *v)
+void gpup_vfio_init(struct gpup_vfio *v)
 {
-	int ret;
-
 	v->iface = gpup_vfio_iface();
 	v->container = -1;
 	v->group = -1;
 	v->iommufd = -1;
 	v->ioas_id = 0;
 	v->device = -1;
+}
+
+int gpup_vfio_open(const char *bdf, struct gpup_vfio *v)
+{
+	int ret;
+
+	gpup_vfio_init(v);
 	if (v->iface == GPUP_VFIO_CDEV)
 		ret = gpup_vfio_open_cdev(bdf, v);
 	else

@@ -84,6 +84,8 @@ struct gpup_vfio {
 enum gpup_vfio_iface gpup_vfio_iface(void);
 const char *gpup_vfio_iface_name(enum gpup_vfio_iface iface);
 
+/* A closed gpup_vfio: gpup_vfio_close() on it does nothing. */
+void gpup_vfio_init(struct gpup_vfio *v);
 int gpup_vfio_open(const char *bdf, struct gpup_vfio *v);
 void gpup_vfio_close(struct gpup_vfio *v);
 

@@ -50,9 +50,12 @@ static int gpup_vfio_status_show(struct seq_file *s, void *unused)
 
 	mutex_lock(&gdev->state_mutex);
 	seq_printf(s, "state: %s\n", gpup_vfio_state_name(gdev->mig_state));
-	seq_printf(s, "open: %d\nprovider: %d\n", gdev->opened, !!gdev->prov);
+	mutex_lock(&gdev->op_lock);
+	seq_printf(s, "open: %d\nprovider: %d\ncaps_ok: %d\n", gdev->opened,
+		   !!gdev->prov, gdev->caps_ok);
 	seq_printf(s, "prepared: %d\ntracking: %d\npaused: %d\n",
 		   gdev->prepared, gdev->tracking, gdev->paused);
+	mutex_unlock(&gdev->op_lock);
 	seq_printf(s, "profile: %u\nvram_size: %llu\npage_size: %u\n",
 		   gdev->caps.profile_id, gdev->caps.vram_size,
 		   gdev->caps.page_size);
@@ -65,7 +68,8 @@ static int gpup_vfio_status_show(struct seq_file *s, void *unused)
 	seq_printf(s, "pre_copy_entries: %lld\nstop_copy_entries: %lld\n",
 		   atomic64_read(&gdev->stats.pre_copy_entries),
 		   atomic64_read(&gdev->stats.stop_copy_entries));
-	seq_printf(s, "last_error: %d\n",
+	seq_printf(s, "resets: %lld\nlast_error: %d\n",
+		   atomic64_read(&gdev->stats.resets),
 		   atomic_read(&gdev->stats.last_error));
 	gpup_vfio_state_mutex_unlock(gdev);
 	return 0;
@@ -118,7 +122,6 @@ void gpup_vfio_debugfs_init(struct gpup_vfio_dev *gdev)
 					   gpup_vfio_debugfs_root);
 	debugfs_create_file("status", 0444, gdev->debugfs, gdev,
 			    &gpup_vfio_status_fops);
-	init_waitqueue_head(&gdev->hold_wq);
 	debugfs_create_file("hold", 0600, gdev->debugfs, gdev,
 			    &gpup_vfio_hold_fops);
 	debugfs_create_bool("held", 0444, gdev->debugfs, &gdev->held);

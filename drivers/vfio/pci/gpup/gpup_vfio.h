@@ -3,14 +3,20 @@
  * gpup_vfio_pci internal definitions.
  *
  * Lock order, outermost first:
- *   vfio-pci core memory_lock (held around reset_done)
- *   -> gpup_vfio_dev.state_mutex (only ever trylocked under memory_lock)
- *   -> gpup_mig_file.lock
- *   -> gpup_vfio_dev.op_lock
- *   -> the provider's own locks
- * No user memory is touched while op_lock is held: data moves between
- * the provider and a file's bounce buffer under op_lock, and between the
- * bounce buffer and userspace outside it.
+ *   gpup_mig_file.io_lock              (one read()/write() caller at a time;
+ *                                       held across the copy to or from
+ *                                       userspace, so nothing below is)
+ *   vfio-pci core memory_lock          (held around reset_done)
+ *   -> gpup_vfio_dev.state_mutex       (only ever trylocked under memory_lock)
+ *   -> gpup_mig_file.lock              (a data_fd's stream state)
+ *   -> gpup_vfio_dev.op_lock           (serialises provider calls)
+ *   -> the provider's fence and its own locks
+ *   -> gpup_provider.clients_lock, gpup_vfio_dev.waitq (spinlocks)
+ * No user memory is touched while state_mutex, a file's lock or op_lock
+ * is held: data moves between the provider and a file's buffers under
+ * them, and between those buffers and userspace under io_lock alone.  A
+ * reader parked on a user page fault therefore blocks no arc and no
+ * reset.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -20,16 +26,19 @@
 #include <linux/gpup_migration.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
-#include <linux/wait.h>
 #include <linux/vfio_pci_core.h>
+#include <linux/wait.h>
 
 #include "provider.h"
 #include "stream.h"
 
 /* VRAM pages move in runs of at most this many bytes (one bounce buffer). */
 #define GPUP_RUN_BYTES		(256 * 1024)
+/* A provider call from a holder of state_mutex: any file generation. */
+#define GPUP_GEN_ANY		(~0UL)
 
-struct gpup_mig_file;
+struct gpup_save_file;
+struct gpup_resume_file;
 
 /**
  * struct gpup_vfio_stats - counters shown in debugfs
@@ -41,6 +50,7 @@ struct gpup_mig_file;
  *	non-migrating state (a save with pre-copy began)
  * @stop_copy_entries: arcs taken into STOP_COPY (the VF stopped for the
  *	final copy: QEMU's switchover)
+ * @resets: device resets done (reset_done and the close scrub)
  * @last_error: the last error an arc, a read or a write returned
  */
 struct gpup_vfio_stats {
@@ -50,6 +60,7 @@ struct gpup_vfio_stats {
 	atomic64_t migrations_in;
 	atomic64_t pre_copy_entries;
 	atomic64_t stop_copy_entries;
+	atomic64_t resets;
 	atomic_t last_error;
 };
 
@@ -59,27 +70,39 @@ struct gpup_vfio_stats {
  * @vf_id: VF index under its PF, as the provider ops take it
  * @migratable: a provider with the live-migration cap was found at probe
  *	and the VFIO migration ops are offered
- * @caps: the provider's capabilities for this VF, read at probe
- * @state_mutex: protects @mig_state, @prov, @saving, @resuming,
- *	@opened, @prepared, @tracking and @paused.  Unlocked only through
- *	gpup_vfio_state_mutex_unlock(), which runs a deferred reset.
+ * @caps: the provider's capabilities for this VF, read at probe; the
+ *	migration flags and every stream bound follow from them
+ * @state_mutex: protects @mig_state, @saving and @resuming.  Unlocked
+ *	only through gpup_vfio_state_mutex_unlock(), which finishes a reset
+ *	that reset_done could not (see gpup_vfio_reset_done()).
  * @mig_state: the VFIO migration state
- * @reset_lock: protects @deferred_reset
- * @deferred_reset: a reset happened; the next unlock of @state_mutex
- *	carries it out (see gpup_vfio_reset_done())
- * @op_lock: serialises calls into the provider for this VF and protects
- *	@gen
- * @gen: generation of migration files; bumped under @op_lock whenever
- *	the files are disabled, so a file created in an older generation
- *	never calls the provider again
- * @prov: the provider, held while the device is open; NULL otherwise or
- *	when there was none at open
- * @opened: the VFIO device is open
  * @saving: the save file of PRE_COPY/STOP_COPY, holding a file reference
  * @resuming: the resume file of RESUMING, holding a file reference
+ * @reset_lock: protects @deferred_reset
+ * @deferred_reset: a reset's device part is done; its software part (the
+ *	files, @mig_state) waits for the next unlock of @state_mutex
+ * @op_lock: serialises calls into the provider for this VF and protects
+ *	every field below up to @waitq
+ * @gen: generation of migration files; bumped whenever the files are
+ *	disabled (an arc away, a reset, close), so that a file of an older
+ *	generation never calls the provider again
+ * @prov: the provider, attached while the device is open; NULL when
+ *	there is none
+ * @client: this device's entry in @prov's clients (for gpup_vf_notify())
+ * @caps_ok: @prov's caps for the VF are those of @caps; when not, every
+ *	migration arc and size query fails with -ESTALE
+ * @opened: the VFIO device is open
+ * @reset_pending: a reset's device part is done and its software part is
+ *	not: no provider call may be made for the old state
+ * @reset_err: how the last reset's device part ended: 0, or why the VF
+ *	could not be brought back (the device then goes to ERROR)
+ * @reset_seq: counts device parts of resets, for the VFIO_DEVICE_RESET
+ *	ioctl to find its own result
  * @prepared: prepare_live_migration succeeded, end_live_migration owed
  * @tracking: start_dirty_tracking succeeded, stop_dirty_tracking owed
  * @paused: set_pause_state(true) is in force
+ * @waitq: poll() of the data_fds waits here; woken on every state change,
+ *	reset and close, and when the provider reports new dirty pages
  * @debugfs: the device's debugfs directory
  * @hold_wq: the debugfs "hold" test hook's reader waits here
  * @hold_release: the hook's reader may let go of @state_mutex
@@ -94,20 +117,26 @@ struct gpup_vfio_dev {
 
 	struct mutex state_mutex;	/* migration state, see above */
 	enum vfio_device_mig_state mig_state;
+	struct gpup_save_file *saving;
+	struct gpup_resume_file *resuming;
+
 	spinlock_t reset_lock;		/* protects deferred_reset */
 	bool deferred_reset;
 
-	struct mutex op_lock;		/* provider calls and gen */
+	struct mutex op_lock;		/* provider calls, see above */
 	unsigned long gen;
-
 	struct gpup_provider *prov;
+	struct gpup_provider_client client;
+	bool caps_ok;
 	bool opened;
-	struct gpup_mig_file *saving;
-	struct gpup_mig_file *resuming;
+	bool reset_pending;
+	int reset_err;
+	unsigned long reset_seq;
 	bool prepared;
 	bool tracking;
 	bool paused;
 
+	wait_queue_head_t waitq;
 	struct dentry *debugfs;
 	wait_queue_head_t hold_wq;
 	bool hold_release;
@@ -121,29 +150,71 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 	return container_of(vdev, struct gpup_vfio_dev, core.vdev);
 }
 
+#define GPUP_OPS(gdev)	((gdev)->prov->ops)
+#define GPUP_PF(gdev)	((gdev)->prov->pf)
+
 /* migrate.c */
 extern const struct vfio_migration_ops gpup_vfio_mig_ops;
 void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev);
 void gpup_vfio_reset_done(struct pci_dev *pdev);
+int gpup_vfio_reset_result(struct gpup_vfio_dev *gdev, unsigned long seq);
+unsigned long gpup_vfio_reset_seq(struct gpup_vfio_dev *gdev);
 void gpup_vfio_state_mutex_unlock(struct gpup_vfio_dev *gdev);
+bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
+			  const struct gpup_migration_caps *b);
 
 /* Provider calls for one VF: serialised, fenced, checked against @gen. */
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);
 void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev);
+int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
+			size_t *imm, size_t *mut);
+
+/**
+ * struct gpup_mig_file - what the save and the resume data_fd share
+ * @filp: the anon file
+ * @gdev: the VF; the file holds a reference on its vfio_device
+ * @gen: @gdev->gen when the file was made; provider calls fail once the
+ *	device moved on (the file was disabled)
+ * @io_lock: serialises read() or write() callers; the only lock held
+ *	across a copy to or from userspace
+ * @lock: protects @error and the stream state of the save or resume
+ *	file around it; never held across a user copy
+ * @error: sticky error; every later read/write returns it
+ */
+struct gpup_mig_file {
+	struct file *filp;
+	struct gpup_vfio_dev *gdev;
+	unsigned long gen;
+	struct mutex io_lock;	/* callers of read()/write() */
+	struct mutex lock;	/* stream state, see above */
+	int error;
+};
 
 /* file.c */
-struct gpup_mig_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
-					 bool precopy);
-int gpup_save_file_stop_copy(struct gpup_mig_file *mf);
-struct gpup_mig_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);
-int gpup_resume_file_finish(struct gpup_mig_file *mf);
+int gpup_mig_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
+		       const char *name, const struct file_operations *fops,
+		       int flags);
+void gpup_mig_file_fini(struct gpup_mig_file *mf);
+int gpup_mig_file_alive(struct gpup_mig_file *mf);
+unsigned long *gpup_bitmap_alloc(u64 nbits);
+void gpup_bitmap_free(unsigned long *map);
+
+/* save.c */
+struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
+					  bool precopy);
+int gpup_save_file_stop_copy(struct gpup_save_file *sf);
 u64 gpup_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
 			size_t mut);
-long gpup_save_file_pending(struct gpup_mig_file *mf, u64 *initial,
-			    u64 *dirty, bool precopy);
-struct file *gpup_mig_file_filp(struct gpup_mig_file *mf);
+int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
+			   u64 *dirty, bool precopy);
+struct file *gpup_save_file_filp(struct gpup_save_file *sf);
+
+/* resume.c */
+struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);
+int gpup_resume_file_finish(struct gpup_resume_file *rf);
+struct file *gpup_resume_file_filp(struct gpup_resume_file *rf);
 
 /* debugfs.c */
 const char *gpup_vfio_state_name(enum vfio_device_mig_state state);

@@ -129,6 +129,29 @@ static void gpup_vfio_close_device(struct vfio_device *vdev)
 	vfio_pci_core_close_device(vdev);
 }
 
+/*
+ * VFIO_DEVICE_RESET: vfio-pci core resets the function, and reset_done
+ * resets the VF in the provider before the ioctl returns.  The ioctl
+ * returns 0 only if that left the device in RUNNING, as the uAPI has it;
+ * if the VF could not be reset (its provider is gone while it was paused
+ * or migrating) the device is in ERROR and the ioctl fails.
+ */
+static long gpup_vfio_ioctl(struct vfio_device *vdev, unsigned int cmd,
+			    unsigned long arg)
+{
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+	unsigned long seq;
+	long ret;
+
+	if (cmd != VFIO_DEVICE_RESET || !gdev->migratable)
+		return vfio_pci_core_ioctl(vdev, cmd, arg);
+	seq = gpup_vfio_reset_seq(gdev);
+	ret = vfio_pci_core_ioctl(vdev, cmd, arg);
+	if (!ret)
+		ret = gpup_vfio_reset_result(gdev, seq);
+	return ret;
+}
+
 static void gpup_vfio_release_dev(struct vfio_device *vdev)
 {
 	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
@@ -144,7 +167,7 @@ static const struct vfio_device_ops gpup_vfio_ops = {
 	.release = gpup_vfio_release_dev,
 	.open_device = gpup_vfio_open_device,
 	.close_device = gpup_vfio_close_device,
-	.ioctl = vfio_pci_core_ioctl,
+	.ioctl = gpup_vfio_ioctl,
 	.device_feature = vfio_pci_core_ioctl_feature,
 	.read = vfio_pci_core_read,
 	.write = vfio_pci_core_write,

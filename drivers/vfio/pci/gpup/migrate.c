@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The VFIO migration v2 state machine of gpup_vfio_pci, mapped onto the
- * GPU-P provider ops.  See Documentation/driver.rst for the arc table.
+ * GPU-P provider ops, and the device's reset, open and close.  See
+ * Documentation/driver.rst for the arc table and the reset rules.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -15,26 +16,36 @@
 /**
  * gpup_vfio_op_enter() - begin a provider call for a VF
  * @gdev: the VF
- * @gen: the file generation the caller belongs to; a caller that holds
- *	@gdev->state_mutex passes @gdev->gen
+ * @gen: the file generation the caller belongs to, or %GPUP_GEN_ANY for
+ *	a caller that holds @gdev->state_mutex
  *
  * Takes @gdev->op_lock and enters the provider's fence.
  *
- * Return: 0, or -ENODEV if the device has no provider, the provider was
- * unregistered or @gen is stale (the caller's file was disabled).
+ * Return: 0; -ENODEV if the device has no provider, the provider was
+ * unregistered or @gen is stale (the caller's file was disabled);
+ * -EAGAIN while a reset's software part is pending (the caller's state
+ * is about to be dropped); -ESTALE if the provider's caps changed since
+ * the driver bound.
  */
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen)
 {
-	int ret;
+	int ret = -ENODEV;
 
 	mutex_lock(&gdev->op_lock);
-	if (gen != gdev->gen || !gdev->prov) {
-		mutex_unlock(&gdev->op_lock);
-		return -ENODEV;
-	}
+	if ((gen != GPUP_GEN_ANY && gen != gdev->gen) || !gdev->prov)
+		goto fail;
+	ret = -EAGAIN;
+	if (gdev->reset_pending)
+		goto fail;
+	ret = -ESTALE;
+	if (!gdev->caps_ok)
+		goto fail;
 	ret = gpup_provider_enter(gdev->prov);
 	if (ret)
-		mutex_unlock(&gdev->op_lock);
+		goto fail;
+	return 0;
+fail:
+	mutex_unlock(&gdev->op_lock);
 	return ret;
 }
 
@@ -48,31 +59,147 @@ void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev)
 	mutex_unlock(&gdev->op_lock);
 }
 
-#define GPUP_OPS(gdev) ((gdev)->prov->ops)
-#define GPUP_PF(gdev) ((gdev)->prov->pf)
+/**
+ * gpup_vfio_save_size() - bytes of the immutable and mutable data now
+ * @gdev: the VF
+ * @gen: as for gpup_vfio_op_enter()
+ * @imm: the immutable size
+ * @mut: the mutable size
+ *
+ * Asks the provider's query_save_size, valid in every state; a provider
+ * without it stands for its caps' maxima.
+ *
+ * Return: 0 or -errno.
+ */
+int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
+			size_t *imm, size_t *mut)
+{
+	int ret;
+
+	ret = gpup_vfio_op_enter(gdev, gen);
+	if (ret)
+		return ret;
+	if (GPUP_OPS(gdev)->query_save_size) {
+		ret = GPUP_OPS(gdev)->query_save_size(GPUP_PF(gdev),
+						      gdev->vf_id, imm, mut);
+		trace_gpup_vfio_op(gdev->vf_id, "query_save_size", 0, ret);
+	} else {
+		*imm = gdev->caps.max_immutable_size;
+		*mut = gdev->caps.max_mutable_size;
+	}
+	gpup_vfio_op_exit(gdev);
+	if (!ret && (*imm > gdev->caps.max_immutable_size ||
+		     *mut > gdev->caps.max_mutable_size))
+		ret = -EIO;
+	return ret;
+}
+
+/**
+ * gpup_vfio_caps_match() - whether two caps describe the same migration
+ * @a: caps
+ * @b: caps
+ *
+ * Return: true if every field a stream or the migration flags depend on
+ * is equal.
+ */
+bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
+			  const struct gpup_migration_caps *b)
+{
+	return a->flags == b->flags && a->provider_id == b->provider_id &&
+	       a->profile_id == b->profile_id &&
+	       a->page_size == b->page_size && a->vram_size == b->vram_size &&
+	       a->max_immutable_size == b->max_immutable_size &&
+	       a->max_mutable_size == b->max_mutable_size;
+}
+
+static void gpup_vfio_notify(struct gpup_provider_client *client,
+			     enum gpup_vf_event event)
+{
+	struct gpup_vfio_dev *gdev = container_of(client, struct gpup_vfio_dev,
+						  client);
+
+	if (event == GPUP_VF_EVENT_DIRTY)
+		wake_up_interruptible_poll(&gdev->waitq, EPOLLIN | EPOLLRDNORM);
+}
+
+/*
+ * Make @prov (referenced by gpup_provider_get(), may be NULL) the
+ * device's provider, checking its caps against those the driver bound
+ * with: a provider re-registered with another VRAM size, profile or page
+ * size would produce, or accept, a stream the device's migration flags
+ * and bounds were not made for.  Caller holds op_lock, no provider yet.
+ */
+static void gpup_vfio_attach_locked(struct gpup_vfio_dev *gdev,
+				    struct gpup_provider *prov)
+{
+	struct pci_dev *pdev = gdev->core.pdev;
+	struct gpup_migration_caps caps = { };
+	int ret;
+
+	lockdep_assert_held(&gdev->op_lock);
+	gdev->prov = prov;
+	gdev->caps_ok = false;
+	if (!prov)
+		return;
+	gdev->client.vf = gdev->vf_id;
+	gdev->client.notify = gpup_vfio_notify;
+	gpup_provider_attach(prov, &gdev->client);
+	ret = gpup_provider_enter(prov);
+	if (!ret) {
+		ret = prov->ops->query_caps(prov->pf, gdev->vf_id, &caps);
+		gpup_provider_exit(prov);
+		trace_gpup_vfio_op(gdev->vf_id, "query_caps", 0, ret);
+	}
+	if (!ret && gpup_vfio_caps_match(&caps, &gdev->caps)) {
+		gdev->caps_ok = true;
+		return;
+	}
+	if (ret)
+		pci_warn(pdev, "gpup: provider caps query failed (%d): migration refused\n",
+			 ret);
+	else
+		pci_warn(pdev, "gpup: provider caps changed since the driver bound (profile %u -> %u, VRAM %llu -> %llu bytes, page %u -> %u): migration refused until the VF is bound again\n",
+			 gdev->caps.profile_id, caps.profile_id,
+			 gdev->caps.vram_size, caps.vram_size,
+			 gdev->caps.page_size, caps.page_size);
+}
+
+/* Drop the device's provider; the caller puts the returned reference. */
+static struct gpup_provider *gpup_vfio_detach_locked(struct gpup_vfio_dev *gdev)
+{
+	struct gpup_provider *prov = gdev->prov;
+
+	lockdep_assert_held(&gdev->op_lock);
+	if (prov)
+		gpup_provider_detach(prov, &gdev->client);
+	gdev->prov = NULL;
+	gdev->caps_ok = false;
+	return prov;
+}
 
 static int gpup_vfio_pause_locked(struct gpup_vfio_dev *gdev, bool pause)
 {
 	int ret;
 
-	ret = gpup_vfio_op_enter(gdev, gdev->gen);
-	if (!ret) {
-		ret = GPUP_OPS(gdev)->set_pause_state(GPUP_PF(gdev),
-						      gdev->vf_id, pause);
-		gpup_vfio_op_exit(gdev);
-	}
+	ret = gpup_vfio_op_enter(gdev, GPUP_GEN_ANY);
+	if (ret)
+		return ret;
+	ret = GPUP_OPS(gdev)->set_pause_state(GPUP_PF(gdev), gdev->vf_id,
+					      pause);
 	trace_gpup_vfio_op(gdev->vf_id, "set_pause_state", pause, ret);
 	if (!ret)
 		gdev->paused = pause;
+	gpup_vfio_op_exit(gdev);
 	return ret;
 }
 
 /* Disable the migration files: they never call the provider again. */
 static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 {
-	struct gpup_mig_file *saving = gdev->saving;
-	struct gpup_mig_file *resuming = gdev->resuming;
+	struct gpup_save_file *saving = gdev->saving;
+	struct gpup_resume_file *resuming = gdev->resuming;
 
+	lockdep_assert_held(&gdev->state_mutex);
 	mutex_lock(&gdev->op_lock);
 	gdev->gen++;
 	mutex_unlock(&gdev->op_lock);
@@ -80,33 +207,31 @@ static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 	gdev->saving = NULL;
 	gdev->resuming = NULL;
 	if (saving)
-		fput(gpup_mig_file_filp(saving));
+		fput(gpup_save_file_filp(saving));
 	if (resuming)
-		fput(gpup_mig_file_filp(resuming));
+		fput(gpup_resume_file_filp(resuming));
 }
 
-/* Undo what prepare and dirty tracking started; neither call can fail. */
+/*
+ * Undo what prepare and dirty tracking started; neither call can fail.
+ * Without a provider (or with a reset pending, which undid them in the
+ * provider already) nothing is called.
+ */
 static void gpup_vfio_end_migration_locked(struct gpup_vfio_dev *gdev)
 {
-	if (!gdev->tracking && !gdev->prepared)
+	if (gpup_vfio_op_enter(gdev, GPUP_GEN_ANY))
 		return;
-	if (!gpup_vfio_op_enter(gdev, gdev->gen)) {
-		if (gdev->tracking) {
-			GPUP_OPS(gdev)->stop_dirty_tracking(GPUP_PF(gdev),
-							    gdev->vf_id);
-			trace_gpup_vfio_op(gdev->vf_id, "stop_dirty_tracking",
-					   0, 0);
-		}
-		if (gdev->prepared) {
-			GPUP_OPS(gdev)->end_live_migration(GPUP_PF(gdev),
-							   gdev->vf_id);
-			trace_gpup_vfio_op(gdev->vf_id, "end_live_migration",
-					   0, 0);
-		}
-		gpup_vfio_op_exit(gdev);
+	if (gdev->tracking) {
+		GPUP_OPS(gdev)->stop_dirty_tracking(GPUP_PF(gdev), gdev->vf_id);
+		trace_gpup_vfio_op(gdev->vf_id, "stop_dirty_tracking", 0, 0);
+		gdev->tracking = false;
 	}
-	gdev->tracking = false;
-	gdev->prepared = false;
+	if (gdev->prepared) {
+		GPUP_OPS(gdev)->end_live_migration(GPUP_PF(gdev), gdev->vf_id);
+		trace_gpup_vfio_op(gdev->vf_id, "end_live_migration", 0, 0);
+		gdev->prepared = false;
+	}
+	gpup_vfio_op_exit(gdev);
 }
 
 static int gpup_vfio_prepare_locked(struct gpup_vfio_dev *gdev,
@@ -114,7 +239,7 @@ static int gpup_vfio_prepare_locked(struct gpup_vfio_dev *gdev,
 {
 	int ret;
 
-	ret = gpup_vfio_op_enter(gdev, gdev->gen);
+	ret = gpup_vfio_op_enter(gdev, GPUP_GEN_ANY);
 	if (ret)
 		return ret;
 	ret = GPUP_OPS(gdev)->prepare_live_migration(GPUP_PF(gdev),
@@ -139,38 +264,38 @@ static int gpup_vfio_prepare_locked(struct gpup_vfio_dev *gdev,
 static struct file *gpup_vfio_start_source_locked(struct gpup_vfio_dev *gdev,
 						  bool precopy)
 {
-	struct gpup_mig_file *mf;
+	struct gpup_save_file *sf;
 	int ret;
 
 	ret = gpup_vfio_prepare_locked(gdev, GPUP_MIG_SOURCE, precopy);
 	if (ret)
 		return ERR_PTR(ret);
-	mf = gpup_save_file_new(gdev, precopy);
-	if (IS_ERR(mf)) {
+	sf = gpup_save_file_new(gdev, precopy);
+	if (IS_ERR(sf)) {
 		gpup_vfio_end_migration_locked(gdev);
-		return ERR_CAST(mf);
+		return ERR_CAST(sf);
 	}
-	gdev->saving = mf;
-	get_file(gpup_mig_file_filp(mf));
-	return gpup_mig_file_filp(mf);
+	gdev->saving = sf;
+	get_file(gpup_save_file_filp(sf));
+	return gpup_save_file_filp(sf);
 }
 
 static struct file *gpup_vfio_start_target_locked(struct gpup_vfio_dev *gdev)
 {
-	struct gpup_mig_file *mf;
+	struct gpup_resume_file *rf;
 	int ret;
 
 	ret = gpup_vfio_prepare_locked(gdev, GPUP_MIG_TARGET, false);
 	if (ret)
 		return ERR_PTR(ret);
-	mf = gpup_resume_file_new(gdev);
-	if (IS_ERR(mf)) {
+	rf = gpup_resume_file_new(gdev);
+	if (IS_ERR(rf)) {
 		gpup_vfio_end_migration_locked(gdev);
-		return ERR_CAST(mf);
+		return ERR_CAST(rf);
 	}
-	gdev->resuming = mf;
-	get_file(gpup_mig_file_filp(mf));
-	return gpup_mig_file_filp(mf);
+	gdev->resuming = rf;
+	get_file(gpup_resume_file_filp(rf));
+	return gpup_resume_file_filp(rf);
 }
 
 static void gpup_vfio_end_locked(struct gpup_vfio_dev *gdev)
@@ -243,13 +368,15 @@ static struct file *gpup_vfio_step_locked(struct gpup_vfio_dev *gdev,
 }
 
 /*
- * Whether a failed arc leaves the device in ERROR: when the provider is
- * gone, or when a restore failed half way.  Other failures were unwound
- * and leave the device in the state it was in.
+ * Whether a failed arc leaves the device in ERROR: only when it touched
+ * the device and could not put it back.  That is a failed RESUMING ->
+ * STOP, which has written VRAM (and maybe part of the mutable state) that
+ * no valid state holds.  Every other arc fails before it changes the VF
+ * or unwinds what it did, and the device stays in the state it was in.
  */
-static bool gpup_vfio_fatal(enum vfio_device_mig_state cur, int err)
+static bool gpup_vfio_fatal(enum vfio_device_mig_state cur)
 {
-	return err == -ENODEV || cur == VFIO_DEVICE_STATE_RESUMING;
+	return cur == VFIO_DEVICE_STATE_RESUMING;
 }
 
 /* Counts the arcs that debugfs shows (tests use them to see a switchover). */
@@ -264,6 +391,17 @@ static void gpup_vfio_count_arc(struct gpup_vfio_dev *gdev,
 		atomic64_inc(&gdev->stats.pre_copy_entries);
 	else if (next == VFIO_DEVICE_STATE_STOP_COPY)
 		atomic64_inc(&gdev->stats.stop_copy_entries);
+}
+
+/* -ESTALE if an attached provider's caps are not those bound with. */
+static int gpup_vfio_check_caps(struct gpup_vfio_dev *gdev)
+{
+	int ret;
+
+	mutex_lock(&gdev->op_lock);
+	ret = gdev->prov && !gdev->caps_ok ? -ESTALE : 0;
+	mutex_unlock(&gdev->op_lock);
+	return ret;
 }
 
 static struct file *
@@ -281,6 +419,13 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 		res = ERR_PTR(-EINVAL);
 		goto out;
 	}
+	if (new_state != gdev->mig_state) {
+		ret = gpup_vfio_check_caps(gdev);
+		if (ret) {
+			res = ERR_PTR(ret);
+			goto out;
+		}
+	}
 	while (new_state != gdev->mig_state) {
 		ret = vfio_mig_get_next_state(vdev, gdev->mig_state,
 					      new_state, &next);
@@ -292,7 +437,7 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 		trace_gpup_vfio_arc(gdev->vf_id, gdev->mig_state, next,
 				    PTR_ERR_OR_ZERO(res));
 		if (IS_ERR(res)) {
-			if (gpup_vfio_fatal(gdev->mig_state, PTR_ERR(res))) {
+			if (gpup_vfio_fatal(gdev->mig_state)) {
 				gpup_vfio_end_locked(gdev);
 				gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
 			}
@@ -309,6 +454,8 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 out:
 	if (IS_ERR(res))
 		atomic_set(&gdev->stats.last_error, PTR_ERR(res));
+	/* Every state change may make a data_fd readable, or end it. */
+	wake_up_interruptible_all(&gdev->waitq);
 	gpup_vfio_state_mutex_unlock(gdev);
 	return res;
 }
@@ -324,50 +471,31 @@ static int gpup_vfio_get_device_state(struct vfio_device *vdev,
 	return 0;
 }
 
-/* Bytes of a whole STOP_COPY stream if it started now. */
-static int gpup_vfio_full_size_locked(struct gpup_vfio_dev *gdev, u64 *size)
-{
-	size_t imm = 0, mut = 0;
-	int ret;
-
-	ret = gpup_vfio_op_enter(gdev, gdev->gen);
-	if (ret)
-		return ret;
-	ret = GPUP_OPS(gdev)->save_immutable(GPUP_PF(gdev), gdev->vf_id,
-					     NULL, &imm);
-	if (!ret)
-		ret = GPUP_OPS(gdev)->save_mutable(GPUP_PF(gdev), gdev->vf_id,
-						   NULL, &mut);
-	gpup_vfio_op_exit(gdev);
-	if (ret)
-		return ret;
-	if (imm > gdev->caps.max_immutable_size ||
-	    mut > gdev->caps.max_mutable_size)
-		return -EIO;
-	*size = gpup_save_full_size(gdev, imm, mut);
-	return 0;
-}
-
 static int gpup_vfio_get_data_size(struct vfio_device *vdev,
 				   unsigned long *stop_copy_length)
 {
 	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
 	u64 initial, dirty;
-	long ret;
+	size_t imm, mut;
+	int ret;
 
 	mutex_lock(&gdev->state_mutex);
+	ret = gpup_vfio_check_caps(gdev);
+	if (ret)
+		goto out;
 	if (gdev->saving) {
 		ret = gpup_save_file_pending(gdev->saving, &initial, &dirty,
 					     false);
-		if (ret >= 0)
+		if (!ret)
 			*stop_copy_length = initial + dirty;
 	} else {
-		ret = gpup_vfio_full_size_locked(gdev, &initial);
+		ret = gpup_vfio_save_size(gdev, GPUP_GEN_ANY, &imm, &mut);
 		if (!ret)
-			*stop_copy_length = initial;
+			*stop_copy_length = gpup_save_full_size(gdev, imm, mut);
 	}
+out:
 	gpup_vfio_state_mutex_unlock(gdev);
-	return ret < 0 ? ret : 0;
+	return ret;
 }
 
 const struct vfio_migration_ops gpup_vfio_mig_ops = {
@@ -376,49 +504,103 @@ const struct vfio_migration_ops gpup_vfio_mig_ops = {
 	.migration_get_data_size = gpup_vfio_get_data_size,
 };
 
-/*
- * The reset itself, with state_mutex held: drop the files, reset the VF in
- * the provider (finding a re-registered provider if the old one left) and
- * go to RUNNING, or to ERROR if the provider cannot reset the VF.
- */
-static void gpup_vfio_reset_locked(struct gpup_vfio_dev *gdev)
+/* Forget what the provider was told: a reset or close undid all of it. */
+static void gpup_vfio_clear_flags_locked(struct gpup_vfio_dev *gdev)
 {
-	struct pci_dev *pdev = gdev->core.pdev;
+	lockdep_assert_held(&gdev->op_lock);
+	gdev->prepared = false;
+	gdev->tracking = false;
+	gdev->paused = false;
+}
+
+/* reset_vf, the provider's part of every reset; caller holds op_lock. */
+static int gpup_vfio_reset_vf_locked(struct gpup_vfio_dev *gdev)
+{
+	int ret;
+
+	lockdep_assert_held(&gdev->op_lock);
+	if (!gdev->prov)
+		return -ENODEV;
+	ret = gpup_provider_enter(gdev->prov);
+	if (ret)
+		return ret;
+	ret = GPUP_OPS(gdev)->reset_vf(GPUP_PF(gdev), gdev->vf_id);
+	gpup_provider_exit(gdev->prov);
+	trace_gpup_vfio_op(gdev->vf_id, "reset_vf", 0, ret);
+	atomic64_inc(&gdev->stats.resets);
+	return ret;
+}
+
+/*
+ * The device part of a reset, done before the ioctl (or FLR) returns and
+ * whoever holds state_mutex: the files are disabled (their generation
+ * moves on), the provider resets the VF to its power-on state, and no
+ * provider call is allowed until the software part has run.  A provider
+ * that left (its PF driver went) is looked up again, so a VF whose PF
+ * driver came back recovers with one reset; its caps are checked again.
+ *
+ * Without a provider the VF cannot be reset, which matters only if the
+ * provider had been told to pause or migrate it: the reset then fails.
+ */
+static void gpup_vfio_reset_device(struct gpup_vfio_dev *gdev)
+{
 	struct gpup_provider *old = NULL;
-	int ret = -ENODEV;
+	int ret = 0;
+
+	mutex_lock(&gdev->op_lock);
+	gdev->gen++;
+	gdev->reset_seq++;
+	if (!gdev->opened)
+		goto out;
+	gdev->reset_pending = true;
+	if (gdev->prov && READ_ONCE(gdev->prov->dead))
+		old = gpup_vfio_detach_locked(gdev);
+	if (!gdev->prov)
+		gpup_vfio_attach_locked(gdev,
+					gpup_provider_get(gdev->core.pdev));
+	if (gdev->prov)
+		ret = gpup_vfio_reset_vf_locked(gdev);
+	else if (gdev->prepared || gdev->tracking || gdev->paused)
+		ret = -ENODEV;
+	if (!ret)
+		gpup_vfio_clear_flags_locked(gdev);
+out:
+	gdev->reset_err = ret;
+	mutex_unlock(&gdev->op_lock);
+	gpup_provider_put(old);
+	wake_up_interruptible_all(&gdev->waitq);
+}
+
+/*
+ * The software part of a reset, with state_mutex: drop the files and
+ * take the state the device part left, RUNNING or (if it could not reset
+ * the VF) ERROR.
+ */
+static void gpup_vfio_reset_state_locked(struct gpup_vfio_dev *gdev)
+{
+	int err;
 
 	gpup_vfio_disable_files_locked(gdev);
-	gdev->tracking = false;
-	gdev->prepared = false;
-	gdev->paused = false;
-
-	if (gdev->opened && (!gdev->prov || READ_ONCE(gdev->prov->dead))) {
-		mutex_lock(&gdev->op_lock);
-		old = gdev->prov;
-		gdev->prov = gpup_provider_get(pdev);
-		mutex_unlock(&gdev->op_lock);
-		gpup_provider_put(old);
-	}
-	if (!gpup_vfio_op_enter(gdev, gdev->gen)) {
-		ret = GPUP_OPS(gdev)->reset_vf(GPUP_PF(gdev), gdev->vf_id);
-		gpup_vfio_op_exit(gdev);
-	}
-	trace_gpup_vfio_op(gdev->vf_id, "reset_vf", 0, ret);
-	gdev->mig_state = ret ? VFIO_DEVICE_STATE_ERROR :
+	mutex_lock(&gdev->op_lock);
+	err = gdev->reset_err;
+	gdev->reset_pending = false;
+	mutex_unlock(&gdev->op_lock);
+	gdev->mig_state = err ? VFIO_DEVICE_STATE_ERROR :
 				VFIO_DEVICE_STATE_RUNNING;
-	if (ret)
-		atomic_set(&gdev->stats.last_error, ret);
+	if (err)
+		atomic_set(&gdev->stats.last_error, err);
+	wake_up_interruptible_all(&gdev->waitq);
 }
 
 /**
- * gpup_vfio_state_mutex_unlock() - unlock state_mutex, running a reset
- *	that reset_done deferred to us
+ * gpup_vfio_state_mutex_unlock() - unlock state_mutex, running the
+ *	software part of a reset that reset_done deferred to us
  * @gdev: the VF
  *
  * reset_done runs under the vfio-pci core's memory_lock and only
- * trylocks state_mutex; whoever holds state_mutex at that moment carries
- * out the reset before unlocking.  Holding reset_lock across the unlock
- * closes the window between the last check and the unlock.
+ * trylocks state_mutex; whoever holds state_mutex at that moment
+ * finishes the reset before unlocking.  Holding reset_lock across the
+ * unlock closes the window between the last check and the unlock.
  */
 void gpup_vfio_state_mutex_unlock(struct gpup_vfio_dev *gdev)
 {
@@ -427,7 +609,7 @@ again:
 	if (gdev->deferred_reset) {
 		gdev->deferred_reset = false;
 		spin_unlock(&gdev->reset_lock);
-		gpup_vfio_reset_locked(gdev);
+		gpup_vfio_reset_state_locked(gdev);
 		goto again;
 	}
 	mutex_unlock(&gdev->state_mutex);
@@ -436,8 +618,13 @@ again:
 
 /**
  * gpup_vfio_reset_done() - pci_error_handlers.reset_done of the VF
- * @pdev: the VF after a function reset (FLR, VFIO_DEVICE_RESET, the reset
- *	vfio-pci core does at open)
+ * @pdev: the VF after a function reset (FLR, VFIO_DEVICE_RESET, a hot
+ *	reset, the reset vfio-pci core does at open)
+ *
+ * The device part is done here, at once: when VFIO_DEVICE_RESET returns
+ * the VF is unpaused and at its power-on state, even if another thread
+ * holds state_mutex.  Only the software part (files, state) may wait for
+ * that thread, as in mlx5 and xe.
  */
 void gpup_vfio_reset_done(struct pci_dev *pdev)
 {
@@ -447,6 +634,7 @@ void gpup_vfio_reset_done(struct pci_dev *pdev)
 
 	if (!gdev->migratable)
 		return;
+	gpup_vfio_reset_device(gdev);
 	spin_lock(&gdev->reset_lock);
 	gdev->deferred_reset = true;
 	if (!mutex_trylock(&gdev->state_mutex)) {
@@ -458,14 +646,50 @@ void gpup_vfio_reset_done(struct pci_dev *pdev)
 }
 
 /**
+ * gpup_vfio_reset_seq() - the count of device resets so far
+ * @gdev: the VF
+ *
+ * Return: a value for gpup_vfio_reset_result().
+ */
+unsigned long gpup_vfio_reset_seq(struct gpup_vfio_dev *gdev)
+{
+	unsigned long seq;
+
+	mutex_lock(&gdev->op_lock);
+	seq = gdev->reset_seq;
+	mutex_unlock(&gdev->op_lock);
+	return seq;
+}
+
+/**
+ * gpup_vfio_reset_result() - how the reset after @seq ended
+ * @gdev: the VF
+ * @seq: gpup_vfio_reset_seq() before the reset
+ *
+ * Return: 0 if the reset brought the device to RUNNING (or reset_done
+ * did not run), else the error that put it in ERROR.
+ */
+int gpup_vfio_reset_result(struct gpup_vfio_dev *gdev, unsigned long seq)
+{
+	int ret;
+
+	mutex_lock(&gdev->op_lock);
+	ret = gdev->reset_seq != seq ? gdev->reset_err : 0;
+	mutex_unlock(&gdev->op_lock);
+	return ret;
+}
+
+/**
  * gpup_vfio_mig_init() - set up migration state at device init
- * @gdev: the VF, with @caps and @migratable filled in
+ * @gdev: the VF
  */
 void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev)
 {
 	mutex_init(&gdev->state_mutex);
 	mutex_init(&gdev->op_lock);
 	spin_lock_init(&gdev->reset_lock);
+	init_waitqueue_head(&gdev->waitq);
+	init_waitqueue_head(&gdev->hold_wq);
 	gdev->mig_state = VFIO_DEVICE_STATE_RUNNING;
 }
 
@@ -473,9 +697,10 @@ void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev)
  * gpup_vfio_mig_open() - the device is being opened
  * @gdev: the VF
  *
- * Finds the provider (it may have been re-registered since probe) and
- * starts in RUNNING.  Called before vfio-pci core enables the device, so
- * the function reset it does then resets the VF in the provider too.
+ * Attaches the provider (it may have been re-registered since probe; its
+ * caps are checked again) and starts in RUNNING.  Called before vfio-pci
+ * core enables the device, so the function reset it does then resets the
+ * VF in the provider too.
  */
 void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev)
 {
@@ -483,14 +708,13 @@ void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev)
 
 	mutex_lock(&gdev->state_mutex);
 	mutex_lock(&gdev->op_lock);
-	gdev->prov = prov;
 	gdev->gen++;
-	mutex_unlock(&gdev->op_lock);
+	gpup_vfio_attach_locked(gdev, prov);
+	gpup_vfio_clear_flags_locked(gdev);
+	gdev->reset_pending = false;
 	gdev->opened = true;
+	mutex_unlock(&gdev->op_lock);
 	gdev->mig_state = VFIO_DEVICE_STATE_RUNNING;
-	gdev->prepared = false;
-	gdev->tracking = false;
-	gdev->paused = false;
 	gpup_vfio_state_mutex_unlock(gdev);
 }
 
@@ -498,21 +722,32 @@ void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev)
  * gpup_vfio_mig_close() - the device is being closed
  * @gdev: the VF
  *
- * Disables the migration files, ends a migration in progress and drops
- * the provider.  The VF keeps its state (a paused VF stays paused) until
- * the next open resets it.
+ * Disables the migration files and scrubs the VF: reset_vf brings it to
+ * its power-on state, unpaused, not migrating, untracked, whatever the
+ * last user left it in (a completed or aborted migration, a process
+ * killed in STOP_COPY), so that nothing of one tenant reaches the next.
+ * The FLR that vfio-pci core does on close never reaches reset_done, so
+ * this is where it happens.  Then the provider is dropped.
  */
 void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev)
 {
 	struct gpup_provider *prov;
+	int ret;
 
 	mutex_lock(&gdev->state_mutex);
-	gpup_vfio_end_locked(gdev);
+	gpup_vfio_disable_files_locked(gdev);
 	mutex_lock(&gdev->op_lock);
-	prov = gdev->prov;
-	gdev->prov = NULL;
-	mutex_unlock(&gdev->op_lock);
+	ret = gdev->prov ? gpup_vfio_reset_vf_locked(gdev) : 0;
+	if (ret && ret != -ENODEV)
+		pci_warn(gdev->core.pdev, "gpup: VF not scrubbed on close: %d\n",
+			 ret);
+	gpup_vfio_clear_flags_locked(gdev);
+	prov = gpup_vfio_detach_locked(gdev);
 	gdev->opened = false;
+	gdev->reset_pending = false;
+	mutex_unlock(&gdev->op_lock);
+	gdev->mig_state = VFIO_DEVICE_STATE_RUNNING;
+	wake_up_interruptible_all(&gdev->waitq);
 	gpup_vfio_state_mutex_unlock(gdev);
 	gpup_provider_put(prov);
 }

@@ -38,8 +38,9 @@ static struct gpup_provider *gpup_provider_find_locked(struct pci_dev *pf)
 /**
  * gpup_register_pf() - register GPU-P migration ops for a PF
  * @pf: the physical function whose VFs the ops serve
- * @ops: the operations; every op must be set, and @ops must stay valid
- *	until gpup_unregister_pf() returns
+ * @ops: the operations; every op must be set but those the header calls
+ *	optional, and @ops must stay valid until gpup_unregister_pf()
+ *	returns (it may live in the PF's device-managed memory)
  *
  * Context: process context, may sleep.
  * Return: a handle for gpup_unregister_pf(), or ERR_PTR(-EINVAL) for
@@ -65,8 +66,11 @@ struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 		return ERR_PTR(-ENOMEM);
 	kref_init(&prov->ref);
 	init_rwsem(&prov->fence);
+	spin_lock_init(&prov->clients_lock);
+	INIT_LIST_HEAD(&prov->clients);
 	prov->pf = pci_dev_get(pf);
 	prov->ops = ops;
+	prov->owner = ops->owner;
 
 	mutex_lock(&gpup_providers_lock);
 	if (gpup_provider_find_locked(pf)) {
@@ -85,19 +89,31 @@ EXPORT_SYMBOL_NS_GPL(gpup_register_pf, GPUP);
 
 /**
  * gpup_unregister_pf() - withdraw a PF's GPU-P migration ops
- * @prov: the handle gpup_register_pf() returned
+ * @prov: the handle gpup_register_pf() returned; not to be used again
  *
  * Waits for every op call in flight to return; every later call through
- * this registration fails with -ENODEV, so a VF that is migrating goes to
- * the VFIO ERROR state instead of calling into a driver that is gone.  The
- * ops are not called again after this returns.
+ * this registration fails with -ENODEV, so a VF in the middle of a
+ * migration cannot finish it, and nothing calls into a driver that is
+ * gone.  The ops (and @prov->ops' memory) are not touched again after
+ * this returns.
+ *
+ * The count returned tells the PF driver whether a VM owns one of its
+ * VFs: a PF driver that disables SR-IOV on removal should leave it
+ * enabled while the count is not 0, since removing an open VFIO device
+ * waits for its user.  No VF can attach to this registration any more,
+ * so the count can only fall after this returns.
  *
  * Context: process context, may sleep.  Must not be called from an op.
+ * Return: the number of VF devices open through gpup_vfio_pci that were
+ * using this registration, 0 for an error pointer or NULL.
  */
-void gpup_unregister_pf(struct gpup_provider *prov)
+unsigned int gpup_unregister_pf(struct gpup_provider *prov)
 {
+	struct gpup_provider_client *c;
+	unsigned int users = 0;
+
 	if (IS_ERR_OR_NULL(prov))
-		return;
+		return 0;
 
 	mutex_lock(&gpup_providers_lock);
 	list_del(&prov->node);
@@ -107,10 +123,41 @@ void gpup_unregister_pf(struct gpup_provider *prov)
 	prov->dead = true;
 	up_write(&prov->fence);
 
+	spin_lock_irq(&prov->clients_lock);
+	list_for_each_entry(c, &prov->clients, node)
+		users++;
+	spin_unlock_irq(&prov->clients_lock);
+
 	pci_info(prov->pf, "gpup: migration provider unregistered\n");
 	kref_put(&prov->ref, gpup_provider_release);
+	return users;
 }
 EXPORT_SYMBOL_NS_GPL(gpup_unregister_pf, GPUP);
+
+/**
+ * gpup_vf_notify() - tell the variant driver of an event of one VF
+ * @prov: the handle gpup_register_pf() returned, before it was
+ *	unregistered
+ * @vf: the VF index
+ * @event: what happened
+ *
+ * Does nothing if no VFIO device of @vf is open.  Takes only spinlocks
+ * and wakes up waiters: callable from any context that may take a
+ * spinlock, the provider's own locks held.
+ */
+void gpup_vf_notify(struct gpup_provider *prov, unsigned int vf,
+		    enum gpup_vf_event event)
+{
+	struct gpup_provider_client *c;
+	unsigned long flags;
+
+	spin_lock_irqsave(&prov->clients_lock, flags);
+	list_for_each_entry(c, &prov->clients, node)
+		if (c->vf == vf)
+			c->notify(c, event);
+	spin_unlock_irqrestore(&prov->clients_lock, flags);
+}
+EXPORT_SYMBOL_NS_GPL(gpup_vf_notify, GPUP);
 
 /**
  * gpup_provider_get() - find the live provider of a VF's PF
@@ -130,7 +177,7 @@ struct gpup_provider *gpup_provider_get(struct pci_dev *vf)
 
 	mutex_lock(&gpup_providers_lock);
 	prov = gpup_provider_find_locked(pci_physfn(vf));
-	if (prov && try_module_get(prov->ops->owner))
+	if (prov && try_module_get(prov->owner))
 		kref_get(&prov->ref);
 	else
 		prov = NULL;
@@ -146,8 +193,34 @@ void gpup_provider_put(struct gpup_provider *prov)
 {
 	if (!prov)
 		return;
-	module_put(prov->ops->owner);
+	module_put(prov->owner);
 	kref_put(&prov->ref, gpup_provider_release);
+}
+
+/**
+ * gpup_provider_attach() - an open VF device starts using @prov
+ * @prov: the provider, referenced by gpup_provider_get()
+ * @client: the device's client; @client->vf and @client->notify set
+ */
+void gpup_provider_attach(struct gpup_provider *prov,
+			  struct gpup_provider_client *client)
+{
+	spin_lock_irq(&prov->clients_lock);
+	list_add_tail(&client->node, &prov->clients);
+	spin_unlock_irq(&prov->clients_lock);
+}
+
+/**
+ * gpup_provider_detach() - undo gpup_provider_attach()
+ * @prov: the provider
+ * @client: the attached client
+ */
+void gpup_provider_detach(struct gpup_provider *prov,
+			  struct gpup_provider_client *client)
+{
+	spin_lock_irq(&prov->clients_lock);
+	list_del(&client->node);
+	spin_unlock_irq(&prov->clients_lock);
 }
 
 /**

@@ -1,0 +1,444 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The resume data_fd of gpup_vfio_pci (RESUMING, write()).
+ *
+ * Writes of any size are copied from userspace into a staging buffer
+ * (outside every lock an arc or a reset takes) and fed to the stream
+ * parser.  VRAM payload is gathered into whole pages before it reaches
+ * the provider's vram_write: a page-aligned range of at most one run, or
+ * the rest of a record at its end, whatever the write() and record
+ * boundaries.  The IMMUTABLE record reaches restore_immutable as soon as
+ * it is complete; the MUTABLE record is kept for RESUMING -> STOP.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <linux/bitmap.h>
+#include <linux/fs.h>
+#include <linux/pci.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/uio.h>
+
+#include "gpup_vfio.h"
+#include "trace.h"
+
+/* Bounds on what a resume stream may declare, beyond the provider caps. */
+#define GPUP_MAX_OPTIONAL	(64 * 1024)
+#define GPUP_MAX_RUN		(64U << 20)
+/* Bytes of one copy from userspace. */
+#define GPUP_STAGE_BYTES	(64 * 1024)
+
+/**
+ * struct gpup_resume_file - a resume data_fd
+ * @mf: the shared part; @mf.lock protects every field below but @stage
+ * @stage: what one copy from userspace lands in; under @mf.io_lock
+ * @parser: the stream parser
+ * @npages: VRAM pages of the VF
+ * @gather: VRAM payload gathered into whole pages for vram_write
+ * @gather_cap: bytes of @gather, a whole number of pages
+ * @gather_off: VRAM byte offset of @gather's first byte
+ * @gather_len: bytes in @gather
+ * @imm: IMMUTABLE payload being received
+ * @imm_len: its length
+ * @mut: MUTABLE payload being received
+ * @mut_len: its length
+ * @seen: VRAM pages that VRAM records wrote: END is refused unless the
+ *	stream covered every page
+ * @complete: END was parsed
+ */
+struct gpup_resume_file {
+	struct gpup_mig_file mf;
+	u8 *stage;
+	struct gpup_parser parser;
+	u64 npages;
+	u8 *gather;
+	size_t gather_cap;
+	u64 gather_off;
+	size_t gather_len;
+	u8 *imm;
+	size_t imm_len;
+	u8 *mut;
+	size_t mut_len;
+	unsigned long *seen;
+	bool complete;
+};
+
+/**
+ * gpup_resume_file_filp() - the struct file of a resume file
+ * @rf: the resume file
+ *
+ * Return: its anon file.
+ */
+struct file *gpup_resume_file_filp(struct gpup_resume_file *rf)
+{
+	return rf->mf.filp;
+}
+
+static int gpup_resume_header(struct gpup_resume_file *rf,
+			      const struct gpup_event *ev)
+{
+	const struct gpup_migration_caps *caps = &rf->mf.gdev->caps;
+
+	if (ev->hdr.provider_id != caps->provider_id ||
+	    ev->hdr.profile_id != caps->profile_id ||
+	    ev->hdr.page_size != caps->page_size ||
+	    ev->hdr.vram_size != caps->vram_size)
+		return -EPROTONOSUPPORT;
+	return 0;
+}
+
+static int gpup_resume_record(struct gpup_resume_file *rf,
+			      const struct gpup_event *ev)
+{
+	u8 **buf;
+
+	if (ev->type == GPUP_REC_IMMUTABLE)
+		buf = &rf->imm;
+	else if (ev->type == GPUP_REC_MUTABLE)
+		buf = &rf->mut;
+	else
+		return 0;
+	/* The parser bounded ev->len by the provider's maxima already. */
+	*buf = kvzalloc(ev->len ? ev->len : 1, GFP_KERNEL_ACCOUNT);
+	if (!*buf)
+		return -ENOMEM;
+	if (ev->type == GPUP_REC_IMMUTABLE)
+		rf->imm_len = ev->len;
+	else
+		rf->mut_len = ev->len;
+	return 0;
+}
+
+/* Hand the gathered pages to vram_write: a page-aligned range. */
+static int gpup_resume_flush(struct gpup_resume_file *rf)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	u32 ps = gdev->caps.page_size;
+	struct iov_iter it;
+	struct kvec kv;
+	ssize_t put;
+	int ret;
+
+	if (!rf->gather_len)
+		return 0;
+	kv.iov_base = rf->gather;
+	kv.iov_len = rf->gather_len;
+	iov_iter_kvec(&it, ITER_SOURCE, &kv, 1, rf->gather_len);
+	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+	if (ret)
+		return ret;
+	put = GPUP_OPS(gdev)->vram_write(GPUP_PF(gdev), gdev->vf_id,
+					 rf->gather_off, rf->gather_len, &it);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "vram_write", rf->gather_off, put);
+	if (put < 0)
+		return put;
+	if (put != rf->gather_len)
+		return -EIO;
+	/* The parser kept the run inside the VRAM size. */
+	bitmap_set(rf->seen, div_u64(rf->gather_off, ps),
+		   rf->gather_len / ps);
+	rf->gather_off += rf->gather_len;
+	rf->gather_len = 0;
+	return 0;
+}
+
+/* VRAM payload: gather it, flushing each time a run of pages is full. */
+static int gpup_resume_vram(struct gpup_resume_file *rf,
+			    const struct gpup_event *ev)
+{
+	const u8 *data = ev->data;
+	u64 off = ev->vram_offset;
+	size_t len = ev->data_len, n;
+	int ret;
+
+	while (len) {
+		if (!rf->gather_len)
+			rf->gather_off = off;
+		n = min(len, rf->gather_cap - rf->gather_len);
+		memcpy(rf->gather + rf->gather_len, data, n);
+		rf->gather_len += n;
+		data += n;
+		off += n;
+		len -= n;
+		if (rf->gather_len == rf->gather_cap) {
+			ret = gpup_resume_flush(rf);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+static int gpup_resume_data(struct gpup_resume_file *rf,
+			    const struct gpup_event *ev)
+{
+	switch (ev->type) {
+	case GPUP_REC_IMMUTABLE:
+		memcpy(rf->imm + ev->offset, ev->data, ev->data_len);
+		return 0;
+	case GPUP_REC_MUTABLE:
+		memcpy(rf->mut + ev->offset, ev->data, ev->data_len);
+		return 0;
+	case GPUP_REC_VRAM:
+		return gpup_resume_vram(rf, ev);
+	default:
+		return 0;
+	}
+}
+
+static int gpup_resume_record_end(struct gpup_resume_file *rf,
+				  const struct gpup_event *ev)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	int ret;
+
+	/* A VRAM record holds whole pages: its end ends a page. */
+	if (ev->type == GPUP_REC_VRAM)
+		return gpup_resume_flush(rf);
+	if (ev->type != GPUP_REC_IMMUTABLE)
+		return 0;
+	/* The compatibility check, as early as the stream allows. */
+	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+	if (ret)
+		return ret;
+	ret = GPUP_OPS(gdev)->restore_immutable(GPUP_PF(gdev), gdev->vf_id,
+						rf->imm, rf->imm_len);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "restore_immutable", rf->imm_len, ret);
+	return ret;
+}
+
+/*
+ * Feed @len bytes to the parser and act on its events.  A RECORD_END may
+ * come one call late, so the loop goes on with an empty feed until the
+ * parser has nothing left to report: a record completed by this write is
+ * acted on (restore_immutable: the compatibility check) by this write.
+ */
+static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
+			    size_t len)
+{
+	struct gpup_event ev;
+	long used;
+	int ret;
+
+	do {
+		used = gpup_parser_feed(&rf->parser, buf, len, &ev);
+		if (used < 0)
+			return used;
+		buf += used;
+		len -= used;
+		switch (ev.kind) {
+		case GPUP_EV_HEADER:
+			ret = gpup_resume_header(rf, &ev);
+			break;
+		case GPUP_EV_RECORD:
+			ret = gpup_resume_record(rf, &ev);
+			break;
+		case GPUP_EV_DATA:
+			ret = gpup_resume_data(rf, &ev);
+			break;
+		case GPUP_EV_RECORD_END:
+			ret = gpup_resume_record_end(rf, &ev);
+			break;
+		case GPUP_EV_END:
+			/* A stream that left a VRAM page out is not whole. */
+			if (!bitmap_full(rf->seen, rf->npages)) {
+				ret = -EPROTO;
+				break;
+			}
+			rf->complete = true;
+			ret = 0;
+			break;
+		default:
+			ret = 0;
+			break;
+		}
+		if (ret)
+			return ret;
+	} while (len || ev.kind != GPUP_EV_NONE);
+	return 0;
+}
+
+/* Under @rf->mf.lock: feed what one copy brought in. */
+static int gpup_resume_feed_locked(struct gpup_resume_file *rf, size_t n)
+{
+	struct gpup_mig_file *mf = &rf->mf;
+	int ret;
+
+	if (mf->error)
+		return mf->error;
+	ret = gpup_mig_file_alive(mf);
+	if (ret)
+		return ret;
+	ret = gpup_resume_feed(rf, rf->stage, n);
+	if (ret)
+		mf->error = ret;
+	return ret;
+}
+
+/*
+ * A stream error is sticky and returned by this write and every later
+ * one.  A fault in the user buffer returns the bytes consumed before it,
+ * if any, so that a writer that goes on from there repeats nothing.
+ */
+static ssize_t gpup_resume_write(struct file *filp, const char __user *buf,
+				 size_t len, loff_t *pos)
+{
+	struct gpup_resume_file *rf = filp->private_data;
+	struct gpup_mig_file *mf = &rf->mf;
+	size_t done = 0, n, got;
+	int ret = 0;
+
+	if (pos)
+		return -ESPIPE;
+
+	mutex_lock(&mf->io_lock);
+	if (!len) {
+		mutex_lock(&mf->lock);
+		ret = mf->error ? mf->error : gpup_mig_file_alive(mf);
+		mutex_unlock(&mf->lock);
+	}
+	while (done < len) {
+		n = min_t(size_t, len - done, GPUP_STAGE_BYTES);
+		/* Only io_lock held: a fault here blocks no arc. */
+		got = n - copy_from_user(rf->stage, buf + done, n);
+		if (got) {
+			mutex_lock(&mf->lock);
+			ret = gpup_resume_feed_locked(rf, got);
+			mutex_unlock(&mf->lock);
+			if (ret)
+				break;
+			done += got;
+		}
+		if (got < n) {
+			ret = -EFAULT;
+			break;
+		}
+	}
+	mutex_unlock(&mf->io_lock);
+	if (done)
+		atomic64_add(done, &mf->gdev->stats.bytes_restored);
+	if (ret)
+		atomic_set(&mf->gdev->stats.last_error, ret);
+	if (ret == -EFAULT && done)
+		return done;
+	return ret ? ret : done;
+}
+
+/* Writable while the file works; an error once disabled or broken. */
+static __poll_t gpup_resume_poll(struct file *filp, poll_table *wait)
+{
+	struct gpup_resume_file *rf = filp->private_data;
+	struct gpup_mig_file *mf = &rf->mf;
+	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
+
+	poll_wait(filp, &mf->gdev->waitq, wait);
+	mutex_lock(&mf->lock);
+	if (mf->error || gpup_mig_file_alive(mf))
+		mask = EPOLLERR;
+	mutex_unlock(&mf->lock);
+	return mask;
+}
+
+static int gpup_resume_release(struct inode *inode, struct file *filp)
+{
+	struct gpup_resume_file *rf = filp->private_data;
+
+	kvfree(rf->imm);
+	kvfree(rf->mut);
+	gpup_bitmap_free(rf->seen);
+	kvfree(rf->gather);
+	kvfree(rf->stage);
+	gpup_mig_file_fini(&rf->mf);
+	kfree(rf);
+	return 0;
+}
+
+static const struct file_operations gpup_resume_fops = {
+	.owner = THIS_MODULE,
+	.write = gpup_resume_write,
+	.poll = gpup_resume_poll,
+	.release = gpup_resume_release,
+};
+
+/**
+ * gpup_resume_file_new() - start receiving a stream
+ * @gdev: the VF, paused and prepared as migration target
+ *
+ * Context: the caller holds @gdev->state_mutex.
+ * Return: the file or ERR_PTR().
+ */
+struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
+{
+	const struct gpup_migration_caps *caps = &gdev->caps;
+	struct gpup_stream_limits lim = {
+		.max_immutable = caps->max_immutable_size,
+		.max_mutable = caps->max_mutable_size,
+		.max_vram_run = GPUP_MAX_RUN,
+		.max_optional = GPUP_MAX_OPTIONAL,
+	};
+	struct gpup_resume_file *rf;
+	u32 run_pages;
+	int ret = -ENOMEM;
+
+	rf = kzalloc(sizeof(*rf), GFP_KERNEL_ACCOUNT);
+	if (!rf)
+		return ERR_PTR(-ENOMEM);
+	rf->npages = div_u64(caps->vram_size, caps->page_size);
+	run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
+	rf->gather_cap = (size_t)run_pages * caps->page_size;
+	rf->gather = kvmalloc(rf->gather_cap, GFP_KERNEL_ACCOUNT);
+	rf->stage = kvmalloc(GPUP_STAGE_BYTES, GFP_KERNEL_ACCOUNT);
+	rf->seen = gpup_bitmap_alloc(rf->npages);
+	if (!rf->gather || !rf->stage || !rf->seen)
+		goto err_free;
+	/* Geometry is checked against the caps in gpup_resume_header(). */
+	gpup_parser_init(&rf->parser, &lim);
+	ret = gpup_mig_file_init(&rf->mf, gdev, "gpup_vfio_resume",
+				 &gpup_resume_fops, O_WRONLY);
+	if (ret)
+		goto err_free;
+	return rf;
+
+err_free:
+	gpup_bitmap_free(rf->seen);
+	kvfree(rf->stage);
+	kvfree(rf->gather);
+	kfree(rf);
+	return ERR_PTR(ret);
+}
+
+/**
+ * gpup_resume_file_finish() - RESUMING -> STOP: restore the mutable data
+ * @rf: the resume file
+ *
+ * Context: the caller holds the device's state_mutex.
+ * Return: 0; the stream's error; -ENODATA if the stream did not reach
+ * its END record; or the error of restore_mutable.
+ */
+int gpup_resume_file_finish(struct gpup_resume_file *rf)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	int ret;
+
+	mutex_lock(&rf->mf.lock);
+	ret = rf->mf.error;
+	if (!ret)
+		ret = gpup_parser_finish(&rf->parser);
+	if (!ret && !rf->complete)
+		ret = -ENODATA;
+	if (ret)
+		goto out;
+	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+	if (ret)
+		goto out;
+	ret = GPUP_OPS(gdev)->restore_mutable(GPUP_PF(gdev), gdev->vf_id,
+					      rf->mut, rf->mut_len);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "restore_mutable", rf->mut_len, ret);
+out:
+	mutex_unlock(&rf->mf.lock);
+	return ret;
+}

@@ -1,0 +1,752 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The save data_fd of gpup_vfio_pci (PRE_COPY and STOP_COPY, read()).
+ *
+ * The stream is produced lazily, one piece per refill: the stream header
+ * with the IMMUTABLE record; the full pass over VRAM; with pre-copy,
+ * passes over the pages dirtied since; once in STOP_COPY, the MUTABLE
+ * record and END.  VRAM moves through one bounce buffer of
+ * GPUP_RUN_BYTES, so the memory a migration needs does not grow with
+ * VRAM.
+ *
+ * Every pass walks VRAM in windows of one run.  With dirty tracking on,
+ * each window's dirty bits are read and cleared just before the window is
+ * read: the full pass clears the bits of the pages it is about to send,
+ * so a page dirtied ahead of its cursor goes out once; a dirty pass sends
+ * the window's dirty pages.  A page written after its window was queried
+ * is dirty again and goes out in a later pass.
+ *
+ * read() copies to userspace outside the file's lock (and every lock an
+ * arc or a reset takes): io_lock alone keeps the piece being copied
+ * stable, since only read() refills it.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <linux/bitmap.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/pci.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/uio.h>
+#include <linux/vfio.h>
+
+#include "gpup_vfio.h"
+#include "trace.h"
+
+enum gpup_save_phase {
+	GPUP_SAVE_HEAD,		/* stream header + IMMUTABLE record */
+	GPUP_SAVE_FULL,		/* the first full pass over VRAM */
+	GPUP_SAVE_DIRTY,	/* passes over the dirty pages */
+	GPUP_SAVE_MUTABLE,	/* the MUTABLE record */
+	GPUP_SAVE_END,		/* the END record */
+	GPUP_SAVE_DONE,		/* read() returns 0 */
+};
+
+/* A VRAM record's bytes besides its pages. */
+#define GPUP_VRAM_REC_EXTRA	(GPUP_REC_HDR_SIZE + GPUP_VRAM_RUN_SIZE)
+
+/**
+ * struct gpup_save_file - a save data_fd
+ * @mf: the shared part; @mf.lock protects every field below
+ * @npages: VRAM pages of the VF
+ * @run_pages: pages in one VRAM run (one window)
+ * @bounce: one VRAM record: header, run header, @run_pages pages
+ * @w: the stream writer (record chain, counts)
+ * @phase: where the stream stands
+ * @tracking: dirty tracking runs (pre-copy): dirty passes follow the full
+ *	pass; else the full pass is the only VRAM pass
+ * @stop_copy: the device reached STOP_COPY; no more -ENOMSG
+ * @eof_seen: read() reached the end of the stream
+ * @cursor: next page of the current pass
+ * @win: dirty bits of the window being sent, @win_len bits
+ * @win_first: first page of the window
+ * @win_len: pages in the window
+ * @win_next: next bit of @win to look at
+ * @win_pending: set bits of @win from @win_next on
+ * @out: the piece being read; points into @head, @bounce, @mut or @tail
+ * @out_len: bytes in @out
+ * @out_pos: bytes of @out already read
+ * @out_initial: @out belongs to the initial data (PRE_COPY initial_bytes)
+ * @head: stream header and IMMUTABLE record
+ * @head_len: bytes in @head
+ * @mut: MUTABLE payload, saved by the arc to STOP_COPY
+ * @mut_len: bytes in @mut
+ * @mut_crc: CRC of @mut
+ * @tail: MUTABLE record header or END record being sent
+ */
+struct gpup_save_file {
+	struct gpup_mig_file mf;
+	u64 npages;
+	u32 run_pages;
+	u8 *bounce;
+	struct gpup_writer w;
+	enum gpup_save_phase phase;
+	bool tracking;
+	bool stop_copy;
+	bool eof_seen;
+	u64 cursor;
+	unsigned long *win;
+	u64 win_first;
+	u32 win_len;
+	u32 win_next;
+	u32 win_pending;
+	const u8 *out;
+	size_t out_len;
+	size_t out_pos;
+	bool out_initial;
+	u8 *head;
+	size_t head_len;
+	u8 *mut;
+	size_t mut_len;
+	u32 mut_crc;
+	u8 tail[GPUP_REC_HDR_SIZE + GPUP_END_SIZE];
+};
+
+/**
+ * gpup_save_file_filp() - the struct file of a save file
+ * @sf: the save file
+ *
+ * Return: its anon file.
+ */
+struct file *gpup_save_file_filp(struct gpup_save_file *sf)
+{
+	return sf->mf.filp;
+}
+
+/* Bytes of the VRAM records that send @n contiguous pages. */
+static u64 gpup_save_run_bytes(const struct gpup_save_file *sf, u64 n)
+{
+	u64 runs = div_u64(n + sf->run_pages - 1, sf->run_pages);
+
+	return runs * GPUP_VRAM_REC_EXTRA + n * sf->mf.gdev->caps.page_size;
+}
+
+/* Exact bytes of the records for the window's pages still to send. */
+static u64 gpup_save_win_bytes(const struct gpup_save_file *sf)
+{
+	unsigned long start, end;
+	u64 bytes = 0;
+
+	if (!sf->win_pending)
+		return 0;
+	start = find_next_bit(sf->win, sf->win_len, sf->win_next);
+	while (start < sf->win_len) {
+		end = find_next_zero_bit(sf->win, sf->win_len, start);
+		bytes += gpup_save_run_bytes(sf, end - start);
+		start = find_next_bit(sf->win, sf->win_len, end);
+	}
+	return bytes;
+}
+
+/**
+ * gpup_save_full_size() - bytes of a whole save stream
+ * @gdev: the VF
+ * @imm: bytes of immutable data
+ * @mut: bytes of mutable data
+ *
+ * Return: the size of the stream STOP_COPY produces from STOP: header,
+ * IMMUTABLE, one pass over VRAM, MUTABLE and END.
+ */
+u64 gpup_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
+			size_t mut)
+{
+	return gpup_stream_full_size(imm, gdev->caps.vram_size,
+				     gdev->caps.page_size, GPUP_RUN_BYTES, mut);
+}
+
+/*
+ * query_dirty for the save file: pages [@first, @first + @count), into
+ * @map if not NULL, clearing them if @clear.  The whole VRAM without a
+ * map or clear is the cheap count PRECOPY_INFO and poll() ask for.
+ */
+static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
+			    unsigned long *map, bool clear)
+{
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	long ret;
+
+	ret = gpup_vfio_op_enter(gdev, sf->mf.gen);
+	if (ret)
+		return ret;
+	ret = GPUP_OPS(gdev)->query_dirty(GPUP_PF(gdev), gdev->vf_id, first,
+					  count, map, clear);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "query_dirty", clear, ret);
+	if (ret > (long)count)
+		return -EIO;
+	return ret;
+}
+
+/* Copy pages [first, first + n) into @sf->bounce as one VRAM record. */
+static int gpup_save_vram_run(struct gpup_save_file *sf, u64 first, u32 n)
+{
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	size_t len = (size_t)n * gdev->caps.page_size;
+	struct gpup_vram_run *run;
+	struct iov_iter it;
+	struct kvec kv;
+	ssize_t got;
+	u32 crc;
+	int ret;
+
+	run = (struct gpup_vram_run *)(sf->bounce + GPUP_REC_HDR_SIZE);
+	gpup_vram_run_build(run, first, n);
+	kv.iov_base = sf->bounce + GPUP_VRAM_REC_EXTRA;
+	kv.iov_len = len;
+	iov_iter_kvec(&it, ITER_DEST, &kv, 1, len);
+
+	ret = gpup_vfio_op_enter(gdev, sf->mf.gen);
+	if (ret)
+		return ret;
+	got = GPUP_OPS(gdev)->vram_read(GPUP_PF(gdev), gdev->vf_id,
+					first * gdev->caps.page_size, len, &it);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "vram_read",
+			   first * gdev->caps.page_size, got);
+	if (got < 0)
+		return got;
+	if (got != len)
+		return -EIO;
+
+	crc = gpup_crc(GPUP_CRC_INIT, run, sizeof(*run) + len);
+	ret = gpup_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)sf->bounce,
+				 GPUP_REC_VRAM, 0, sizeof(*run) + len,
+				 gpup_crc_final(crc));
+	if (ret)
+		return ret;
+	sf->out = sf->bounce;
+	sf->out_len = GPUP_VRAM_REC_EXTRA + len;
+	return 0;
+}
+
+/* One window of the full pass: clear its dirty bits, then read it. */
+static int gpup_save_full_window(struct gpup_save_file *sf)
+{
+	u32 n = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+	long ret;
+
+	if (sf->tracking) {
+		ret = gpup_save_query(sf, sf->cursor, n, NULL, true);
+		if (ret < 0)
+			return ret;
+	}
+	ret = gpup_save_vram_run(sf, sf->cursor, n);
+	if (ret)
+		return ret;
+	sf->cursor += n;
+	sf->out_initial = true;
+	return 0;
+}
+
+/*
+ * The next piece of a dirty pass: a run of the current window's dirty
+ * pages, or the next window's bits, or at the end of a pass a new pass
+ * if pages are dirty.  Returns 0 with a piece, 1 to look again, -ENOMSG
+ * at pre-copy's temporary end, 2 when STOP_COPY has sent every page, or
+ * -errno.
+ */
+static int gpup_save_dirty_step(struct gpup_save_file *sf)
+{
+	unsigned long start, end;
+	long ret;
+
+	if (sf->win_pending) {
+		start = find_next_bit(sf->win, sf->win_len, sf->win_next);
+		end = find_next_zero_bit(sf->win, sf->win_len, start);
+		sf->win_next = end;
+		sf->win_pending -= end - start;
+		return gpup_save_vram_run(sf, sf->win_first + start,
+					  end - start);
+	}
+	if (sf->cursor < sf->npages) {
+		u32 n = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+
+		ret = gpup_save_query(sf, sf->cursor, n, sf->win, true);
+		if (ret < 0)
+			return ret;
+		sf->win_first = sf->cursor;
+		sf->win_len = n;
+		sf->win_next = 0;
+		sf->win_pending = ret;
+		sf->cursor += n;
+		return 1;
+	}
+	/* The end of a pass: another one if anything is dirty now. */
+	ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
+	if (ret < 0)
+		return ret;
+	if (ret) {
+		sf->cursor = 0;
+		return 1;
+	}
+	return sf->stop_copy ? 2 : -ENOMSG;
+}
+
+/*
+ * Make the next piece of the save stream current in @sf->out.
+ * Returns 0, 1 at the end of the stream, -ENOMSG when PRE_COPY has
+ * nothing more for now, or -errno.
+ */
+static int gpup_save_next(struct gpup_save_file *sf)
+{
+	int ret;
+
+	sf->out_pos = 0;
+	sf->out_len = 0;
+	sf->out_initial = false;
+	for (;;) {
+		switch (sf->phase) {
+		case GPUP_SAVE_HEAD:
+			sf->out = sf->head;
+			sf->out_len = sf->head_len;
+			sf->out_initial = true;
+			sf->phase = GPUP_SAVE_FULL;
+			return 0;
+		case GPUP_SAVE_FULL:
+			if (sf->cursor < sf->npages)
+				return gpup_save_full_window(sf);
+			sf->phase = sf->tracking ? GPUP_SAVE_DIRTY :
+						   GPUP_SAVE_MUTABLE;
+			sf->cursor = 0;
+			break;
+		case GPUP_SAVE_DIRTY:
+			ret = gpup_save_dirty_step(sf);
+			if (ret == 1)
+				break;
+			if (ret == 2) {
+				sf->phase = GPUP_SAVE_MUTABLE;
+				break;
+			}
+			return ret;
+		case GPUP_SAVE_MUTABLE:
+			if (!sf->stop_copy)
+				return -ENOMSG;
+			ret = gpup_rec_hdr_build(&sf->w,
+						 (struct gpup_rec_hdr *)sf->tail,
+						 GPUP_REC_MUTABLE, 0,
+						 sf->mut_len, sf->mut_crc);
+			if (ret)
+				return ret;
+			/* Header and payload go out as two pieces. */
+			sf->out = sf->tail;
+			sf->out_len = GPUP_REC_HDR_SIZE;
+			sf->phase = GPUP_SAVE_END;
+			return 0;
+		case GPUP_SAVE_END:
+			if (sf->out != sf->mut && sf->mut_len) {
+				sf->out = sf->mut;
+				sf->out_len = sf->mut_len;
+				return 0;
+			}
+			ret = gpup_end_build(&sf->w,
+					     (struct gpup_rec_hdr *)sf->tail,
+					     (struct gpup_end *)(sf->tail +
+						GPUP_REC_HDR_SIZE));
+			if (ret)
+				return ret;
+			sf->out = sf->tail;
+			sf->out_len = sizeof(sf->tail);
+			sf->phase = GPUP_SAVE_DONE;
+			return 0;
+		case GPUP_SAVE_DONE:
+			return 1;
+		}
+	}
+}
+
+/*
+ * Under @sf->mf.lock: make a piece current if the last one was read.
+ * Returns 0 with bytes in the piece, 1 at the end of the stream, or an
+ * -errno (-ENOMSG in pre-copy when nothing is there for now).
+ */
+static int gpup_save_refill_locked(struct gpup_save_file *sf)
+{
+	struct gpup_mig_file *mf = &sf->mf;
+	int ret;
+
+	if (mf->error)
+		return mf->error;
+	ret = gpup_mig_file_alive(mf);
+	if (ret)
+		return ret;
+	if (sf->out_pos < sf->out_len)
+		return 0;
+	ret = gpup_save_next(sf);
+	if (ret == 1 && !sf->eof_seen) {
+		/* The end: count the stream once. */
+		atomic64_inc(&mf->gdev->stats.migrations_out);
+		sf->eof_seen = true;
+	}
+	if (ret < 0 && ret != -ENOMSG)
+		mf->error = ret;
+	return ret;
+}
+
+static ssize_t gpup_save_read(struct file *filp, char __user *buf,
+			      size_t len, loff_t *pos)
+{
+	struct gpup_save_file *sf = filp->private_data;
+	struct gpup_mig_file *mf = &sf->mf;
+	const u8 *src;
+	size_t done = 0, n, left;
+	int ret = 0;
+
+	if (pos)
+		return -ESPIPE;
+
+	mutex_lock(&mf->io_lock);
+	while (done < len) {
+		mutex_lock(&mf->lock);
+		ret = gpup_save_refill_locked(sf);
+		if (ret) {
+			mutex_unlock(&mf->lock);
+			break;
+		}
+		src = sf->out + sf->out_pos;
+		n = min_t(size_t, len - done, sf->out_len - sf->out_pos);
+		mutex_unlock(&mf->lock);
+
+		/* No lock but io_lock: only read() refills the piece. */
+		left = copy_to_user(buf + done, src, n);
+
+		mutex_lock(&mf->lock);
+		sf->out_pos += n - left;
+		mutex_unlock(&mf->lock);
+		done += n - left;
+		if (left) {
+			ret = -EFAULT;
+			break;
+		}
+	}
+	mutex_unlock(&mf->io_lock);
+	if (done) {
+		atomic64_add(done, &mf->gdev->stats.bytes_saved);
+		return done;
+	}
+	if (ret == 1)
+		return 0;
+	atomic_set(&mf->gdev->stats.last_error, ret);
+	return ret;
+}
+
+/*
+ * Bytes the save stream still holds: @initial of the initial data (header,
+ * IMMUTABLE, full pass), @dirty of everything else up to now; with
+ * @precopy false @dirty also counts the MUTABLE and END records, i.e. what
+ * STOP_COPY would produce from here.  The pages the provider counts as
+ * dirty are reckoned as one record each (an upper bound: contiguous pages
+ * share a record), and during the full pass they may include pages the
+ * full pass will send anyway.  Caller holds @sf->mf.lock.
+ */
+static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
+				    u64 *dirty, bool precopy)
+{
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	u64 in = 0, dt = 0, rest = sf->out_len - sf->out_pos;
+	size_t imm, mut = sf->mut_len;
+	long ret;
+
+	if (sf->out_initial)
+		in += rest;
+	else
+		dt += rest;
+	if (sf->phase == GPUP_SAVE_HEAD)
+		in += sf->head_len;
+	if (sf->phase <= GPUP_SAVE_FULL)
+		in += gpup_save_run_bytes(sf, sf->npages - sf->cursor);
+	if (sf->phase <= GPUP_SAVE_DIRTY && sf->tracking) {
+		dt += gpup_save_win_bytes(sf);
+		ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
+		if (ret < 0)
+			return ret;
+		dt += (u64)ret * (GPUP_VRAM_REC_EXTRA + gdev->caps.page_size);
+	}
+	if (!precopy) {
+		if (!sf->stop_copy) {
+			ret = gpup_vfio_save_size(gdev, sf->mf.gen, &imm, &mut);
+			if (ret)
+				return ret;
+		}
+		if (sf->phase <= GPUP_SAVE_MUTABLE)
+			dt += GPUP_REC_HDR_SIZE + mut;
+		else if (sf->phase == GPUP_SAVE_END && sf->out != sf->mut)
+			dt += mut;
+		if (sf->phase <= GPUP_SAVE_END)
+			dt += GPUP_END_REC_SIZE;
+	}
+	*initial = in;
+	*dirty = dt;
+	return 0;
+}
+
+/**
+ * gpup_save_file_pending() - bytes a save file still holds
+ * @sf: the save file
+ * @initial: initial bytes left (header, IMMUTABLE, the full VRAM pass)
+ * @dirty: other bytes: dirty pages so far, and with @precopy false the
+ *	MUTABLE and END records as well
+ * @precopy: count as VFIO_MIG_GET_PRECOPY_INFO does
+ *
+ * Context: the caller holds the device's state_mutex.  O(1) in VRAM
+ * size, given a provider whose whole-VRAM dirty count is.
+ * Return: 0 or -errno.
+ */
+int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
+			   u64 *dirty, bool precopy)
+{
+	int ret;
+
+	mutex_lock(&sf->mf.lock);
+	ret = sf->mf.error ? sf->mf.error :
+	      gpup_save_pending_locked(sf, initial, dirty, precopy);
+	mutex_unlock(&sf->mf.lock);
+	return ret;
+}
+
+static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
+			    unsigned long arg)
+{
+	struct gpup_save_file *sf = filp->private_data;
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	struct vfio_precopy_info info;
+	unsigned long minsz;
+	u64 initial, dirty;
+	int ret;
+
+	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
+		return -ENOTTY;
+	minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
+	if (copy_from_user(&info, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
+
+	mutex_lock(&gdev->state_mutex);
+	if (gdev->saving != sf ||
+	    (gdev->mig_state != VFIO_DEVICE_STATE_PRE_COPY &&
+	     gdev->mig_state != VFIO_DEVICE_STATE_PRE_COPY_P2P)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = gpup_save_file_pending(sf, &initial, &dirty, true);
+out:
+	gpup_vfio_state_mutex_unlock(gdev);
+	if (ret)
+		return ret;
+	info.initial_bytes = initial;
+	info.dirty_bytes = dirty;
+	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
+}
+
+/*
+ * Readable when read() would not return -ENOMSG: bytes are staged or can
+ * be made, or the stream is at its (permanent) end; an error once the
+ * file is disabled or broken.  The device's waitq is woken on every
+ * state change, reset and close, and when the provider reports new dirty
+ * pages.
+ */
+static __poll_t gpup_save_poll(struct file *filp, poll_table *wait)
+{
+	struct gpup_save_file *sf = filp->private_data;
+	struct gpup_mig_file *mf = &sf->mf;
+	__poll_t mask = EPOLLIN | EPOLLRDNORM;
+	long ret;
+
+	poll_wait(filp, &mf->gdev->waitq, wait);
+	mutex_lock(&mf->lock);
+	if (mf->error || gpup_mig_file_alive(mf)) {
+		mask = EPOLLERR;
+	} else if (sf->phase == GPUP_SAVE_DIRTY && !sf->stop_copy &&
+		   sf->out_pos == sf->out_len && !sf->win_pending) {
+		/* Between pieces of a dirty pass: data iff pages are dirty. */
+		ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
+		if (ret < 0)
+			mask = EPOLLERR;
+		else if (!ret)
+			mask = 0;
+	}
+	mutex_unlock(&mf->lock);
+	return mask;
+}
+
+static int gpup_save_release(struct inode *inode, struct file *filp)
+{
+	struct gpup_save_file *sf = filp->private_data;
+
+	kvfree(sf->head);
+	kvfree(sf->mut);
+	gpup_bitmap_free(sf->win);
+	kvfree(sf->bounce);
+	gpup_mig_file_fini(&sf->mf);
+	kfree(sf);
+	return 0;
+}
+
+static const struct file_operations gpup_save_fops = {
+	.owner = THIS_MODULE,
+	.read = gpup_save_read,
+	.poll = gpup_save_poll,
+	.unlocked_ioctl = gpup_save_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.release = gpup_save_release,
+};
+
+/*
+ * Two-call save of a provider blob into a new buffer of at most @max
+ * bytes after @room_before.  A fill call that reports more than the room
+ * it was given is refused: nothing past the buffer is ever read.
+ */
+static int gpup_save_blob(struct gpup_save_file *sf, bool mutable, u32 max,
+			  size_t room_before, u8 **out, size_t *len)
+{
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	int (*save)(struct pci_dev *pf, unsigned int vf, void *buf,
+		    size_t *size);
+	size_t size = 0, room;
+	u8 *buf = NULL;
+	int ret;
+
+	ret = gpup_vfio_op_enter(gdev, sf->mf.gen);
+	if (ret)
+		return ret;
+	save = mutable ? GPUP_OPS(gdev)->save_mutable :
+			 GPUP_OPS(gdev)->save_immutable;
+	ret = save(GPUP_PF(gdev), gdev->vf_id, NULL, &size);
+	if (ret)
+		goto out;
+	ret = -EIO;
+	if (size > max)
+		goto out;
+	ret = -ENOMEM;
+	room = size;
+	buf = kvzalloc(room_before + room, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		goto out;
+	ret = save(GPUP_PF(gdev), gdev->vf_id, buf + room_before, &size);
+	if (!ret && size > room)
+		ret = -EIO;
+	if (!ret) {
+		*out = buf;
+		*len = size;
+		buf = NULL;
+	}
+out:
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, mutable ? "save_mutable" :
+			   "save_immutable", size, ret);
+	kvfree(buf);
+	return ret;
+}
+
+/**
+ * gpup_save_file_new() - start a save stream
+ * @gdev: the VF, prepared as migration source
+ * @precopy: entered from RUNNING (dirty tracking runs, data is read in
+ *	PRE_COPY); else from STOP, and the stream is complete at once
+ *
+ * Saves the immutable data (and, from STOP, the mutable data) now, so
+ * that their errors fail the arc.
+ *
+ * Context: the caller holds @gdev->state_mutex.
+ * Return: the file or ERR_PTR().
+ */
+struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
+					  bool precopy)
+{
+	const struct gpup_migration_caps *caps = &gdev->caps;
+	size_t pre = GPUP_STREAM_HDR_SIZE + GPUP_REC_HDR_SIZE;
+	struct gpup_save_file *sf;
+	size_t imm_len;
+	u32 crc;
+	int ret;
+
+	sf = kzalloc(sizeof(*sf), GFP_KERNEL_ACCOUNT);
+	if (!sf)
+		return ERR_PTR(-ENOMEM);
+	sf->npages = div_u64(caps->vram_size, caps->page_size);
+	sf->run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
+	sf->tracking = precopy;
+	sf->bounce = kvmalloc(GPUP_VRAM_REC_EXTRA +
+			      (size_t)sf->run_pages * caps->page_size,
+			      GFP_KERNEL_ACCOUNT);
+	sf->win = gpup_bitmap_alloc(sf->run_pages);
+	ret = -ENOMEM;
+	if (!sf->bounce || !sf->win)
+		goto err_free;
+	ret = gpup_mig_file_init(&sf->mf, gdev, "gpup_vfio_save",
+				 &gpup_save_fops, O_RDONLY);
+	if (ret)
+		goto err_free;
+
+	/* From here the file owns everything: fput() releases it all. */
+	ret = gpup_save_blob(sf, false, caps->max_immutable_size, pre,
+			     &sf->head, &imm_len);
+	if (ret)
+		goto err_put;
+	gpup_writer_init(&sf->w);
+	gpup_stream_hdr_build((struct gpup_stream_hdr *)sf->head,
+			      caps->provider_id, caps->profile_id,
+			      caps->page_size, caps->vram_size);
+	ret = gpup_writer_hdr(&sf->w, (struct gpup_stream_hdr *)sf->head);
+	if (ret)
+		goto err_put;
+	crc = gpup_crc(GPUP_CRC_INIT, sf->head + pre, imm_len);
+	ret = gpup_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)(sf->head +
+					GPUP_STREAM_HDR_SIZE),
+				 GPUP_REC_IMMUTABLE, 0, imm_len,
+				 gpup_crc_final(crc));
+	if (ret)
+		goto err_put;
+	sf->head_len = pre + imm_len;
+
+	if (!precopy) {
+		ret = gpup_save_file_stop_copy(sf);
+		if (ret)
+			goto err_put;
+	}
+	return sf;
+
+err_put:
+	fput(sf->mf.filp);
+	return ERR_PTR(ret);
+err_free:
+	gpup_bitmap_free(sf->win);
+	kvfree(sf->bounce);
+	kfree(sf);
+	return ERR_PTR(ret);
+}
+
+/**
+ * gpup_save_file_stop_copy() - the device entered STOP_COPY
+ * @sf: the save file
+ *
+ * Saves the mutable data (the VF is paused); reads then run to the END
+ * record and return 0 after it.
+ *
+ * Context: the caller holds the device's state_mutex.
+ * Return: 0 or -errno; on error the file is as it was.
+ */
+int gpup_save_file_stop_copy(struct gpup_save_file *sf)
+{
+	u8 *mut;
+	size_t len;
+	int ret;
+
+	mutex_lock(&sf->mf.lock);
+	ret = sf->mf.error;
+	if (ret)
+		goto out;
+	ret = gpup_save_blob(sf, true, sf->mf.gdev->caps.max_mutable_size, 0,
+			     &mut, &len);
+	if (ret)
+		goto out;
+	sf->mut = mut;
+	sf->mut_len = len;
+	sf->mut_crc = gpup_crc_final(gpup_crc(GPUP_CRC_INIT, mut, len));
+	sf->stop_copy = true;
+out:
+	mutex_unlock(&sf->mf.lock);
+	return ret;
+}
