@@ -83,7 +83,8 @@ debug-kernel: deps
 smoke: deps
 	@scripts/check smoke
 
-# The main job: QEMU live-migrates a VM owning VF A to VF B in the guest.
+# The main job: QEMU live-migrates a VM owning VF A to VF B in the guest
+# (DEMO_KERNEL=debug: on the debug kernel, with QEMU's defaults).
 demo: deps
 	@scripts/check demo
 

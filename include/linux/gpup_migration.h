@@ -64,6 +64,8 @@ enum gpup_mig_side {
 #define GPUP_CAP_DIRTY_TRACKING		BIT(1)
 /* Tracking costs next to nothing and may stay on for the VF's life. */
 #define GPUP_CAP_DIRTY_TRACKING_CHEAP	BIT(2)
+/* The provider logs the pages of VM memory the VF writes (dma_log_*). */
+#define GPUP_CAP_DMA_LOGGING		BIT(3)
 
 /**
  * struct gpup_migration_caps - what a provider offers for one VF
@@ -94,6 +96,16 @@ struct gpup_migration_caps {
 	u64 vram_size;
 	u32 max_immutable_size;
 	u32 max_mutable_size;
+};
+
+/**
+ * struct gpup_dma_range - a range of IOVA space the VF's DMA may write
+ * @iova: first byte
+ * @length: bytes
+ */
+struct gpup_dma_range {
+	u64 iova;
+	u64 length;
 };
 
 /**
@@ -217,6 +229,45 @@ struct gpup_migration_caps {
  *	memory lock held, so it must not wait for the VF's userspace; when
  *	the VFIO device is closed (the close scrub); and to leave the VFIO
  *	ERROR state.  Returns 0 or -errno.
+ *
+ * Device DMA logging: which pages of the VM's memory the VF's engines
+ * wrote (fences, rings, buffers the GPU MMU maps), for VFIO's
+ * VFIO_DEVICE_FEATURE_DMA_LOGGING_* and QEMU's dirty tracking of guest
+ * RAM.  The three ops are optional, all or none: without them the VF
+ * still migrates, but userspace must find guest RAM dirtied by the VF
+ * another way (see Documentation/qemu.rst).  They are independent of the
+ * migration state; the variant driver serialises them with the other
+ * ops, so a provider needs no lock between them and its other ops beyond
+ * what its engines need.  There is no GPU-P DDI for them: on Windows the
+ * hypervisor tracks the guest memory a VF writes in the IOMMU.  The
+ * errnos are those of the NTSTATUS table, plus -E2BIG (too many ranges),
+ * which no DDI has.  A provider that implements them sets
+ * %GPUP_CAP_DMA_LOGGING for the VF.
+ *
+ * @dma_log_start: optional.  Start logging the DMA writes of @vf into
+ *	the @nranges IOVA ranges at @ranges (sorted by IOVA, not
+ *	overlapping, each start and length a multiple of *@page_size).
+ *	*@page_size holds the granularity asked (a power of two, at least
+ *	4096); the provider may round it up and stores what it chose.  The
+ *	log starts empty.  Returns 0; -EBUSY if a log is running already;
+ *	-E2BIG if the provider cannot track that many ranges (the variant
+ *	driver then merges ranges and asks again); -EINVAL for a page size
+ *	it cannot serve; -ENOMEM.
+ *
+ * @dma_log_read: report the pages of [@iova, @iova + @length) that @vf
+ *	wrote since they were last cleared (or since the start): bit i of
+ *	@bitmap (BITS_TO_LONGS(@length / page size) longs, zeroed by the
+ *	caller) for the page at @iova + i * page size, the page size being
+ *	the one @dma_log_start chose; @iova and @length are multiples of
+ *	it.  With @clear the reported pages are cleared in the same atomic
+ *	step.  Pages outside the logged ranges read as clean.  Returns the
+ *	number of pages reported, or -errno (-EINVAL when no log runs);
+ *	after an error the variant driver treats the log as lost until it
+ *	is started again.
+ *
+ * @dma_log_stop: stop logging and drop the log.  Called on
+ *	VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP and, with a log running, when
+ *	the device is reset, closed or goes to ERROR.  Must not fail.
  */
 struct gpup_migration_ops {
 	struct module *owner;
@@ -251,6 +302,13 @@ struct gpup_migration_ops {
 			      size_t len, struct iov_iter *from);
 
 	int (*reset_vf)(struct pci_dev *pf, unsigned int vf);
+
+	int (*dma_log_start)(struct pci_dev *pf, unsigned int vf,
+			     const struct gpup_dma_range *ranges,
+			     unsigned int nranges, u64 *page_size);
+	long (*dma_log_read)(struct pci_dev *pf, unsigned int vf, u64 iova,
+			     u64 length, unsigned long *bitmap, bool clear);
+	void (*dma_log_stop)(struct pci_dev *pf, unsigned int vf);
 };
 
 /**

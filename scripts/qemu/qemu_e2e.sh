@@ -5,7 +5,7 @@
 # binds two VFs to gpup_vfio_pci and runs migrate.py (demo or tests) in a
 # chroot of the host's root, where the host's QEMU lives.
 #
-#   qemu_e2e.sh demo|tests
+#   qemu_e2e.sh demo|tests|bench
 set -eu
 mode=$1
 here=$(cd "$(dirname "$0")" && pwd)

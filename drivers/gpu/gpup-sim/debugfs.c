@@ -23,6 +23,13 @@
  *   migrating r: 0/1, between prepare_live_migration and its end
  *   tracking  r: nested dirty tracking starts in force
  *   violations r: op calls that broke a precondition of the contract
+ *   dma_window rw: "IOVA PAGES": the fence and ring pages the engines
+ *             write, mapped in the VF's IOMMU domain now; "0 0" clears
+ *   dma_writes r: DMA writes done
+ *   dma_faults r: DMA writes not done for want of a mapping
+ *   dma_logged r: pages in the DMA log
+ *   fault     also "dma_log drop" (the log misses the next ring page
+ *             write) and "dma_log stop" (the log silently stops)
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -46,7 +53,7 @@ static int gpup_sim_profile_show(struct seq_file *s, void *unused)
 		   vf->profile.fw_version);
 	seq_printf(s, "drv_version=0x%08x\ndevice_id=0x%04x\n",
 		   vf->profile.drv_version, vf->profile.device_id);
-	seq_printf(s, "vram_size=%llu\npage_size=%u\nformat=1.0\n",
+	seq_printf(s, "vram_size=%llu\npage_size=%u\nformat=1.1\n",
 		   vf->vram_size, GPUP_SIM_PAGE_SIZE);
 	mutex_unlock(&vf->lock);
 	return 0;
@@ -77,6 +84,10 @@ static int gpup_sim_fault_show(struct seq_file *s, void *unused)
 		seq_printf(s, "%s oversize\n", vf->fault_op);
 	else if (vf->fault_kind == GPUP_SIM_FAULT_SKIP)
 		seq_printf(s, "%s skip\n", vf->fault_op);
+	else if (vf->fault_kind == GPUP_SIM_FAULT_DMA_DROP)
+		seq_printf(s, "%s drop\n", vf->fault_op);
+	else if (vf->fault_kind == GPUP_SIM_FAULT_DMA_STOP)
+		seq_printf(s, "%s stop\n", vf->fault_op);
 	else
 		seq_printf(s, "%s %d\n", vf->fault_op, vf->fault_err);
 	mutex_unlock(&vf->lock);
@@ -168,7 +179,50 @@ static int gpup_sim_violations_show(struct seq_file *s, void *unused)
 	return gpup_sim_u64_show(s, v);
 }
 
-/* "<op> <errno>", "<op> oversize" or "<op> skip" */
+static int gpup_sim_dma_window_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	mutex_lock(&vf->lock);
+	seq_printf(s, "0x%llx %u\n", vf->dma_iova, vf->dma_npages);
+	mutex_unlock(&vf->lock);
+	return 0;
+}
+
+static int gpup_sim_dma_writes_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->dma_writes;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+static int gpup_sim_dma_faults_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->dma_faults;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+static int gpup_sim_dma_logged_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = gpup_sim_dma_logged_count_locked(vf);
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+/* "<op> <errno>", "<op> oversize", "<op> skip", "dma_log drop|stop" */
 static int gpup_sim_parse_fault(const char *buf, char *op,
 				enum gpup_sim_fault_kind *kind, int *err)
 {
@@ -187,6 +241,14 @@ static int gpup_sim_parse_fault(const char *buf, char *op,
 		if (strcmp(op, "restore_mutable"))
 			return -EINVAL;
 		*kind = GPUP_SIM_FAULT_SKIP;
+		return 0;
+	}
+	if (!strcmp(op, "dma_log") && !strcmp(how, "drop")) {
+		*kind = GPUP_SIM_FAULT_DMA_DROP;
+		return 0;
+	}
+	if (!strcmp(op, "dma_log") && !strcmp(how, "stop")) {
+		*kind = GPUP_SIM_FAULT_DMA_STOP;
 		return 0;
 	}
 	*kind = GPUP_SIM_FAULT_ERRNO;
@@ -217,7 +279,8 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 	const struct gpup_sim_profile *prof;
 	enum gpup_sim_fault_kind kind = GPUP_SIM_FAULT_ERRNO;
 	char buf[64], op[32];
-	unsigned long long v;
+	unsigned long long v, iova;
+	unsigned int npages;
 	int ret, err;
 
 	ret = gpup_sim_get_arg(ubuf, len, buf, sizeof(buf));
@@ -227,6 +290,9 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 		ret = gpup_sim_parse_fault(buf, op, &kind, &err);
 		if (ret)
 			return ret;
+	} else if (!strcmp(name, "dma_window")) {
+		if (sscanf(buf, "%lli %u", &iova, &npages) != 2)
+			return -EINVAL;
 	} else {
 		ret = kstrtoull(buf, 0, &v);
 		if (ret)
@@ -234,7 +300,9 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 	}
 
 	mutex_lock(&vf->lock);
-	if (!strcmp(name, "run")) {
+	if (!strcmp(name, "dma_window")) {
+		ret = gpup_sim_dma_set_window(vf, iova, npages);
+	} else if (!strcmp(name, "run")) {
 		ret = gpup_sim_run_locked(vf, v);
 	} else if (!strcmp(name, "free_run")) {
 		vf->free_run = !!v;
@@ -306,6 +374,10 @@ GPUP_SIM_FILE(fault);
 GPUP_SIM_FILE(migrating);
 GPUP_SIM_FILE(tracking);
 GPUP_SIM_FILE(violations);
+GPUP_SIM_FILE(dma_window);
+GPUP_SIM_FILE(dma_writes);
+GPUP_SIM_FILE(dma_faults);
+GPUP_SIM_FILE(dma_logged);
 GPUP_SIM_FILE(none);
 
 /**
@@ -338,6 +410,14 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 	debugfs_create_file("tracking", 0444, d, vf, &gpup_sim_tracking_fops);
 	debugfs_create_file("violations", 0444, d, vf,
 			    &gpup_sim_violations_fops);
+	debugfs_create_file("dma_window", 0644, d, vf,
+			    &gpup_sim_dma_window_fops);
+	debugfs_create_file("dma_writes", 0444, d, vf,
+			    &gpup_sim_dma_writes_fops);
+	debugfs_create_file("dma_faults", 0444, d, vf,
+			    &gpup_sim_dma_faults_fops);
+	debugfs_create_file("dma_logged", 0444, d, vf,
+			    &gpup_sim_dma_logged_fops);
 }
 
 /** gpup_sim_debugfs_init() - create the debugfs root */

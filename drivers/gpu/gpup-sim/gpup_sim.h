@@ -11,11 +11,18 @@
 #include <linux/mutex.h>
 #include <linux/rwsem.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
 
 #define GPUP_SIM_MAX_ENGINES	4
 #define GPUP_SIM_CTX_REGS	16
 #define GPUP_SIM_PAGE_SIZE	4096
 #define GPUP_SIM_PROVIDER_ID	0x80865349	/* Intel's vendor id, "SI" */
+/* The upper half of every word the engines write into the VM's memory. */
+#define GPUP_SIM_DMA_MAGIC	0x47505544	/* "GPUD" */
+/* Largest DMA window: 16 MiB of fence and ring pages. */
+#define GPUP_SIM_DMA_MAX_PAGES	4096
+/* IOVA ranges one DMA log tracks (more: -E2BIG, the driver merges). */
+#define GPUP_SIM_DMA_MAX_RANGES	8
 
 /**
  * struct gpup_sim_profile - what never changes in a VF's life
@@ -73,11 +80,16 @@ struct gpup_sim_pf;
  *	broken provider might
  * @GPUP_SIM_FAULT_SKIP: restore_mutable leaves one field (engine 0's
  *	first context register) as it was, as a restore that forgets a field
+ * @GPUP_SIM_FAULT_DMA_DROP: the DMA log misses the next ring page write
+ * @GPUP_SIM_FAULT_DMA_STOP: the DMA log silently stops taking writes, as
+ *	a device whose tracker died without telling
  */
 enum gpup_sim_fault_kind {
 	GPUP_SIM_FAULT_ERRNO,
 	GPUP_SIM_FAULT_OVERSIZE,
 	GPUP_SIM_FAULT_SKIP,
+	GPUP_SIM_FAULT_DMA_DROP,
+	GPUP_SIM_FAULT_DMA_STOP,
 };
 
 /**
@@ -103,6 +115,23 @@ enum gpup_sim_fault_kind {
  * @free_run: steps run from @work on their own
  * @ticks: runs of @work while @free_run was set, whether or not it could
  *	step (a paused VF does not): lets a test wait for the timer
+ * @vfdev: the VF's PCI device, referenced once it exists: its IOMMU
+ *	domain is what the engines' DMA goes through
+ * @dma_iova: IOVA of the fence and ring window (mutable state: it
+ *	migrates, as a GPU context's ring addresses do)
+ * @dma_npages: pages in the window, 0 for none
+ * @dma_page: the window's pages, each referenced by the sim, NULL where
+ *	the IOVA was not mapped; NULL until looked up
+ * @dma_phys: the physical address each page had when looked up
+ * @dma_writes: DMA writes done
+ * @dma_faults: DMA writes not done: no mapping, or another one, there
+ * @log_running: DMA logging was started
+ * @log_dead: the armed "dma_log stop" fault fired: writes are not logged
+ * @log_err: a write could not be logged (-ENOMEM): the log is lost
+ * @log_shift: log2 of the log's page size
+ * @log_range: the logged IOVA ranges
+ * @log_nranges: how many
+ * @log: pages written while logging, by IOVA >> @log_shift
  * @fault_op: name of the op armed to fail, "" if none
  * @fault_kind: what the armed fault does
  * @fault_err: the errno it fails with (%GPUP_SIM_FAULT_ERRNO)
@@ -130,6 +159,20 @@ struct gpup_sim_vf {
 	bool imm_ok;
 	bool free_run;
 	u64 ticks;
+	struct pci_dev *vfdev;
+	u64 dma_iova;
+	u32 dma_npages;
+	struct page **dma_page;
+	phys_addr_t *dma_phys;
+	u64 dma_writes;
+	u64 dma_faults;
+	bool log_running;
+	bool log_dead;
+	int log_err;
+	unsigned int log_shift;
+	struct gpup_dma_range *log_range;
+	unsigned int log_nranges;
+	struct xarray log;
 	char fault_op[32];
 	enum gpup_sim_fault_kind fault_kind;
 	int fault_err;
@@ -178,6 +221,19 @@ bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op,
 			   enum gpup_sim_fault_kind kind, int *err);
 int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause);
 int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start);
+
+/* dma.c */
+void gpup_sim_dma_clear_locked(struct gpup_sim_vf *vf);
+int gpup_sim_dma_set_window(struct gpup_sim_vf *vf, u64 iova, u32 npages);
+void gpup_sim_dma_step_locked(struct gpup_sim_vf *vf, u64 step);
+int gpup_sim_dma_log_start_locked(struct gpup_sim_vf *vf,
+				  const struct gpup_dma_range *ranges,
+				  unsigned int nranges, u64 *page_size);
+long gpup_sim_dma_log_read_locked(struct gpup_sim_vf *vf, u64 iova,
+				  u64 length, unsigned long *bitmap,
+				  bool clear);
+void gpup_sim_dma_log_stop_locked(struct gpup_sim_vf *vf);
+unsigned long gpup_sim_dma_logged_count_locked(struct gpup_sim_vf *vf);
 
 void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name);
 void gpup_sim_debugfs_init(void);

@@ -89,7 +89,11 @@ err:
 	return ret;
 }
 
-/* debugfs directories carry the VFs' PCI names: made once they exist. */
+/*
+ * Once the VFs' PCI devices exist: each VF state keeps a reference on its
+ * device (the DMA of its engines goes through that device's IOMMU
+ * domain), and its debugfs directory carries the device's name.
+ */
 static void gpup_sim_name_vfs(struct gpup_sim_pf *pf)
 {
 	struct pci_dev *vf = NULL;
@@ -99,8 +103,13 @@ static void gpup_sim_name_vfs(struct gpup_sim_pf *pf)
 		if (!vf->is_virtfn || pci_physfn(vf) != pf->pdev)
 			continue;
 		id = pci_iov_vf_id(vf);
-		if (id >= 0 && id < pf->nvfs)
-			gpup_sim_debugfs_vf(&pf->vfs[id], pci_name(vf));
+		if (id < 0 || id >= pf->nvfs)
+			continue;
+		mutex_lock(&pf->vfs[id].lock);
+		if (!pf->vfs[id].vfdev)
+			pf->vfs[id].vfdev = pci_dev_get(vf);
+		mutex_unlock(&pf->vfs[id].lock);
+		gpup_sim_debugfs_vf(&pf->vfs[id], pci_name(vf));
 	}
 }
 

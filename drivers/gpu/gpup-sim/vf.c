@@ -27,7 +27,7 @@
 #define GPUP_SIM_IMM_MAGIC	0x4d495347	/* "GSIM" */
 #define GPUP_SIM_MUT_MAGIC	0x554d5347	/* "GSMU" */
 #define GPUP_SIM_MAJOR		1
-#define GPUP_SIM_MINOR		0
+#define GPUP_SIM_MINOR		1
 
 static const struct gpup_sim_profile gpup_sim_profiles[] = {
 	{ .id = 1, .engines = 4, .fw_version = 0x00010203,
@@ -60,7 +60,7 @@ struct gpup_sim_mut_engine {
 	__le64 fence_done;
 } __packed;
 
-/* Mutable data: engines and scheduler. */
+/* Mutable data: engines, scheduler and (1.1) the DMA window. */
 struct gpup_sim_mut {
 	__le32 magic;
 	__le16 major;
@@ -72,6 +72,8 @@ struct gpup_sim_mut {
 	__le64 steps;
 	__le64 rng;
 	struct gpup_sim_mut_engine eng[GPUP_SIM_MAX_ENGINES];
+	__le64 dma_iova;
+	__le32 dma_npages;
 	__le32 reserved;
 	__le32 crc;
 } __packed;
@@ -149,6 +151,8 @@ void gpup_sim_reset_locked(struct gpup_sim_vf *vf)
 	memset(&vf->sched, 0, sizeof(vf->sched));
 	vf->sched.rng = gpup_sim_next(&x);
 	gpup_sim_vram_clear(vf);
+	gpup_sim_dma_clear_locked(vf);
+	gpup_sim_dma_log_stop_locked(vf);
 	bitmap_zero(vf->dirty, gpup_sim_npages(vf));
 	vf->ndirty = 0;
 	vf->track_refs = 0;
@@ -181,6 +185,8 @@ static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
 			newly_dirty = true;
 		}
 	}
+	/* The engine's fence and ring writes into the VM's memory. */
+	gpup_sim_dma_step_locked(vf, vf->sched.steps);
 	eng->ring_tail = (eng->ring_tail + 64) & 0xffff;
 	eng->ring_head = (eng->ring_tail + 0xffc0) & 0xffff;
 	eng->fence_done = eng->fence_seqno;
@@ -258,6 +264,8 @@ static void gpup_sim_mut_fill(const struct gpup_sim_vf *vf,
 		d->fence_seqno = cpu_to_le64(s->fence_seqno);
 		d->fence_done = cpu_to_le64(s->fence_done);
 	}
+	mut->dma_iova = cpu_to_le64(vf->dma_iova);
+	mut->dma_npages = cpu_to_le32(vf->dma_npages);
 	crc = gpup_sim_crc(mut, offsetof(struct gpup_sim_mut, crc));
 	mut->crc = cpu_to_le32(crc);
 }
@@ -443,7 +451,8 @@ static int gpup_sim_query_caps(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "query_caps", &err);
 	if (!vf)
 		return err;
-	caps->flags = GPUP_CAP_LIVE_MIGRATION | GPUP_CAP_DIRTY_TRACKING;
+	caps->flags = GPUP_CAP_LIVE_MIGRATION | GPUP_CAP_DIRTY_TRACKING |
+		      GPUP_CAP_DMA_LOGGING;
 	caps->provider_id = GPUP_SIM_PROVIDER_ID;
 	caps->profile_id = vf->profile.id;
 	caps->page_size = GPUP_SIM_PAGE_SIZE;
@@ -620,7 +629,9 @@ static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
 	    le32_to_cpu(mut->magic) != GPUP_SIM_MUT_MAGIC ||
 	    le32_to_cpu(mut->crc) !=
 	    gpup_sim_crc(mut, offsetof(struct gpup_sim_mut, crc)) ||
-	    le32_to_cpu(mut->cur_engine) >= vf->profile.engines) {
+	    le32_to_cpu(mut->cur_engine) >= vf->profile.engines ||
+	    le32_to_cpu(mut->dma_npages) > GPUP_SIM_DMA_MAX_PAGES ||
+	    !PAGE_ALIGNED(le64_to_cpu(mut->dma_iova))) {
 		err = -EBADMSG;
 		goto out;
 	}
@@ -649,6 +660,10 @@ static int gpup_sim_restore_mutable(struct pci_dev *pdev, unsigned int idx,
 		d->fence_seqno = le64_to_cpu(s->fence_seqno);
 		d->fence_done = le64_to_cpu(s->fence_done);
 	}
+	/* The window the source's guest driver set: looked up on first use. */
+	gpup_sim_dma_clear_locked(vf);
+	vf->dma_iova = le64_to_cpu(mut->dma_iova);
+	vf->dma_npages = le32_to_cpu(mut->dma_npages);
 out:
 	gpup_sim_vf_unlock(vf);
 	return err;
@@ -790,6 +805,65 @@ static int gpup_sim_reset_vf(struct pci_dev *pdev, unsigned int idx)
 	return 0;
 }
 
+static int gpup_sim_dma_log_start(struct pci_dev *pdev, unsigned int idx,
+				  const struct gpup_dma_range *ranges,
+				  unsigned int nranges, u64 *page_size)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+
+	vf = gpup_sim_op_begin(pdev, idx, "dma_log_start", &err);
+	if (!vf)
+		return err;
+	if (gpup_sim_violated(vf, vf->log_running, "dma_log_start",
+			      "with a log running") ||
+	    gpup_sim_violated(vf, !nranges || *page_size < GPUP_SIM_PAGE_SIZE ||
+			      !is_power_of_2(*page_size), "dma_log_start",
+			      "without ranges or with a bad page size"))
+		err = -EINVAL;
+	else
+		err = gpup_sim_dma_log_start_locked(vf, ranges, nranges,
+						    page_size);
+	gpup_sim_vf_unlock(vf);
+	return err;
+}
+
+static long gpup_sim_dma_log_read(struct pci_dev *pdev, unsigned int idx,
+				  u64 iova, u64 length, unsigned long *bitmap,
+				  bool clear)
+{
+	struct gpup_sim_vf *vf;
+	int err = 0;
+	long n;
+
+	vf = gpup_sim_op_begin(pdev, idx, "dma_log_read", &err);
+	if (!vf)
+		return err;
+	if (gpup_sim_violated(vf, !vf->log_running, "dma_log_read",
+			      "without a log") ||
+	    gpup_sim_violated(vf, (iova | length) &
+			      ((1ULL << vf->log_shift) - 1), "dma_log_read",
+			      "with a range not aligned to the log's pages"))
+		n = -EINVAL;
+	else
+		n = gpup_sim_dma_log_read_locked(vf, iova, length, bitmap,
+						 clear);
+	gpup_sim_vf_unlock(vf);
+	return n;
+}
+
+static void gpup_sim_dma_log_stop(struct pci_dev *pdev, unsigned int idx)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+
+	if (!vf)
+		return;
+	gpup_sim_violated(vf, !vf->log_running, "dma_log_stop",
+			  "without a log");
+	gpup_sim_dma_log_stop_locked(vf);
+	gpup_sim_vf_unlock(vf);
+}
+
 const struct gpup_migration_ops gpup_sim_ops = {
 	.owner = THIS_MODULE,
 	.query_caps = gpup_sim_query_caps,
@@ -807,6 +881,9 @@ const struct gpup_migration_ops gpup_sim_ops = {
 	.vram_read = gpup_sim_vram_read,
 	.vram_write = gpup_sim_vram_write,
 	.reset_vf = gpup_sim_reset_vf,
+	.dma_log_start = gpup_sim_dma_log_start,
+	.dma_log_read = gpup_sim_dma_log_read,
+	.dma_log_stop = gpup_sim_dma_log_stop,
 };
 
 static void gpup_sim_free_run(struct work_struct *work)
@@ -859,6 +936,7 @@ int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
 	vf->pf = pf;
 	vf->idx = idx;
 	mutex_init(&vf->lock);
+	xa_init(&vf->log);
 	INIT_DELAYED_WORK(&vf->work, gpup_sim_free_run);
 	prof = gpup_sim_find_profile(gpup_sim_profile_id);
 	vf->profile = *(prof ? prof : &gpup_sim_profiles[0]);
@@ -889,6 +967,11 @@ void gpup_sim_vf_fini(struct gpup_sim_vf *vf)
 	mutex_unlock(&vf->lock);
 	cancel_delayed_work_sync(&vf->work);
 	debugfs_remove_recursive(vf->dir);
+	mutex_lock(&vf->lock);
+	gpup_sim_dma_clear_locked(vf);
+	gpup_sim_dma_log_stop_locked(vf);
+	mutex_unlock(&vf->lock);
+	pci_dev_put(vf->vfdev);
 	vfree(vf->vram);
 	bitmap_free(vf->dirty);
 	mutex_destroy(&vf->lock);

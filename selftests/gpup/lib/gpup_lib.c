@@ -430,3 +430,46 @@ void gpup_vfio_close(struct gpup_vfio *v)
 	v->iommufd = -1;
 	v->device = -1;
 }
+
+int gpup_vfio_map(struct gpup_vfio *v, void *vaddr, u64 iova, u64 size)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+		.vaddr = (unsigned long)vaddr,
+		.iova = iova,
+		.size = size,
+	};
+	struct iommu_ioas_map amap = {
+		.size = sizeof(amap),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = v->ioas_id,
+		.user_va = (unsigned long)vaddr,
+		.length = size,
+		.iova = iova,
+	};
+
+	if (v->iface == GPUP_VFIO_CDEV)
+		return ioctl(v->iommufd, IOMMU_IOAS_MAP, &amap) ? -errno : 0;
+	return ioctl(v->container, VFIO_IOMMU_MAP_DMA, &map) ? -errno : 0;
+}
+
+int gpup_vfio_unmap(struct gpup_vfio *v, u64 iova, u64 size)
+{
+	struct vfio_iommu_type1_dma_unmap unmap = {
+		.argsz = sizeof(unmap),
+		.iova = iova,
+		.size = size,
+	};
+	struct iommu_ioas_unmap aunmap = {
+		.size = sizeof(aunmap),
+		.ioas_id = v->ioas_id,
+		.iova = iova,
+		.length = size,
+	};
+
+	if (v->iface == GPUP_VFIO_CDEV)
+		return ioctl(v->iommufd, IOMMU_IOAS_UNMAP, &aunmap) ? -errno : 0;
+	return ioctl(v->container, VFIO_IOMMU_UNMAP_DMA, &unmap) ? -errno : 0;
+}

@@ -88,5 +88,8 @@ const char *gpup_vfio_iface_name(enum gpup_vfio_iface iface);
 void gpup_vfio_init(struct gpup_vfio *v);
 int gpup_vfio_open(const char *bdf, struct gpup_vfio *v);
 void gpup_vfio_close(struct gpup_vfio *v);
+/* Map @size bytes at @vaddr for the device's DMA at @iova (read+write). */
+int gpup_vfio_map(struct gpup_vfio *v, void *vaddr, u64 iova, u64 size);
+int gpup_vfio_unmap(struct gpup_vfio *v, u64 iova, u64 size);
 
 #endif /* GPUP_LIB_H */

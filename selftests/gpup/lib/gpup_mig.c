@@ -123,6 +123,79 @@ int gpup_device_reset(int device)
 	return ioctl(device, VFIO_DEVICE_RESET) ? -errno : 0;
 }
 
+int gpup_dma_log_probe(int device)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
+			 VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+	};
+
+	return ioctl(device, VFIO_DEVICE_FEATURE, &f) ? -errno : 0;
+}
+
+int gpup_dma_log_start(int device, const struct gpup_dma_range *ranges,
+		       unsigned int n, u64 *page_size)
+{
+	struct vfio_device_feature_dma_logging_range *r;
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_dma_logging_control c;
+	} req = {
+		.f.argsz = sizeof(req),
+		.f.flags = VFIO_DEVICE_FEATURE_SET |
+			   VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+		.c.page_size = *page_size,
+		.c.num_ranges = n,
+	};
+	unsigned int i;
+	int ret;
+
+	r = calloc(n ? n : 1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		r[i].iova = ranges[i].iova;
+		r[i].length = ranges[i].length;
+	}
+	req.c.ranges = (unsigned long)r;
+	ret = ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
+	free(r);
+	if (!ret)
+		*page_size = req.c.page_size;
+	return ret;
+}
+
+int gpup_dma_log_stop(int device)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET |
+			 VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+	};
+
+	return ioctl(device, VFIO_DEVICE_FEATURE, &f) ? -errno : 0;
+}
+
+int gpup_dma_log_report(int device, u64 iova, u64 length, u64 page_size,
+			u64 *bitmap)
+{
+	struct {
+		struct vfio_device_feature f;
+		struct vfio_device_feature_dma_logging_report r;
+	} req = {
+		.f.argsz = sizeof(req),
+		.f.flags = VFIO_DEVICE_FEATURE_GET |
+			   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+		.r.iova = iova,
+		.r.length = length,
+		.r.page_size = page_size,
+		.r.bitmap = (unsigned long)bitmap,
+	};
+
+	return ioctl(device, VFIO_DEVICE_FEATURE, &req) ? -errno : 0;
+}
+
 int gpup_buf_append(struct gpup_buf *b, const void *p, size_t len)
 {
 	u8 *n;

@@ -38,6 +38,19 @@ int gpup_mig_data_size(int device, u64 *size);
 int gpup_precopy_info(int data_fd, u64 *initial, u64 *dirty);
 int gpup_device_reset(int device);
 
+/* VFIO_DEVICE_FEATURE_DMA_LOGGING_*: 0 or -errno. */
+struct gpup_dma_range {
+	u64 iova;
+	u64 length;
+};
+
+int gpup_dma_log_probe(int device);
+int gpup_dma_log_start(int device, const struct gpup_dma_range *ranges,
+		       unsigned int n, u64 *page_size);
+int gpup_dma_log_stop(int device);
+int gpup_dma_log_report(int device, u64 iova, u64 length, u64 page_size,
+			u64 *bitmap);
+
 int gpup_buf_append(struct gpup_buf *b, const void *p, size_t len);
 void gpup_buf_free(struct gpup_buf *b);
 /* Reads until read() returns 0 (or -ENOMSG when @stop_at_enomsg). */

@@ -55,6 +55,8 @@ static int gpup_vfio_status_show(struct seq_file *s, void *unused)
 		   !!gdev->prov, gdev->caps_ok);
 	seq_printf(s, "prepared: %d\ntracking: %d\npaused: %d\n",
 		   gdev->prepared, gdev->tracking, gdev->paused);
+	seq_printf(s, "dma_logging: %d\ndma_log_running: %d\n",
+		   !!gdev->core.vdev.log_ops, gdev->log_running);
 	mutex_unlock(&gdev->op_lock);
 	seq_printf(s, "profile: %u\nvram_size: %llu\npage_size: %u\n",
 		   gdev->caps.profile_id, gdev->caps.vram_size,

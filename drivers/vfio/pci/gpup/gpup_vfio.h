@@ -2,7 +2,8 @@
 /*
  * gpup_vfio_pci internal definitions.
  *
- * Lock order, outermost first:
+ * Lock order, outermost first (mmap_lock may come before memory_lock: a
+ * fault on a BAR mapping takes it):
  *   gpup_mig_file.io_lock              (one read()/write() caller at a time;
  *                                       held across the copy to or from
  *                                       userspace, so nothing below is)
@@ -101,6 +102,10 @@ struct gpup_vfio_stats {
  * @prepared: prepare_live_migration succeeded, end_live_migration owed
  * @tracking: start_dirty_tracking succeeded, stop_dirty_tracking owed
  * @paused: set_pause_state(true) is in force
+ * @log_running: device DMA logging was started (and not stopped)
+ * @log_lost: a read of the DMA log failed: REPORT fails until a new
+ *	START, as the uAPI says the log is then corrupted
+ * @log_page_size: the DMA log's page size, the provider's choice
  * @waitq: poll() of the data_fds waits here; woken on every state change,
  *	reset and close, and when the provider reports new dirty pages
  * @debugfs: the device's debugfs directory
@@ -135,6 +140,9 @@ struct gpup_vfio_dev {
 	bool prepared;
 	bool tracking;
 	bool paused;
+	bool log_running;
+	bool log_lost;
+	u64 log_page_size;
 
 	wait_queue_head_t waitq;
 	struct dentry *debugfs;
@@ -215,6 +223,11 @@ struct file *gpup_save_file_filp(struct gpup_save_file *sf);
 struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);
 int gpup_resume_file_finish(struct gpup_resume_file *rf);
 struct file *gpup_resume_file_filp(struct gpup_resume_file *rf);
+
+/* dirty.c */
+void gpup_vfio_log_init(struct gpup_vfio_dev *gdev,
+			const struct gpup_migration_ops *ops);
+void gpup_vfio_log_stop_locked(struct gpup_vfio_dev *gdev);
 
 /* debugfs.c */
 const char *gpup_vfio_state_name(enum vfio_device_mig_state state);

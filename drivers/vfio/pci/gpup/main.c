@@ -48,6 +48,7 @@ static bool gpup_vfio_probe_migration(struct gpup_vfio_dev *gdev)
 {
 	struct pci_dev *pdev = gdev->core.pdev;
 	struct gpup_provider *prov;
+	bool ok = false;
 	int ret;
 
 	if (!pdev->is_virtfn) {
@@ -65,16 +66,18 @@ static bool gpup_vfio_probe_migration(struct gpup_vfio_dev *gdev)
 	ret = gpup_provider_enter(prov);
 	if (!ret) {
 		ret = prov->ops->query_caps(prov->pf, gdev->vf_id, &gdev->caps);
-		gpup_provider_exit(prov);
 		trace_gpup_vfio_op(gdev->vf_id, "query_caps", 0, ret);
+		ok = !ret && gpup_vfio_caps_ok(pdev, &gdev->caps);
+		/* The ops are valid inside the fence only. */
+		if (ok)
+			gpup_vfio_log_init(gdev, prov->ops);
+		gpup_provider_exit(prov);
 	}
 	gpup_provider_put(prov);
-	if (ret) {
+	if (ret)
 		pci_info(pdev, "gpup: provider caps query failed (%d), no migration\n",
 			 ret);
-		return false;
-	}
-	return gpup_vfio_caps_ok(pdev, &gdev->caps);
+	return ok;
 }
 
 static int gpup_vfio_init_dev(struct vfio_device *vdev)

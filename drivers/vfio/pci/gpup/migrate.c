@@ -439,6 +439,9 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 		if (IS_ERR(res)) {
 			if (gpup_vfio_fatal(gdev->mig_state)) {
 				gpup_vfio_end_locked(gdev);
+				mutex_lock(&gdev->op_lock);
+				gpup_vfio_log_stop_locked(gdev);
+				mutex_unlock(&gdev->op_lock);
 				gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
 			}
 			break;
@@ -553,6 +556,7 @@ static void gpup_vfio_reset_device(struct gpup_vfio_dev *gdev)
 	if (!gdev->opened)
 		goto out;
 	gdev->reset_pending = true;
+	gpup_vfio_log_stop_locked(gdev);
 	if (gdev->prov && READ_ONCE(gdev->prov->dead))
 		old = gpup_vfio_detach_locked(gdev);
 	if (!gdev->prov)
@@ -737,6 +741,7 @@ void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev)
 	mutex_lock(&gdev->state_mutex);
 	gpup_vfio_disable_files_locked(gdev);
 	mutex_lock(&gdev->op_lock);
+	gpup_vfio_log_stop_locked(gdev);
 	ret = gdev->prov ? gpup_vfio_reset_vf_locked(gdev) : 0;
 	if (ret && ret != -ENODEV)
 		pci_warn(gdev->core.pdev, "gpup: VF not scrubbed on close: %d\n",

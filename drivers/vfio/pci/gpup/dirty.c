@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device DMA logging of gpup_vfio_pci: the vfio log_ops
+ * (VFIO_DEVICE_FEATURE_DMA_LOGGING_START/STOP/REPORT) over the provider's
+ * dma_log_* ops, so that QEMU learns which pages of guest RAM the VF's
+ * engines wrote and migrates a VM with its defaults.
+ *
+ * vfio core checks the range count (-E2BIG above a page of ranges), the
+ * ranges' alignment to the page size and that they do not overlap; this
+ * file checks the page size, allows one START until STOP (-EBUSY), merges
+ * ranges when the provider tracks fewer, reports by setting bits only
+ * (iova_bitmap_set()), and after a provider error treats the log as lost
+ * until the next START.  REPORT needs the core's iova_bitmap, which exists
+ * only with CONFIG_IOMMUFD_DRIVER: without it the driver offers no
+ * log_ops and says so once.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <linux/bitmap.h>
+#include <linux/interval_tree.h>
+#include <linux/iova_bitmap.h>
+#include <linux/module.h>
+#include <linux/pci.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
+#include <linux/vfio.h>
+
+#include "gpup_vfio.h"
+#include "trace.h"
+
+#if IS_ENABLED(CONFIG_IOMMUFD_DRIVER)
+/* iova_bitmap_set() lives in the IOMMUFD namespace. */
+MODULE_IMPORT_NS(IOMMUFD);
+#endif
+
+/* Pages one dma_log_read covers: a 4 KiB bitmap. */
+#define GPUP_LOG_CHUNK_PAGES	(SZ_4K * BITS_PER_BYTE)
+
+static int gpup_vfio_log_start_locked(struct gpup_vfio_dev *gdev,
+				      struct rb_root_cached *ranges,
+				      u32 nnodes, u64 *page_size)
+{
+	struct interval_tree_node *node;
+	struct gpup_dma_range *r;
+	unsigned int i;
+	u64 ps;
+	int ret;
+
+	r = kcalloc(nnodes, sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	for (;;) {
+		i = 0;
+		for (node = interval_tree_iter_first(ranges, 0, ULONG_MAX);
+		     node && i < nnodes;
+		     node = interval_tree_iter_next(node, 0, ULONG_MAX)) {
+			r[i].iova = node->start;
+			r[i].length = node->last - node->start + 1;
+			i++;
+		}
+		ps = *page_size;
+		ret = GPUP_OPS(gdev)->dma_log_start(GPUP_PF(gdev), gdev->vf_id,
+						    r, i, &ps);
+		trace_gpup_vfio_op(gdev->vf_id, "dma_log_start", i, ret);
+		/* Fewer, larger ranges for a provider that tracks fewer. */
+		if (ret != -E2BIG || i == 1)
+			break;
+		nnodes = i / 2;
+		vfio_combine_iova_ranges(ranges, i, nnodes);
+	}
+	kfree(r);
+	if (ret)
+		return ret;
+	if (!is_power_of_2(ps) || ps < *page_size) {
+		GPUP_OPS(gdev)->dma_log_stop(GPUP_PF(gdev), gdev->vf_id);
+		return -EIO;
+	}
+	gdev->log_running = true;
+	gdev->log_lost = false;
+	gdev->log_page_size = ps;
+	*page_size = ps;
+	return 0;
+}
+
+static int gpup_vfio_log_start(struct vfio_device *vdev,
+			       struct rb_root_cached *ranges, u32 nnodes,
+			       u64 *page_size)
+{
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+	int ret;
+
+	if (*page_size < SZ_4K || !is_power_of_2(*page_size))
+		return -EINVAL;
+	ret = gpup_vfio_op_enter(gdev, GPUP_GEN_ANY);
+	if (ret)
+		return ret;
+	if (gdev->log_running)
+		ret = -EBUSY;
+	else
+		ret = gpup_vfio_log_start_locked(gdev, ranges, nnodes,
+						 page_size);
+	gpup_vfio_op_exit(gdev);
+	return ret;
+}
+
+/**
+ * gpup_vfio_log_stop_locked() - stop DMA logging, if it runs
+ * @gdev: the VF; the caller holds op_lock
+ *
+ * The provider is called only if it is still there; the log is gone
+ * either way.  Used by log_stop and by reset, close and ERROR.
+ */
+void gpup_vfio_log_stop_locked(struct gpup_vfio_dev *gdev)
+{
+	lockdep_assert_held(&gdev->op_lock);
+	if (!gdev->log_running)
+		return;
+	if (gdev->prov && !gpup_provider_enter(gdev->prov)) {
+		GPUP_OPS(gdev)->dma_log_stop(GPUP_PF(gdev), gdev->vf_id);
+		gpup_provider_exit(gdev->prov);
+		trace_gpup_vfio_op(gdev->vf_id, "dma_log_stop", 0, 0);
+	}
+	gdev->log_running = false;
+	gdev->log_lost = false;
+}
+
+static int gpup_vfio_log_stop(struct vfio_device *vdev)
+{
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+
+	mutex_lock(&gdev->op_lock);
+	gpup_vfio_log_stop_locked(gdev);
+	mutex_unlock(&gdev->op_lock);
+	return 0;
+}
+
+/*
+ * Read the log for the log pages [@first, @first + @n) (byte addresses,
+ * multiples of the log page size) into @map; @clear only for pages that
+ * lie wholly inside the report, so that a page the report covers in
+ * part stays dirty for the report that covers the rest.  Returns the
+ * pages read or -errno; an error loses the log.
+ */
+static long gpup_vfio_log_read(struct gpup_vfio_dev *gdev, u64 first, u64 n,
+			       unsigned long *map, bool clear)
+{
+	long ret;
+
+	ret = gpup_vfio_op_enter(gdev, GPUP_GEN_ANY);
+	if (ret)
+		return ret;
+	if (!gdev->log_running) {
+		ret = -EINVAL;
+	} else if (gdev->log_lost) {
+		ret = -EIO;
+	} else {
+		bitmap_zero(map, n);
+		ret = GPUP_OPS(gdev)->dma_log_read(GPUP_PF(gdev), gdev->vf_id,
+						   first, n * gdev->log_page_size,
+						   map, clear);
+		trace_gpup_vfio_op(gdev->vf_id, "dma_log_read", clear, ret);
+		if (ret > (long)n)
+			ret = -EIO;
+		/* The uAPI: after an error, the log is corrupted. */
+		if (ret < 0)
+			gdev->log_lost = true;
+	}
+	gpup_vfio_op_exit(gdev);
+	return ret;
+}
+
+/*
+ * REPORT, for the range vfio core's iova_bitmap has mapped: the log is
+ * read in chunks under op_lock, and the bits are set with no lock held,
+ * since iova_bitmap_set() may pin the next pages of the user's bitmap
+ * (mmap_lock; a fault there may need the device's memory_lock, which
+ * the reset path holds while it takes op_lock).
+ */
+static int gpup_vfio_log_read_and_clear(struct vfio_device *vdev,
+					unsigned long iova,
+					unsigned long length,
+					struct iova_bitmap *dirty)
+{
+	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
+	u64 ps, stop, end = (u64)iova + length, pos, n, a, b;
+	unsigned long *map, i;
+	bool clear;
+	long ret = 0;
+
+	mutex_lock(&gdev->op_lock);
+	ps = gdev->log_page_size;
+	if (!gdev->log_running)
+		ret = -EINVAL;
+	mutex_unlock(&gdev->op_lock);
+	if (ret)
+		return ret;
+	map = bitmap_zalloc(GPUP_LOG_CHUNK_PAGES, GFP_KERNEL);
+	if (!map)
+		return -ENOMEM;
+	pos = round_down(iova, ps);
+	stop = round_up(end, ps);
+	while (pos < stop) {
+		/* Pages wholly inside the report, from @pos on. */
+		n = pos < iova ? 0 : min_t(u64, (end - pos) / ps,
+					   GPUP_LOG_CHUNK_PAGES);
+		/* None: a log page the report covers in part, read, kept. */
+		clear = n;
+		if (!clear)
+			n = 1;
+		ret = gpup_vfio_log_read(gdev, pos, n, map, clear);
+		if (ret < 0)
+			break;
+		for_each_set_bit(i, map, n) {
+			a = max(pos + i * ps, (u64)iova);
+			b = min(pos + (i + 1) * ps, end);
+			iova_bitmap_set(dirty, a, b - a);
+		}
+		pos += n * ps;
+		ret = 0;
+	}
+	bitmap_free(map);
+	return ret;
+}
+
+static const struct vfio_log_ops gpup_vfio_log_ops = {
+	.log_start = gpup_vfio_log_start,
+	.log_stop = gpup_vfio_log_stop,
+	.log_read_and_clear = gpup_vfio_log_read_and_clear,
+};
+
+/**
+ * gpup_vfio_log_init() - offer device DMA logging where it can work
+ * @gdev: the VF, migratable, with @gdev->caps read
+ * @ops: the provider's ops at probe
+ *
+ * Offers the log_ops when the kernel has the core's iova_bitmap
+ * (CONFIG_IOMMUFD_DRIVER) and the provider logs the VF's DMA
+ * (%GPUP_CAP_DMA_LOGGING and its dma_log_* ops); else says once why not,
+ * and what QEMU then needs.
+ */
+void gpup_vfio_log_init(struct gpup_vfio_dev *gdev,
+			const struct gpup_migration_ops *ops)
+{
+	struct pci_dev *pdev = gdev->core.pdev;
+
+	if (!(gdev->caps.flags & GPUP_CAP_DMA_LOGGING) ||
+	    !ops->dma_log_start || !ops->dma_log_read || !ops->dma_log_stop) {
+		pci_info(pdev, "gpup: no device DMA logging: the provider does not log this VF's DMA; QEMU needs enable-migration=on\n");
+		return;
+	}
+	if (!IS_ENABLED(CONFIG_IOMMUFD_DRIVER)) {
+		pci_info(pdev, "gpup: no device DMA logging: kernel without CONFIG_IOMMUFD_DRIVER; QEMU needs enable-migration=on\n");
+		return;
+	}
+	gdev->core.vdev.log_ops = &gpup_vfio_log_ops;
+}
