@@ -11,6 +11,8 @@
 #include <linux/pci.h>
 #include <linux/slab.h>
 
+#include <gpup_compat.h>
+
 #include "gpup_sim.h"
 
 static unsigned int num_vfs;
@@ -251,4 +253,5 @@ module_exit(gpup_sim_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("The gpup-vfio authors");
 MODULE_DESCRIPTION("Simulated GPU PF providing GPU-P migration for its VFs");
-MODULE_IMPORT_NS(GPUP);
+MODULE_VERSION(GPUP_VERSION);
+MODULE_IMPORT_NS(GPUP_NS(GPUP));

@@ -275,38 +275,44 @@ static void gpup_sim_mut_fill(const struct gpup_sim_vf *vf,
  * @vf: the VF; caller holds @vf->lock
  * @out: SHA256_DIGEST_SIZE bytes
  *
- * Covers the profile (the immutable data), the engines and scheduler (the
- * mutable data) and every byte of VRAM.
+ * Covers the profile (the immutable data), the engines, scheduler and DMA
+ * window (the mutable data) and every byte of VRAM: the SHA-256 of the
+ * SHA-256 digests of the immutable data, the mutable data and each 4 MiB
+ * slice of VRAM, in that order.  Two levels, because the one-shot
+ * sha256() is the library call every supported kernel has alike.
  *
  * Return: 0 or -ENOMEM.
  */
 int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 {
-	struct sha256_state *sha;
+	u64 off, n, slices = DIV_ROUND_UP(vf->vram_size, GPUP_SIM_VRAM_SLICE);
 	struct gpup_sim_imm imm;
 	struct gpup_sim_mut *mut;
-	u64 off, n;
+	u8 *d, *p;
 
-	sha = kmalloc(sizeof(*sha), GFP_KERNEL);
 	mut = kmalloc(sizeof(*mut), GFP_KERNEL);
-	if (!sha || !mut) {
-		kfree(sha);
+	d = kvmalloc_array(slices + 2, SHA256_DIGEST_SIZE, GFP_KERNEL);
+	if (!mut || !d) {
 		kfree(mut);
+		kvfree(d);
 		return -ENOMEM;
 	}
 	gpup_sim_imm_fill(vf, &imm);
 	gpup_sim_mut_fill(vf, mut);
-	sha256_init(sha);
-	sha256_update(sha, (u8 *)&imm, sizeof(imm));
-	sha256_update(sha, (u8 *)mut, sizeof(*mut));
+	p = d;
+	sha256((u8 *)&imm, sizeof(imm), p);
+	p += SHA256_DIGEST_SIZE;
+	sha256((u8 *)mut, sizeof(*mut), p);
+	p += SHA256_DIGEST_SIZE;
 	for (off = 0; off < vf->vram_size; off += n) {
 		n = min_t(u64, vf->vram_size - off, GPUP_SIM_VRAM_SLICE);
-		sha256_update(sha, vf->vram + off, n);
+		sha256(vf->vram + off, n, p);
+		p += SHA256_DIGEST_SIZE;
 		cond_resched();
 	}
-	sha256_final(sha, out);
+	sha256(d, p - d, out);
+	kvfree(d);
 	kfree(mut);
-	kfree(sha);
 	return 0;
 }
 

@@ -25,12 +25,14 @@
 #include <linux/slab.h>
 #include <linux/vfio.h>
 
+#include <gpup_compat.h>
+
 #include "gpup_vfio.h"
 #include "trace.h"
 
 #if IS_ENABLED(CONFIG_IOMMUFD_DRIVER)
 /* iova_bitmap_set() lives in the IOMMUFD namespace. */
-MODULE_IMPORT_NS(IOMMUFD);
+MODULE_IMPORT_NS(GPUP_NS(IOMMUFD));
 #endif
 
 /* Pages one dma_log_read covers: a 4 KiB bitmap. */

@@ -12,6 +12,8 @@
 #include <linux/pci.h>
 #include <linux/vfio.h>
 
+#include <gpup_compat.h>
+
 #include "gpup_vfio.h"
 
 #define CREATE_TRACE_POINTS
@@ -177,6 +179,8 @@ static const struct vfio_device_ops gpup_vfio_ops = {
 	.mmap = vfio_pci_core_mmap,
 	.request = vfio_pci_core_request,
 	.match = vfio_pci_core_match,
+	GPUP_VFIO_MATCH_TOKEN_UUID
+	GPUP_VFIO_GET_REGION_INFO_CAPS
 	.bind_iommufd = vfio_iommufd_physical_bind,
 	.unbind_iommufd = vfio_iommufd_physical_unbind,
 	.attach_ioas = vfio_iommufd_physical_attach_ioas,
@@ -217,10 +221,16 @@ static void gpup_vfio_remove(struct pci_dev *pdev)
 }
 
 /*
- * No IDs: the driver binds only where userspace asks for it with
- * driver_override, like vfio-pci itself for devices it does not know.
+ * The VF IDs of the PF drivers the project serves, as driver_override
+ * entries: the PCI core matches them only where userspace set
+ * driver_override (a VF of an igb NIC stays unbound otherwise), and
+ * modules.alias carries them as "vfio_pci:" lines, from which libvirt
+ * (10.0 and later) picks this driver for a managed hostdev.  A PF driver's
+ * VF IDs are added here, one line each (Documentation/driver.rst).
  */
 static const struct pci_device_id gpup_vfio_ids[] = {
+	/* QEMU's igb VF, whose PF gpup_sim drives */
+	{ PCI_DRIVER_OVERRIDE_DEVICE_VFIO(PCI_VENDOR_ID_INTEL, 0x10ca) },
 	{ }
 };
 MODULE_DEVICE_TABLE(pci, gpup_vfio_ids);
@@ -261,3 +271,4 @@ module_exit(gpup_vfio_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("The gpup-vfio authors");
 MODULE_DESCRIPTION("VFIO PCI variant driver for live migration of GPU-P virtual functions");
+MODULE_VERSION(GPUP_VERSION);

@@ -10,6 +10,8 @@
 #include <linux/pci.h>
 #include <linux/slab.h>
 
+#include <gpup_compat.h>
+
 #include "provider.h"
 
 /* Protects gpup_providers (membership, not the providers' contents). */
@@ -85,7 +87,7 @@ struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 	pci_info(pf, "gpup: migration provider registered\n");
 	return prov;
 }
-EXPORT_SYMBOL_NS_GPL(gpup_register_pf, GPUP);
+EXPORT_SYMBOL_NS_GPL(gpup_register_pf, GPUP_NS(GPUP));
 
 /**
  * gpup_unregister_pf() - withdraw a PF's GPU-P migration ops
@@ -132,7 +134,7 @@ unsigned int gpup_unregister_pf(struct gpup_provider *prov)
 	kref_put(&prov->ref, gpup_provider_release);
 	return users;
 }
-EXPORT_SYMBOL_NS_GPL(gpup_unregister_pf, GPUP);
+EXPORT_SYMBOL_NS_GPL(gpup_unregister_pf, GPUP_NS(GPUP));
 
 /**
  * gpup_vf_notify() - tell the variant driver of an event of one VF
@@ -157,7 +159,7 @@ void gpup_vf_notify(struct gpup_provider *prov, unsigned int vf,
 			c->notify(c, event);
 	spin_unlock_irqrestore(&prov->clients_lock, flags);
 }
-EXPORT_SYMBOL_NS_GPL(gpup_vf_notify, GPUP);
+EXPORT_SYMBOL_NS_GPL(gpup_vf_notify, GPUP_NS(GPUP));
 
 /**
  * gpup_provider_get() - find the live provider of a VF's PF

@@ -32,6 +32,8 @@
 #include <linux/uio.h>
 #include <linux/vfio.h>
 
+#include <gpup_compat.h>
+
 #include "gpup_vfio.h"
 #include "trace.h"
 
@@ -510,18 +512,15 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 {
 	struct gpup_save_file *sf = filp->private_data;
 	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	unsigned long minsz = offsetofend(struct vfio_precopy_info,
+					  dirty_bytes);
 	struct vfio_precopy_info info;
-	unsigned long minsz;
 	u64 initial, dirty;
 	int ret;
 
-	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
-		return -ENOTTY;
-	minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
-	if (copy_from_user(&info, (void __user *)arg, minsz))
-		return -EFAULT;
-	if (info.argsz < minsz)
-		return -EINVAL;
+	ret = gpup_check_precopy_ioctl(&gdev->core.vdev, cmd, arg, &info);
+	if (ret)
+		return ret;
 
 	mutex_lock(&gdev->state_mutex);
 	if (gdev->saving != sf ||
