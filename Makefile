@@ -35,18 +35,58 @@ KBUILD_ARGS += C=$(C)
 endif
 
 .PHONY: all modules modclean clean deps check check-unit check-guest check-lint \
-	check-debug debug-kernel selftests smoke demo bench help
+	check-debug check-sid debug-kernel selftests smoke demo bench help \
+	install uninstall deb
 
 all: modules
 
 deps:
 	@scripts/deps
 
-modules: deps
+# No deps here: building (and make install) needs only the kernel's
+# headers, for the running kernel or the KDIR given.
+modules:
+	@test -n "$(KDIR)" || { echo "no kernel build tree: install linux-headers-$$(uname -r) or give KDIR=" >&2; exit 1; }
 	$(MAKE) $(KBUILD_ARGS) modules
 
 selftests: deps
 	$(MAKE) -C selftests/gpup O=$(BUILD)/selftests SRC=$(SRC)
+
+# Install into /lib/modules/$(KVER)/updates (INSTALL_MOD_PATH= stages under
+# another root) and run depmod, so that modprobe finds both modules by name
+# and their dependencies, and modules.alias the driver's vfio_pci: IDs.
+MODLIB = $(INSTALL_MOD_PATH)/lib/modules/$(KVER)
+install: modules
+	$(MAKE) $(KBUILD_ARGS) INSTALL_MOD_DIR=updates modules_install
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
+
+uninstall:
+	rm -f $(MODLIB)/updates/drivers/vfio/pci/gpup/gpup_vfio_pci.ko* \
+		$(MODLIB)/updates/drivers/gpu/gpup-sim/gpup_sim.ko*
+	-rmdir -p $(MODLIB)/updates/drivers/vfio/pci/gpup \
+		$(MODLIB)/updates/drivers/gpu/gpup-sim 2>/dev/null
+	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
+
+# The Debian package of the DKMS sources, in the layout Debian's NAME-dkms
+# packages use (usr/src/gpup-vfio-VERSION, dh-dkms), built from a copy of
+# the sources in build/deb.  Needs debhelper and dh-dkms (make deps).
+VERSION := $(shell cat $(CURDIR)/VERSION)
+DEB_STAGE = $(BUILD)/deb/gpup-vfio-$(VERSION)
+deb:
+	rm -rf $(BUILD)/deb
+	mkdir -p $(DEB_STAGE)
+	cp -r VERSION debian $(DEB_STAGE)/
+	find Kbuild include drivers -name Kbuild -o -name '*.[ch]' ! -name '*.mod.c' | \
+		cpio -pdm --quiet $(DEB_STAGE)
+	cp dkms.conf $(DEB_STAGE)/debian/gpup-vfio-dkms.dkms
+	printf 'gpup-vfio (%s) unstable; urgency=medium\n\n  * gpup-vfio %s.\n\n -- %s  %s\n' \
+		'$(VERSION)' '$(VERSION)' \
+		"$$(sed -n 's/^Maintainer: //p' debian/control)" \
+		"$$(git log -1 --format=%aD 2>/dev/null || date -R)" \
+		>$(DEB_STAGE)/debian/changelog
+	cd $(DEB_STAGE) && dpkg-buildpackage -b -us -uc -nc \
+		>$(BUILD)/deb/build.log 2>&1 || { tail -n 30 $(BUILD)/deb/build.log; exit 1; }
+	@ls $(BUILD)/deb/gpup-vfio-dkms_$(VERSION)_all.deb
 
 # Module objects only; `clean` also drops build/ (test outputs, results).
 modclean:
@@ -76,6 +116,11 @@ check-lint: deps
 check-debug: deps
 	@scripts/check debug
 
+# The guest suite on the newest Debian (sid) kernel, our modules built in a
+# sid chroot (scripts/sid-chroot, cached in $(GPUP_CACHE)/sid).
+check-sid: deps
+	@scripts/check sid
+
 debug-kernel: deps
 	@scripts/debug-kernel/build --print
 
@@ -97,9 +142,12 @@ help:
 	@echo "make W=1 | C=2    extra warnings | sparse"
 	@echo "make deps         install everything (idempotent)"
 	@echo "make check        unit tests, guest kselftests, lint gates, debug-kernel lane"
-	@echo "make check-unit | check-guest | check-lint | check-debug   one lane"
+	@echo "make check-unit | check-guest | check-lint | check-debug | check-sid   one lane"
 	@echo "make debug-kernel build (or reuse) the KASAN/lockdep/kmemleak kernel"
 	@echo "make demo         QEMU live migration of a VM owning a VF, with a summary"
 	@echo "make smoke        boot the guest and run the smoke test"
 	@echo "make bench        data_fd throughput and blackout figures"
+	@echo "make install      modules into /lib/modules/KVER/updates, depmod"
+	@echo "make uninstall    remove them, depmod"
+	@echo "make deb          build/gpup-vfio-dkms_VERSION_all.deb (DKMS)"
 	@echo "make clean"
