@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Runs in the test guest: loads the modules, gives gpup_sim the igb PF,
-# binds two VFs to gpup_vfio_pci and runs migrate.py (demo or tests) in a
-# chroot of the host's root, where the host's QEMU lives.
+# binds two VFs to gpup_vfio_pci and runs migrate.py (demo, tests or
+# bench) in a chroot of the host's root, where the host's QEMU lives, or
+# of GPUP_QEMU_ROOT (the sid chroot under it, for the newest-kernel lane).
 #
 #   qemu_e2e.sh demo|tests|bench
 set -eu
@@ -39,7 +40,7 @@ bind "$a" gpup_vfio_pci
 bind "$b" gpup_vfio_pci
 
 # The host's root, read-only, with this guest's devices and a scratch dir.
-H=/host
+H=${GPUP_QEMU_ROOT:-/host}
 mounted() { grep -q " $1 " /proc/mounts; }
 mounted $H/dev || mount -o rbind /dev $H/dev
 mounted $H/sys || mount -o rbind /sys $H/sys

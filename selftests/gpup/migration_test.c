@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -598,6 +599,75 @@ TEST_F(mig, proof_catches_forgotten_field)
 	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
 	expect_same(_metadata, self->vf[A], self->vf[B]);
 	gpup_buf_free(&b);
+}
+
+/*
+ * VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2, 7.1's uAPI: the selftests build
+ * against 6.12's headers.
+ */
+#define GPUP_FEATURE_PRECOPY_INFO_V2	12
+
+/* PRECOPY_INFO with .flags = @in; the .flags it returned in @out. */
+static int precopy_info_flags(int data_fd, __u32 in, __u32 *out, u64 *initial)
+{
+	struct vfio_precopy_info info = { .argsz = sizeof(info), .flags = in };
+
+	if (ioctl(data_fd, VFIO_MIG_GET_PRECOPY_INFO, &info))
+		return -errno;
+	*out = info.flags;
+	*initial = info.initial_bytes;
+	return 0;
+}
+
+/* The running kernel is @maj.@min or later. */
+static bool kernel_since(int maj, int min)
+{
+	struct utsname u;
+	int a = 0, b = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &a, &b) != 2)
+		return false;
+	return a > maj || (a == maj && b >= min);
+}
+
+/*
+ * PRECOPY_INFO v2, where the kernel has it (7.1 and later).  Until
+ * userspace opts in with the PRECOPY_INFOv2 device feature, .flags
+ * is reserved and comes back as it was given; after, it is an output, and
+ * since the driver sends its initial data once (no REINIT), it reads 0
+ * whatever it held.  On a kernel before 7.1 only the first half runs.
+ */
+TEST_F(mig, precopy_info_v2)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
+			 GPUP_FEATURE_PRECOPY_INFO_V2,
+	};
+	int d = dev(self, A), fd;
+	u64 initial = 0;
+	__u32 out = 1;
+	bool v2;
+
+	v2 = !ioctl(d, VFIO_DEVICE_FEATURE, &f);
+	EXPECT_EQ(kernel_since(7, 1), v2);
+	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_PRE_COPY, &fd));
+	ASSERT_EQ(0, precopy_info_flags(fd, 0xa5a5a5a5, &out, &initial));
+	EXPECT_EQ(0xa5a5a5a5, out);
+	EXPECT_GT(initial, 0);
+	close(fd);
+	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL));
+	if (!v2)
+		SKIP(return, "no PRECOPY_INFO v2 before 7.1");
+
+	f.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2;
+	ASSERT_EQ(0, ioctl(d, VFIO_DEVICE_FEATURE, &f));
+	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_PRE_COPY, &fd));
+	ASSERT_EQ(0, precopy_info_flags(fd, 0xa5a5a5a5, &out, &initial));
+	EXPECT_EQ(0, out);
+	EXPECT_GT(initial, 0);
+	close(fd);
+	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL));
 }
 
 TEST_HARNESS_MAIN
