@@ -6,9 +6,10 @@
 # 9p).  dpkg -i builds both modules for the booted kernel; modprobe loads
 # them from updates/dkms by name, with their dependencies; a migration test
 # passes on them; dpkg -r removes the modules.  Then make install and make
-# uninstall in the project's tree, built for this kernel (`make`, by the
-# lane, on the host: the overlay holds the tree at the same path), as a
-# user without DKMS installs.  TAP output.
+# uninstall in a copy of the project's tree, built for this kernel (`make`,
+# by the lane, on the host; copied into the overlay from /host, without
+# build/ and .git, since the overlay's /tmp is its own), as a user without
+# DKMS installs.  TAP output.
 #
 #   dkms_test.sh DEB TREE
 set -u
@@ -78,12 +79,20 @@ gone() {
 check "and modprobe finds them no more" gone
 
 # make install, as a user without DKMS would after make.
+src=/var/tmp/gpup-vfio
+mkdir -p $R$src
+for e in "/host$tree"/* "/host$tree"/.[!.]*; do
+	case ${e##*/} in
+	build|.git|'*'|'.[!.]*') ;;
+	*) cp -a "$e" $R$src/ ;;
+	esac
+done
 check "make install into updates/ with depmod" \
-	in_root make -C "$tree" install
+	in_root make -C $src install
 check "modprobe gpup_sim loads both from updates/" loads /updates/drivers/
 uninstalled() {
 	rmmod gpup_sim && rmmod gpup_vfio_pci &&
-	in_root make -C "$tree" uninstall &&
+	in_root make -C $src uninstall &&
 	! in_root modprobe gpup_sim
 }
 check "make uninstall removes them" uninstalled

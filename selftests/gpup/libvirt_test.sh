@@ -69,13 +69,13 @@ fi
 
 root_up || { echo "not ok 1 a writable root"; echo "1..1"; exit 1; }
 # The modules as installed: in updates/, with depmod, so that modules.alias
-# names gpup_vfio_pci for the VF's ID.  make check runs that depmod on the
-# build machine over the same tree (./depmod: seconds there, minutes under
-# TCG); without it, here.
+# names gpup_vfio_pci for the VF's ID.  make check runs that depmod on
+# the build machine over the same tree (./depmod-KVER: seconds there,
+# minutes under TCG); without it, here.
 mkdir -p $R/lib/modules/$kver/updates
 cp "$mods"/gpup_vfio_pci.ko "$mods"/gpup_sim.ko $R/lib/modules/$kver/updates/
-if [ -f "$here/depmod/modules.dep" ]; then
-	cp "$here"/depmod/modules.* $R/lib/modules/$kver/
+if [ -f "$here/depmod-$kver/modules.dep" ]; then
+	cp "$here/depmod-$kver"/modules.* $R/lib/modules/$kver/
 	depmod="true"
 else
 	depmod="chroot $R depmod $kver"
