@@ -6,10 +6,10 @@
 # 9p).  dpkg -i builds both modules for the booted kernel; modprobe loads
 # them from updates/dkms by name, with their dependencies; a migration test
 # passes on them; dpkg -r removes the modules.  Then make install and make
-# uninstall in a copy of the project's tree, built for this kernel (`make`,
-# by the lane, on the host; copied into the overlay from /host, without
-# build/ and .git, since the overlay's /tmp is its own), as a user without
-# DKMS installs.  TAP output.
+# uninstall in the project's tree, built for this kernel (`make`, by the
+# lane, on the host; at its own path in the overlay, copied there from
+# /host if the overlay's own /tmp hides it), as a user without DKMS
+# installs.  TAP output.
 #
 #   dkms_test.sh DEB TREE
 set -u
@@ -78,21 +78,25 @@ gone() {
 }
 check "and modprobe finds them no more" gone
 
-# make install, as a user without DKMS would after make.
-src=/var/tmp/gpup-vfio
-mkdir -p $R$src
-for e in "/host$tree"/* "/host$tree"/.[!.]*; do
-	case ${e##*/} in
-	build|.git|'*'|'.[!.]*') ;;
-	*) cp -a "$e" $R$src/ ;;
-	esac
-done
+# make install, as a user without DKMS would after make.  The tree at its
+# own path, so that kbuild finds its objects up to date (a copy elsewhere
+# records other command lines and rebuilds them): a tree under /tmp is
+# hidden by the overlay's own /tmp, and is copied there.
+if [ ! -f $R$tree/Makefile ]; then
+	mkdir -p $R$tree
+	for e in "/host$tree"/* "/host$tree"/.[!.]*; do
+		case ${e##*/} in
+		build|.git|'*'|'.[!.]*') ;;
+		*) cp -a "$e" $R$tree/ ;;
+		esac
+	done
+fi
 check "make install into updates/ with depmod" \
-	in_root make -C $src install
+	in_root make -C "$tree" install
 check "modprobe gpup_sim loads both from updates/" loads /updates/drivers/
 uninstalled() {
 	rmmod gpup_sim && rmmod gpup_vfio_pci &&
-	in_root make -C $src uninstall &&
+	in_root make -C "$tree" uninstall &&
 	! in_root modprobe gpup_sim
 }
 check "make uninstall removes them" uninstalled
