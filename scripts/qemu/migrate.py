@@ -463,6 +463,9 @@ def tests(a, b):
            "cancel: VF A is in PRE_COPY when the cancel comes")
     vm_a.qmp.cmd("migrate_cancel")
     info = wait_migration(vm_a, until=("cancelled", "failed"), quiet=True)
+    if info.get("status") != "cancelled":
+        log("cancel: status %s %s" % (info.get("status"),
+                                      info.get("error-desc", "")))
     tap.ok(info.get("status") == "cancelled", "cancel: migration cancelled")
     source_alive(tap, vm_a, a, "cancel")
     vm_d.kill()
