@@ -14,22 +14,8 @@ D=/sys/bus/pci/devices
 
 modprobe -a vfio_iommu_type1 gpup_vfio_pci gpup_sim
 
-bind() {	# bind DEV DRIVER
-	if [ -e "$D/$1/driver" ]; then
-		echo "$1" > "$D/$1/driver/unbind"
-	fi
-	echo "$2" > "$D/$1/driver_override"
-	echo "$1" > /sys/bus/pci/drivers_probe
-	[ "$(basename "$(readlink "$D/$1/driver")")" = "$2" ]
-}
-
-pf=
-for d in "$D"/*; do
-	if [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x10c9 ]; then
-		pf=$(basename "$d")
-		break
-	fi
-done
+. "$here/guest_pci.sh"
+pf=$(find_pf)
 [ -n "$pf" ] || { echo "qemu_e2e: no igb PF"; exit 1; }
 bind "$pf" gpup_sim
 echo 0 > "$D/$pf/sriov_numvfs"

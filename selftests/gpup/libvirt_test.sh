@@ -30,24 +30,16 @@ echo "TAP version 13"
 . "$here/guest_root.sh"
 
 modprobe -a vfio_iommu_type1 vfio-pci gpup_vfio_pci gpup_sim
-pf=
-for d in "$D"/*; do
-	if [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x10c9 ]; then
-		pf=$(basename "$d")
-		break
-	fi
-done
-[ -e "$D/$pf/driver" ] && echo "$pf" > "$D/$pf/driver/unbind"
-echo gpup_sim > "$D/$pf/driver_override"
-echo "$pf" > /sys/bus/pci/drivers_probe
+. "$here/guest_pci.sh"
+pf=$(find_pf)
+bind "$pf" gpup_sim
 echo 0 > "$D/$pf/sriov_numvfs"
 echo 1 > "$D/$pf/sriov_numvfs"
 vf=$(basename "$(readlink "$D/$pf/virtfn0")")
 poweron=$(cat $SIM/$vf/digest)
 # Whether the VF offers DMA logging, from the driver's debugfs: bound for
 # that, then left unbound again, for libvirt to bind.
-echo gpup_vfio_pci > "$D/$vf/driver_override"
-echo "$vf" > /sys/bus/pci/drivers_probe
+bind "$vf" gpup_vfio_pci
 logging=$(sed -n 's/^dma_logging: //p' \
 	/sys/kernel/debug/gpup_vfio_pci/$vf/status 2>/dev/null)
 echo "$vf" > "$D/$vf/driver/unbind"

@@ -608,15 +608,23 @@ TEST_F(mig, proof_catches_forgotten_field)
 #define GPUP_FEATURE_PRECOPY_INFO_V2	12
 
 /* PRECOPY_INFO with .flags = @in; the .flags it returned in @out. */
-static int precopy_info_flags(int data_fd, __u32 in, __u32 *out, u64 *initial)
+/*
+ * One pre-copy of @dev: RUNNING -> PRE_COPY, PRECOPY_INFO with .flags =
+ * @in, back to RUNNING; *@out is the .flags the kernel returned.
+ */
+static int precopy_info_flags(int dev, __u32 in, __u32 *out, u64 *initial)
 {
 	struct vfio_precopy_info info = { .argsz = sizeof(info), .flags = in };
+	int fd, ret;
 
-	if (ioctl(data_fd, VFIO_MIG_GET_PRECOPY_INFO, &info))
-		return -errno;
+	ret = gpup_mig_set(dev, VFIO_DEVICE_STATE_PRE_COPY, &fd);
+	if (ret)
+		return ret;
+	ret = ioctl(fd, VFIO_MIG_GET_PRECOPY_INFO, &info) ? -errno : 0;
+	close(fd);
 	*out = info.flags;
 	*initial = info.initial_bytes;
-	return 0;
+	return ret ?: gpup_mig_set(dev, VFIO_DEVICE_STATE_RUNNING, NULL);
 }
 
 /* The running kernel is @maj.@min or later. */
@@ -644,30 +652,24 @@ TEST_F(mig, precopy_info_v2)
 		.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET |
 			 GPUP_FEATURE_PRECOPY_INFO_V2,
 	};
-	int d = dev(self, A), fd;
+	int d = dev(self, A);
 	u64 initial = 0;
 	__u32 out = 1;
 	bool v2;
 
 	v2 = !ioctl(d, VFIO_DEVICE_FEATURE, &f);
 	EXPECT_EQ(kernel_since(7, 1), v2);
-	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_PRE_COPY, &fd));
-	ASSERT_EQ(0, precopy_info_flags(fd, 0xa5a5a5a5, &out, &initial));
+	ASSERT_EQ(0, precopy_info_flags(d, 0xa5a5a5a5, &out, &initial));
 	EXPECT_EQ(0xa5a5a5a5, out);
 	EXPECT_GT(initial, 0);
-	close(fd);
-	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL));
 	if (!v2)
 		SKIP(return, "no PRECOPY_INFO v2 before 7.1");
 
 	f.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2;
 	ASSERT_EQ(0, ioctl(d, VFIO_DEVICE_FEATURE, &f));
-	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_PRE_COPY, &fd));
-	ASSERT_EQ(0, precopy_info_flags(fd, 0xa5a5a5a5, &out, &initial));
+	ASSERT_EQ(0, precopy_info_flags(d, 0xa5a5a5a5, &out, &initial));
 	EXPECT_EQ(0, out);
 	EXPECT_GT(initial, 0);
-	close(fd);
-	ASSERT_EQ(0, gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL));
 }
 
 TEST_HARNESS_MAIN

@@ -26,19 +26,8 @@ D=/sys/bus/pci/devices
 failed=0
 
 modprobe -a vfio_iommu_type1 vfio-pci gpup_vfio_pci gpup_sim
-bind() {	# bind DEV DRIVER
-	[ -e "$D/$1/driver" ] && echo "$1" > "$D/$1/driver/unbind"
-	echo "$2" > "$D/$1/driver_override"
-	echo "$1" > /sys/bus/pci/drivers_probe
-	[ "$(basename "$(readlink "$D/$1/driver")")" = "$2" ]
-}
-pf=
-for d in "$D"/*; do
-	if [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x10c9 ]; then
-		pf=$(basename "$d")
-		break
-	fi
-done
+. "$(dirname "$0")/guest_pci.sh"
+pf=$(find_pf)
 [ -n "$pf" ] || { echo "not ok 1 no igb PF"; exit 1; }
 bind "$pf" gpup_sim || exit 1
 echo 0 > "$D/$pf/sriov_numvfs"
