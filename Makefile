@@ -35,7 +35,7 @@ KBUILD_ARGS += C=$(C)
 endif
 
 .PHONY: all modules modclean clean deps check check-unit check-guest check-lint \
-	check-debug check-sid debug-kernel selftests smoke demo bench help \
+	check-debug check-sid debug-kernel selftests smoke demo demo-two-hosts bench help \
 	install uninstall deb
 
 all: modules
@@ -133,6 +133,11 @@ smoke: deps
 demo: deps
 	@scripts/check demo
 
+# The same between two hosts: two guests on a private link, the VM going
+# from host A to host B over TCP (DEMO_KERNEL=debug as above).
+demo-two-hosts: deps
+	@scripts/check demo-two-hosts
+
 # Benchmarks (not tests): BENCH lines, VRAM sizes in BENCH_VRAM_MB.
 bench: deps
 	@scripts/check bench
@@ -145,6 +150,7 @@ help:
 	@echo "make check-unit | check-guest | check-lint | check-debug | check-sid   one lane"
 	@echo "make debug-kernel build (or reuse) the KASAN/lockdep/kmemleak kernel"
 	@echo "make demo         QEMU live migration of a VM owning a VF, with a summary"
+	@echo "make demo-two-hosts  the same from one guest host to another, over TCP"
 	@echo "make smoke        boot the guest and run the smoke test"
 	@echo "make bench        data_fd throughput and blackout figures"
 	@echo "make install      modules into /lib/modules/KVER/updates, depmod"

@@ -7,23 +7,52 @@
 # of GPUP_QEMU_ROOT (the sid chroot under it, for the newest-kernel lane).
 #
 #   qemu_e2e.sh demo|tests|bench
+#   qemu_e2e.sh serve|two-hosts|demo-two-hosts
+#
+# The last three run on one of two hosts (scripts/guest-run --net): serve
+# on host B, the others on host A, which drives both.  There each host's
+# gpup_sim gets a seed of its own, from its address, and three VFs.
 set -eu
 mode=$1
 here=$(cd "$(dirname "$0")" && pwd)
 D=/sys/bus/pci/devices
+AGENT_PORT=7000
 
-modprobe -a vfio_iommu_type1 gpup_vfio_pci gpup_sim
+nvfs=2
+seed=1
+peer=
+for w in $(cat /proc/cmdline); do
+	case $w in
+	gpup.ip=*) ip=${w#gpup.ip=}; seed=$((0xa000 + ${ip##*.})); nvfs=3 ;;
+	gpup.peer=*) peer=${w#gpup.peer=} ;;
+	esac
+done
+case $mode in
+serve|two-hosts|demo-two-hosts)
+	[ -n "$peer" ] || { echo "qemu_e2e: $mode needs guest-run --net"; exit 2; } ;;
+esac
+
+modprobe -a vfio_iommu_type1 gpup_vfio_pci
+# An earlier test may have loaded gpup_sim with another seed.
+if [ "$(cat /sys/module/gpup_sim/parameters/seed 2>/dev/null)" != "$seed" ]; then
+	rmmod gpup_sim 2>/dev/null || true
+	modprobe gpup_sim seed=$seed
+fi
 
 . "$here/guest_pci.sh"
 pf=$(find_pf)
 [ -n "$pf" ] || { echo "qemu_e2e: no igb PF"; exit 1; }
 bind "$pf" gpup_sim
 echo 0 > "$D/$pf/sriov_numvfs"
-echo 2 > "$D/$pf/sriov_numvfs"
-a=$(basename "$(readlink "$D/$pf/virtfn0")")
-b=$(basename "$(readlink "$D/$pf/virtfn1")")
-bind "$a" gpup_vfio_pci
-bind "$b" gpup_vfio_pci
+echo $nvfs > "$D/$pf/sriov_numvfs"
+vfs=
+i=0
+while [ $i -lt $nvfs ]; do
+	vf=$(basename "$(readlink "$D/$pf/virtfn$i")")
+	bind "$vf" gpup_vfio_pci
+	vfs="$vfs $vf"
+	i=$((i + 1))
+done
 
 # The host's root, read-only, with this guest's devices and a scratch dir.
 H=${GPUP_QEMU_ROOT:-/host}
@@ -34,10 +63,18 @@ mounted $H/proc || mount -t proc proc $H/proc
 mounted $H/tmp || mount -t tmpfs tmpfs $H/tmp
 mounted $H/run || mount -t tmpfs tmpfs $H/run
 cp "$here/migrate.py" $H/tmp/migrate.py
+# The tests' own tools (stream_compat), for migrate.py in the chroot.
+mkdir -p $H/tmp/tests
+mounted $H/tmp/tests || mount --bind "$here" $H/tmp/tests
 
+case $mode in
+serve) set -- "$AGENT_PORT" ;;
+two-hosts|demo-two-hosts) set -- "$peer:$AGENT_PORT" $vfs ;;
+*) set -- $vfs ;;
+esac
 set +e
 chroot $H /usr/bin/env PYTHONDONTWRITEBYTECODE=1 GPUP_WORK=/tmp/gpup-qemu \
-	/usr/bin/python3 /tmp/migrate.py "$mode" "$a" "$b"
+	/usr/bin/python3 /tmp/migrate.py "$mode" "$@"
 rc=$?
 # The nested QEMUs' own logs, when something failed; on success the
 # verdict line of migrate.py stays the last line (make demo checks it).
