@@ -35,7 +35,7 @@ KBUILD_ARGS += C=$(C)
 endif
 
 .PHONY: all modules modclean clean deps check check-unit check-guest check-lint \
-	check-debug check-sid debug-kernel selftests smoke demo demo-two-hosts bench help \
+	check-debug check-sid check-two-hosts debug-kernel selftests smoke demo demo-two-hosts bench help \
 	install uninstall deb
 
 all: modules
@@ -120,6 +120,11 @@ check-debug: deps
 # sid chroot (scripts/sid-chroot, cached in $(GPUP_CACHE)/sid).
 check-sid: deps
 	@scripts/check sid
+
+# Only the QEMU end to end across two hosts, on the stock and on the debug
+# kernel (both are part of check-guest and check-debug).
+check-two-hosts: deps
+	@scripts/check two-hosts two-hosts-debug
 
 debug-kernel: deps
 	@scripts/debug-kernel/build --print

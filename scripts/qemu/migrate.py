@@ -14,6 +14,12 @@
 #                                   host A of two: the tests across hosts
 #   migrate.py demo-two-hosts PEER:PORT VF1 VF2 VF3
 #                                   one migration from host A to host B
+#   migrate.py call PEER:PORT FN [ARG...]
+#                                   one call on host B, for shell tests:
+#                                   prints what it returns (a list a line;
+#                                   for run(), the output), exits 1 if it
+#                                   failed, returned False or, for run(),
+#                                   with run()'s status
 #
 # Two hosts are two test guests on a private link (scripts/guest-run
 # --net).  Host B runs `serve`: every call host A makes on one of B's VFs
@@ -1186,12 +1192,34 @@ def serve(port):
     return 0 if srv.said_shutdown else 1
 
 
+def call(peer, fn, args):
+    remote = peer_host(peer)
+    remote.connect(timeout=900)
+    if fn == "run":
+        args = [args]
+    try:
+        r = remote.call(fn, *args)
+    except (RemoteError, QMPError) as e:
+        print("# %s" % e)
+        return 1
+    if fn == "run":
+        sys.stdout.write(r[1])
+        return r[0]
+    if isinstance(r, list):
+        print("\n".join(str(x) for x in r))
+    elif r is not None:
+        print(r)
+    return 1 if r is False else 0
+
+
 def main():
     global MODE
     argv = sys.argv[1:]
     os.makedirs(WORK, exist_ok=True)
     if len(argv) == 2 and argv[0] == "serve":
         return serve(int(argv[1]))
+    if len(argv) >= 3 and argv[0] == "call":
+        return call(argv[1], argv[2], argv[3:])
     if len(argv) >= 3 and argv[0] in ("two-hosts", "demo-two-hosts"):
         fn = two_hosts if argv[0] == "two-hosts" else demo_two_hosts
         try:

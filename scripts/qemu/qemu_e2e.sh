@@ -11,7 +11,7 @@
 #
 # The last three run on one of two hosts (scripts/guest-run --net): serve
 # on host B, the others on host A, which drives both.  There each host's
-# gpup_sim gets a seed of its own, from its address, and three VFs.
+# gpup_sim gets a seed of its own (guest_pci.sh load_sim), and three VFs.
 set -eu
 mode=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,11 +19,10 @@ D=/sys/bus/pci/devices
 AGENT_PORT=7000
 
 nvfs=2
-seed=1
 peer=
 for w in $(cat /proc/cmdline); do
 	case $w in
-	gpup.ip=*) ip=${w#gpup.ip=}; seed=$((0xa000 + ${ip##*.})); nvfs=3 ;;
+	gpup.ip=*) nvfs=3 ;;
 	gpup.peer=*) peer=${w#gpup.peer=} ;;
 	esac
 done
@@ -32,14 +31,9 @@ serve|two-hosts|demo-two-hosts)
 	[ -n "$peer" ] || { echo "qemu_e2e: $mode needs guest-run --net"; exit 2; } ;;
 esac
 
-modprobe -a vfio_iommu_type1 gpup_vfio_pci
-# An earlier test may have loaded gpup_sim with another seed.
-if [ "$(cat /sys/module/gpup_sim/parameters/seed 2>/dev/null)" != "$seed" ]; then
-	rmmod gpup_sim 2>/dev/null || true
-	modprobe gpup_sim seed=$seed
-fi
-
 . "$here/guest_pci.sh"
+modprobe -a vfio_iommu_type1 gpup_vfio_pci
+load_sim
 pf=$(find_pf)
 [ -n "$pf" ] || { echo "qemu_e2e: no igb PF"; exit 1; }
 bind "$pf" gpup_sim

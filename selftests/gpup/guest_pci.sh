@@ -5,6 +5,11 @@
 #
 #   bind DEV DRIVER     bind DEV to DRIVER; true if DRIVER has it then
 #   find_pf             print the igb PF's address (8086:10c9), or nothing
+#   load_sim            modprobe gpup_sim with this host's seed: 1, or on
+#                       one of two hosts (guest-run --net, gpup.ip= on the
+#                       kernel command line) 0xa000 + the address's last
+#                       byte, so that no two hosts' VFs share a seed;
+#                       reloads it if an earlier test loaded another seed
 D=/sys/bus/pci/devices
 
 bind() {
@@ -24,4 +29,15 @@ find_pf() {
 			return
 		fi
 	done
+}
+
+load_sim() {
+	local w seed=1
+	for w in $(cat /proc/cmdline); do
+		case $w in gpup.ip=*) seed=$((0xa000 + ${w##*.})) ;; esac
+	done
+	if [ "$(cat /sys/module/gpup_sim/parameters/seed 2>/dev/null)" != "$seed" ]; then
+		rmmod gpup_sim 2>/dev/null || true
+		modprobe gpup_sim seed=$seed
+	fi
 }
