@@ -1102,6 +1102,18 @@ def two_hosts(peer, local_vfs):
     tap = TAP()
     remote = peer_host(peer)
     remote.connect(timeout=900)
+    try:
+        return two_hosts_tests(tap, remote, local_vfs)
+    finally:
+        # Host B serves until told: tell it, whatever happened here.
+        try:
+            remote.vm_kill_all()
+            remote.shutdown()
+        except (RemoteError, OSError):
+            pass
+
+
+def two_hosts_tests(tap, remote, local_vfs):
     LOCAL.addr = own_addr()
     avfs = [VF(v, LOCAL) for v in local_vfs]
     bvfs = [VF(v, remote) for v in remote.vfs()]
@@ -1129,8 +1141,6 @@ def two_hosts(peer, local_vfs):
         skip_fault_proof(tap, avfs[0], bvfs[0])
         several_at_once(tap, avfs[:3], bvfs[:3])
         stream_compat(tap, avfs[0], bvfs[0])
-    remote.vm_kill_all()
-    remote.shutdown()
     return tap.end()
 
 
