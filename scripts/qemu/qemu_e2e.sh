@@ -18,20 +18,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 D=/sys/bus/pci/devices
 AGENT_PORT=7000
 
+. "$here/guest_pci.sh"
 nvfs=2
-peer=
-for w in $(cat /proc/cmdline); do
-	case $w in
-	gpup.ip=*) nvfs=3 ;;
-	gpup.peer=*) peer=${w#gpup.peer=} ;;
-	esac
-done
+[ -n "$(cmdline_arg gpup.ip)" ] && nvfs=3
+peer=$(cmdline_arg gpup.peer)
 case $mode in
 serve|two-hosts|demo-two-hosts)
 	[ -n "$peer" ] || { echo "qemu_e2e: $mode needs guest-run --net"; exit 2; } ;;
 esac
-
-. "$here/guest_pci.sh"
 modprobe -a vfio_iommu_type1 gpup_vfio_pci
 load_sim
 pf=$(find_pf)

@@ -5,6 +5,8 @@
 #
 #   bind DEV DRIVER     bind DEV to DRIVER; true if DRIVER has it then
 #   find_pf             print the igb PF's address (8086:10c9), or nothing
+#   cmdline_arg NAME    print the value of NAME= on the kernel command line
+#                       (gpup.ip, gpup.peer: guest-run --net), or nothing
 #   load_sim            modprobe gpup_sim with this host's seed: 1, or on
 #                       one of two hosts (guest-run --net, gpup.ip= on the
 #                       kernel command line) 0xa000 + the address's last
@@ -31,11 +33,17 @@ find_pf() {
 	done
 }
 
-load_sim() {
-	local w seed=1
+cmdline_arg() {
+	local w
 	for w in $(cat /proc/cmdline); do
-		case $w in gpup.ip=*) seed=$((0xa000 + ${w##*.})) ;; esac
+		case $w in "$1"=*) echo "${w#"$1"=}"; return ;; esac
 	done
+}
+
+load_sim() {
+	local ip seed=1
+	ip=$(cmdline_arg gpup.ip)
+	[ -n "$ip" ] && seed=$((0xa000 + ${ip##*.}))
 	if [ "$(cat /sys/module/gpup_sim/parameters/seed 2>/dev/null)" != "$seed" ]; then
 		rmmod gpup_sim 2>/dev/null || true
 		modprobe gpup_sim seed=$seed

@@ -27,13 +27,9 @@ echo "TAP version 13"
 . "$here/guest_root.sh"
 . "$here/guest_pci.sh"
 . "$here/libvirt_lib.sh"
-for w in $(cat /proc/cmdline); do
-	case $w in
-	gpup.ip=*) me=${w#gpup.ip=} ;;
-	gpup.peer=*) peer=${w#gpup.peer=} ;;
-	esac
-done
-[ -n "${peer:-}" ] || { echo "not ok 1 two hosts (guest-run --net)"; echo "1..1"; exit 1; }
+me=$(cmdline_arg gpup.ip)
+peer=$(cmdline_arg gpup.peer)
+[ -n "$peer" ] || { echo "not ok 1 two hosts (guest-run --net)"; echo "1..1"; exit 1; }
 
 # libvirt refuses a migration to what looks like the same host: each
 # guest gets a host name and (lv_daemons) a host UUID of its own.
