@@ -53,7 +53,7 @@ selftests: deps
 	$(MAKE) -C selftests/gpup O=$(BUILD)/selftests SRC=$(SRC)
 
 # Install into /lib/modules/$(KVER)/updates (INSTALL_MOD_PATH= stages under
-# another root) and run depmod, so that modprobe finds both modules by name
+# another root) and run depmod, so that modprobe finds the modules by name
 # and their dependencies, and modules.alias the driver's vfio_pci: IDs.
 MODLIB = $(INSTALL_MOD_PATH)/lib/modules/$(KVER)
 install: modules
@@ -61,9 +61,11 @@ install: modules
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
 
 uninstall:
-	rm -f $(MODLIB)/updates/drivers/vfio/pci/gpup/gpup_vfio_pci.ko* \
+	rm -f $(MODLIB)/updates/drivers/gpu/gpup-core/gpup_core.ko* \
+		$(MODLIB)/updates/drivers/vfio/pci/gpup/gpup_vfio_pci.ko* \
 		$(MODLIB)/updates/drivers/gpu/gpup-sim/gpup_sim.ko*
 	-rmdir -p $(MODLIB)/updates/drivers/vfio/pci/gpup \
+		$(MODLIB)/updates/drivers/gpu/gpup-core \
 		$(MODLIB)/updates/drivers/gpu/gpup-sim 2>/dev/null
 	depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH)) $(KVER)
 

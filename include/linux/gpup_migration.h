@@ -4,9 +4,12 @@
  *
  * A GPU PF driver that owns SR-IOV virtual functions implements
  * struct gpup_migration_ops and registers it for its PF with
- * gpup_register_pf().  The gpup_vfio_pci variant driver, bound to one of
- * the VFs, finds the ops through pci_physfn() and calls them with the VF
- * index (pci_iov_vf_id()) to carry out the VFIO migration v2 protocol.
+ * gpup_register_pf(), from gpup_core.ko: a module of its own that depends
+ * on nothing of VFIO, so a PF driver that uses it pulls in neither vfio,
+ * vfio_pci_core nor iommufd.  The gpup_vfio_pci variant driver, bound to
+ * one of the VFs, finds the ops through pci_physfn() and calls them with
+ * the VF index (pci_iov_vf_id()) to carry out the VFIO migration v2
+ * protocol.
  *
  * The ops are the Linux port of the Windows WDDM 3.2 GPU-P live migration
  * DDIs (DxgkDdiSave/Restore{Immutable,Mutable}MigrationData and friends).
@@ -38,6 +41,7 @@
 #define _LINUX_GPUP_MIGRATION_H
 
 #include <linux/bits.h>
+#include <linux/err.h>
 #include <linux/types.h>
 
 struct iov_iter;
@@ -268,6 +272,26 @@ struct gpup_dma_range {
  * @dma_log_stop: stop logging and drop the log.  Called on
  *	VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP and, with a log running, when
  *	the device is reset, closed or goes to ERROR.  Must not fail.
+ *
+ * Function level reset.  The PCI core resets the VF (an FLR for
+ * VFIO_DEVICE_RESET, the reset at open, a hot reset) between the VF
+ * driver's reset_prepare and reset_done handlers; a PF whose firmware
+ * keeps per-VF state must take part: quiesce the VF before, and wait
+ * for its own FLR handling after.  Both ops are optional; called with
+ * the vfio-pci core's memory lock held, so they must not wait for the
+ * VF's userspace.  There is no GPU-P DDI for them: on Windows the PF
+ * driver sees a VF's FLR through its own interrupt.
+ *
+ * @reset_prepare: optional.  A reset of @vf is about to happen: stop
+ *	scheduling it and fence its engines, so that the reset finds it
+ *	idle.  Called in any state; @reset_done or @reset_vf follows.
+ *	Must not fail.
+ *
+ * @reset_done: optional.  The PCI reset of @vf is done: wait (bounded)
+ *	until the PF has finished its own handling of it.  Called before
+ *	@reset_vf, which then scrubs the VF.  Returns 0, or -errno if the
+ *	VF cannot be brought back (the device then goes to ERROR, and
+ *	only another reset may recover it).
  */
 struct gpup_migration_ops {
 	struct module *owner;
@@ -309,6 +333,9 @@ struct gpup_migration_ops {
 	long (*dma_log_read)(struct pci_dev *pf, unsigned int vf, u64 iova,
 			     u64 length, unsigned long *bitmap, bool clear);
 	void (*dma_log_stop)(struct pci_dev *pf, unsigned int vf);
+
+	void (*reset_prepare)(struct pci_dev *pf, unsigned int vf);
+	int (*reset_done)(struct pci_dev *pf, unsigned int vf);
 };
 
 /**
@@ -316,17 +343,60 @@ struct gpup_migration_ops {
  * @GPUP_VF_EVENT_DIRTY: the VF marked VRAM pages dirty while tracking was
  *	on: a poll() waiting at pre-copy's temporary end of stream may have
  *	data now.  A hint; one per batch of pages is enough.
+ * @GPUP_VF_EVENT_RESET: the VF was reset underneath the variant driver
+ *	(a PF-initiated FLR, an engine reset that lost its context): the
+ *	state a migration was saving or restoring is gone.  The device goes
+ *	to the VFIO ERROR state; the arc running fails, the data_fds fail,
+ *	until userspace resets the device.
+ * @GPUP_VF_EVENT_ERROR: the VF failed and cannot run or migrate until it
+ *	is reset (a GPU hang, a firmware error).  Handled as
+ *	%GPUP_VF_EVENT_RESET.
+ * @GPUP_VF_EVENT_CAPS_CHANGED: the VF was re-provisioned (another
+ *	profile, another VRAM size): the variant driver queries the caps
+ *	again and refuses migration (-ESTALE) while they differ from those
+ *	it bound with.
  */
 enum gpup_vf_event {
 	GPUP_VF_EVENT_DIRTY,
+	GPUP_VF_EVENT_RESET,
+	GPUP_VF_EVENT_ERROR,
+	GPUP_VF_EVENT_CAPS_CHANGED,
 };
 
-#if IS_ENABLED(CONFIG_VFIO_PCI_CORE)
+/*
+ * The registry lives in gpup_core.ko, which depends on nothing of VFIO.
+ * Without it (or when a built-in PF driver cannot reach a modular core)
+ * the calls are stubs: registering fails with -EOPNOTSUPP and the PF
+ * driver runs on without migration.
+ */
+#if IS_REACHABLE(CONFIG_GPUP_CORE)
 struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 				       const struct gpup_migration_ops *ops);
 unsigned int gpup_unregister_pf(struct gpup_provider *prov);
 void gpup_vf_notify(struct gpup_provider *prov, unsigned int vf,
 		    enum gpup_vf_event event);
+void gpup_pf_notify(struct gpup_provider *prov, enum gpup_vf_event event);
+#else
+static inline struct gpup_provider *
+gpup_register_pf(struct pci_dev *pf, const struct gpup_migration_ops *ops)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+
+static inline unsigned int gpup_unregister_pf(struct gpup_provider *prov)
+{
+	return 0;
+}
+
+static inline void gpup_vf_notify(struct gpup_provider *prov,
+				  unsigned int vf, enum gpup_vf_event event)
+{
+}
+
+static inline void gpup_pf_notify(struct gpup_provider *prov,
+				  enum gpup_vf_event event)
+{
+}
 #endif
 
 #endif /* _LINUX_GPUP_MIGRATION_H */

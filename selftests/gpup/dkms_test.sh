@@ -3,7 +3,7 @@
 #
 # Runs in the test guest: the Debian package of the DKMS sources, installed
 # as a user would, on a writable overlay of the host's root (read-only over
-# 9p).  dpkg -i builds both modules for the booted kernel; modprobe loads
+# 9p).  dpkg -i builds the three modules for the booted kernel; modprobe loads
 # them from updates/dkms by name, with their dependencies; a migration test
 # passes on them; dpkg -r removes the modules.  Then make install and make
 # uninstall in the project's tree, built for this kernel (`make`, by the
@@ -30,6 +30,7 @@ dkms_loaded() {
 drop_ours() {	# unload whatever copy of our modules is loaded
 	rmmod gpup_sim 2>/dev/null
 	rmmod gpup_vfio_pci 2>/dev/null
+	rmmod gpup_core 2>/dev/null
 	! grep -q '^gpup_' /proc/modules
 }
 
@@ -39,8 +40,8 @@ check "our initramfs modules unload" drop_ours
 check "dpkg -i builds the modules for $kver" \
 	in_root dpkg -i /tmp/$(basename "$deb")
 dkms_dir=$R/lib/modules/$kver/updates/dkms
-check "both modules in /lib/modules/$kver/updates/dkms" \
-	sh -c "ls $dkms_dir/gpup_vfio_pci.ko* $dkms_dir/gpup_sim.ko*"
+check "the three modules in /lib/modules/$kver/updates/dkms" \
+	sh -c "ls $dkms_dir/gpup_core.ko* $dkms_dir/gpup_vfio_pci.ko* $dkms_dir/gpup_sim.ko*"
 modinfo_ok() {
 	in_root modinfo -F version gpup_vfio_pci |
 		grep -qx "$(cat $R/usr/src/gpup-vfio-*/VERSION)" &&
@@ -52,13 +53,21 @@ modinfo_ok() {
 		$R/lib/modules/$kver/modules.alias
 }
 check "modinfo: version, description, parameters, vfio_pci alias" modinfo_ok
-loads() {	# loads <path part>: modprobe by name loads both, from there
+# modprobe by name, from <path part>: the provider pulls in gpup_core and
+# nothing of VFIO; the variant driver pulls in gpup_core and vfio_pci_core.
+loads() {	# loads <path part>
 	in_root modprobe gpup_sim &&
-	grep -q '^gpup_vfio_pci ' /proc/modules &&
+	grep -q '^gpup_core ' /proc/modules &&
 	grep -q '^gpup_sim ' /proc/modules &&
+	! grep -q '^gpup_vfio_pci ' /proc/modules &&
+	! grep -q '^vfio_pci_core ' /proc/modules &&
+	in_root modprobe gpup_vfio_pci &&
+	grep -q '^gpup_vfio_pci ' /proc/modules &&
+	in_root modinfo -F depends gpup_sim | grep -q gpup_core &&
+	! in_root modinfo -F depends gpup_sim | grep -q vfio &&
 	dkms_loaded "$1"
 }
-check "modprobe gpup_sim loads both from updates/dkms" loads /updates/dkms/
+check "modprobe: gpup_sim loads gpup_core alone, gpup_vfio_pci then, from updates/dkms" loads /updates/dkms/
 # The test's own modprobe finds them loaded: it runs on these.
 migrates() {
 	dkms_loaded "$1" &&
@@ -74,7 +83,8 @@ removed() {
 }
 check "dpkg -r removes them" removed
 gone() {
-	rmmod gpup_sim && rmmod gpup_vfio_pci && ! in_root modprobe gpup_sim
+	rmmod gpup_sim && rmmod gpup_vfio_pci && rmmod gpup_core &&
+	! in_root modprobe gpup_sim
 }
 check "and modprobe finds them no more" gone
 
@@ -93,9 +103,9 @@ if [ ! -f $R$tree/Makefile ]; then
 fi
 check "make install into updates/ with depmod" \
 	in_root make -C "$tree" install
-check "modprobe gpup_sim loads both from updates/" loads /updates/drivers/
+check "modprobe: gpup_sim loads gpup_core alone, gpup_vfio_pci then, from updates/" loads /updates/drivers/
 uninstalled() {
-	rmmod gpup_sim && rmmod gpup_vfio_pci &&
+	rmmod gpup_sim && rmmod gpup_vfio_pci && rmmod gpup_core &&
 	in_root make -C "$tree" uninstall &&
 	! in_root modprobe gpup_sim
 }

@@ -21,6 +21,9 @@ fi
 if ! rmmod gpup_vfio_pci 2>/dev/null && grep -q '^gpup_vfio_pci ' /proc/modules; then
 	echo "not ok 1 unload gpup_vfio_pci"; exit 1
 fi
+if ! rmmod gpup_core 2>/dev/null && grep -q '^gpup_core ' /proc/modules; then
+	echo "not ok 1 unload gpup_core"; exit 1
+fi
 if [ ! -e /sys/kernel/debug/kmemleak ]; then
 	echo "ok 1 modules unloaded # SKIP no kmemleak"; exit 0
 fi

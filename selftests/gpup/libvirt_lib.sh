@@ -67,7 +67,8 @@ lv_vf() {
 lv_modules() {
 	local depmod
 	mkdir -p $R/lib/modules/$kver/updates
-	cp "$1"/gpup_vfio_pci.ko "$1"/gpup_sim.ko $R/lib/modules/$kver/updates/
+	cp "$1"/gpup_core.ko "$1"/gpup_vfio_pci.ko "$1"/gpup_sim.ko \
+	   $R/lib/modules/$kver/updates/
 	if [ -f "$here/depmod-$kver/modules.dep" ]; then
 		cp "$here/depmod-$kver"/modules.* $R/lib/modules/$kver/
 		depmod="true"

@@ -24,13 +24,13 @@
 #ifndef GPUP_VFIO_H
 #define GPUP_VFIO_H
 
+#include <linux/gpup_core.h>
 #include <linux/gpup_migration.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/vfio_pci_core.h>
 #include <linux/wait.h>
 
-#include "provider.h"
 #include "stream.h"
 
 /* VRAM pages move in runs of at most this many bytes (one bounce buffer). */

@@ -272,3 +272,4 @@ MODULE_LICENSE("GPL");
 MODULE_AUTHOR("The gpup-vfio authors");
 MODULE_DESCRIPTION("VFIO PCI variant driver for live migration of GPU-P virtual functions");
 MODULE_VERSION(GPUP_VERSION);
+MODULE_IMPORT_NS(GPUP_NS(GPUP_CLIENT));

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Registry of GPU-P migration providers: PF drivers register their ops, VFs
- * find them through pci_physfn().  Unregistering fences calls in flight.
+ * gpup_core: the registry of GPU-P migration providers.  PF drivers
+ * register their ops, the VFIO variant driver of their VFs finds them
+ * through pci_physfn().  Unregistering fences calls in flight.  The module
+ * depends on nothing of VFIO: a PF driver that provides migration pulls in
+ * only this.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -12,7 +15,7 @@
 
 #include <gpup_compat.h>
 
-#include "provider.h"
+#include <linux/gpup_core.h>
 
 /* Protects gpup_providers (membership, not the providers' contents). */
 static DEFINE_MUTEX(gpup_providers_lock);
@@ -162,6 +165,28 @@ void gpup_vf_notify(struct gpup_provider *prov, unsigned int vf,
 EXPORT_SYMBOL_NS_GPL(gpup_vf_notify, GPUP_NS(GPUP));
 
 /**
+ * gpup_pf_notify() - tell the variant driver of an event of every VF
+ * @prov: the handle gpup_register_pf() returned, before it was
+ *	unregistered
+ * @event: what happened, e.g. %GPUP_VF_EVENT_ERROR when the whole PF
+ *	failed or was reset
+ *
+ * gpup_vf_notify() for each VF of the PF whose VFIO device is open; the
+ * same context rules.
+ */
+void gpup_pf_notify(struct gpup_provider *prov, enum gpup_vf_event event)
+{
+	struct gpup_provider_client *c;
+	unsigned long flags;
+
+	spin_lock_irqsave(&prov->clients_lock, flags);
+	list_for_each_entry(c, &prov->clients, node)
+		c->notify(c, event);
+	spin_unlock_irqrestore(&prov->clients_lock, flags);
+}
+EXPORT_SYMBOL_NS_GPL(gpup_pf_notify, GPUP_NS(GPUP));
+
+/**
  * gpup_provider_get() - find the live provider of a VF's PF
  * @vf: a virtual function
  *
@@ -186,6 +211,7 @@ struct gpup_provider *gpup_provider_get(struct pci_dev *vf)
 	mutex_unlock(&gpup_providers_lock);
 	return prov;
 }
+EXPORT_SYMBOL_NS_GPL(gpup_provider_get, GPUP_NS(GPUP_CLIENT));
 
 /**
  * gpup_provider_put() - drop a reference gpup_provider_get() took
@@ -198,6 +224,7 @@ void gpup_provider_put(struct gpup_provider *prov)
 	module_put(prov->owner);
 	kref_put(&prov->ref, gpup_provider_release);
 }
+EXPORT_SYMBOL_NS_GPL(gpup_provider_put, GPUP_NS(GPUP_CLIENT));
 
 /**
  * gpup_provider_attach() - an open VF device starts using @prov
@@ -211,6 +238,7 @@ void gpup_provider_attach(struct gpup_provider *prov,
 	list_add_tail(&client->node, &prov->clients);
 	spin_unlock_irq(&prov->clients_lock);
 }
+EXPORT_SYMBOL_NS_GPL(gpup_provider_attach, GPUP_NS(GPUP_CLIENT));
 
 /**
  * gpup_provider_detach() - undo gpup_provider_attach()
@@ -224,6 +252,7 @@ void gpup_provider_detach(struct gpup_provider *prov,
 	list_del(&client->node);
 	spin_unlock_irq(&prov->clients_lock);
 }
+EXPORT_SYMBOL_NS_GPL(gpup_provider_detach, GPUP_NS(GPUP_CLIENT));
 
 /**
  * gpup_provider_enter() - begin a call into the provider
@@ -243,6 +272,7 @@ int gpup_provider_enter(struct gpup_provider *prov)
 	}
 	return 0;
 }
+EXPORT_SYMBOL_NS_GPL(gpup_provider_enter, GPUP_NS(GPUP_CLIENT));
 
 /**
  * gpup_provider_exit() - end a call gpup_provider_enter() began
@@ -252,3 +282,9 @@ void gpup_provider_exit(struct gpup_provider *prov)
 {
 	up_read(&prov->fence);
 }
+EXPORT_SYMBOL_NS_GPL(gpup_provider_exit, GPUP_NS(GPUP_CLIENT));
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("The gpup-vfio authors");
+MODULE_DESCRIPTION("Registry of GPU-P live migration providers");
+MODULE_VERSION(GPUP_VERSION);

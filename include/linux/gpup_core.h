@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Registry of GPU-P migration providers, internal to gpup_vfio_pci.
+ * gpup_core.h - the consumer side of the GPU-P provider registry
+ *
+ * gpup_core.ko keeps the registry of GPU-P migration providers: PF drivers
+ * register their ops with gpup_register_pf() (include/linux/gpup_migration.h)
+ * and a VFIO variant driver bound to one of their VFs finds them here,
+ * through pci_physfn().  This header is for that variant driver
+ * (gpup_vfio_pci); a PF driver needs only gpup_migration.h.  The symbols
+ * below are exported in the GPUP_CLIENT namespace.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
-#ifndef GPUP_VFIO_PROVIDER_H
-#define GPUP_VFIO_PROVIDER_H
+#ifndef _LINUX_GPUP_CORE_H
+#define _LINUX_GPUP_CORE_H
 
 #include <linux/gpup_migration.h>
 #include <linux/kref.h>
@@ -48,8 +55,9 @@ struct gpup_provider {
  * struct gpup_provider_client - an open VF device attached to a provider
  * @node: entry in &gpup_provider.clients
  * @vf: the VF index
- * @notify: called for gpup_vf_notify() on @vf, under the provider's
- *	clients_lock (a spinlock): it may only wake up waiters
+ * @notify: called for gpup_vf_notify() on @vf and for gpup_pf_notify(),
+ *	under the provider's clients_lock (a spinlock, interrupts off): it
+ *	may only record the event, wake up waiters and queue work
  */
 struct gpup_provider_client {
 	struct list_head node;
@@ -67,4 +75,4 @@ void gpup_provider_attach(struct gpup_provider *prov,
 void gpup_provider_detach(struct gpup_provider *prov,
 			  struct gpup_provider_client *client);
 
-#endif /* GPUP_VFIO_PROVIDER_H */
+#endif /* _LINUX_GPUP_CORE_H */
