@@ -237,6 +237,8 @@ TEST_F(rst, caps_checked_when_provider_attached)
 		 self->vf[B]);
 	EXPECT_EQ(1, gpup_kmsg_count(kmsg, needle));
 	close(kmsg);
+	/* The new provider saw reset_prepare before reset_done. */
+	EXPECT_EQ(0, gpup_sim_violations(self->vf[A]));
 	/* The next test's set-up brings back the default VRAM size. */
 }
 

@@ -30,6 +30,7 @@
  *   dma_logged r: pages in the DMA log
  *   fault     also "dma_log drop" (the log misses the next ring page
  *             write) and "dma_log stop" (the log silently stops)
+ *   flr, event, pf_event: see events.c
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -418,6 +419,7 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 			    &gpup_sim_dma_faults_fops);
 	debugfs_create_file("dma_logged", 0444, d, vf,
 			    &gpup_sim_dma_logged_fops);
+	gpup_sim_events_debugfs(vf, d);
 }
 
 /** gpup_sim_debugfs_init() - create the debugfs root */

@@ -137,6 +137,10 @@ enum gpup_sim_fault_kind {
  * @fault_err: the errno it fails with (%GPUP_SIM_FAULT_ERRNO)
  * @violations: op calls that broke a precondition of the provider
  *	contract (the variant driver's bug, see gpup_sim_violated())
+ * @quiesced: between reset_prepare and reset_done: no step runs
+ * @failed: the "error" event failed the VF: ops fail -EIO until reset_vf
+ * @flr_prepares: reset_prepare calls
+ * @flr_dones: reset_done calls that succeeded
  * @work: free-running steps
  * @dir: debugfs directory
  */
@@ -177,6 +181,10 @@ struct gpup_sim_vf {
 	enum gpup_sim_fault_kind fault_kind;
 	int fault_err;
 	u64 violations;
+	bool quiesced;
+	bool failed;
+	u64 flr_prepares;
+	u64 flr_dones;
 	struct delayed_work work;
 	struct dentry *dir;
 };
@@ -234,6 +242,10 @@ long gpup_sim_dma_log_read_locked(struct gpup_sim_vf *vf, u64 iova,
 				  bool clear);
 void gpup_sim_dma_log_stop_locked(struct gpup_sim_vf *vf);
 unsigned long gpup_sim_dma_logged_count_locked(struct gpup_sim_vf *vf);
+
+/* events.c */
+void gpup_sim_events_ops(struct gpup_migration_ops *ops);
+void gpup_sim_events_debugfs(struct gpup_sim_vf *vf, struct dentry *d);
 
 void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name);
 void gpup_sim_debugfs_init(void);

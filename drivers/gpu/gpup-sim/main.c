@@ -141,6 +141,7 @@ static int gpup_sim_sriov_configure(struct pci_dev *pdev, int nr)
 
 static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
+	struct gpup_migration_ops *ops;
 	struct gpup_sim_pf *pf;
 	int ret;
 
@@ -168,12 +169,14 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			return ret;
 		gpup_sim_name_vfs(pf);
 	}
-	pf->ops = devm_kmemdup(&pdev->dev, &gpup_sim_ops, sizeof(gpup_sim_ops),
-			       GFP_KERNEL);
-	if (!pf->ops) {
+	ops = devm_kmemdup(&pdev->dev, &gpup_sim_ops, sizeof(gpup_sim_ops),
+			   GFP_KERNEL);
+	if (!ops) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
+	gpup_sim_events_ops(ops);
+	pf->ops = ops;
 	pf->prov = gpup_register_pf(pdev, pf->ops);
 	if (IS_ERR(pf->prov)) {
 		ret = PTR_ERR(pf->prov);

@@ -159,6 +159,7 @@ void gpup_sim_reset_locked(struct gpup_sim_vf *vf)
 	vf->paused = false;
 	vf->migrating = false;
 	vf->imm_ok = false;
+	vf->failed = false;
 }
 
 static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
@@ -442,6 +443,12 @@ static struct gpup_sim_vf *gpup_sim_op_begin(struct pci_dev *pdev,
 	}
 	if (gpup_sim_fault_locked(vf, op, GPUP_SIM_FAULT_ERRNO, err)) {
 		gpup_sim_vf_unlock(vf);
+		return NULL;
+	}
+	/* A failed VF (the "error" event) answers only reset_vf. */
+	if (vf->failed && strcmp(op, "reset_vf")) {
+		gpup_sim_vf_unlock(vf);
+		*err = -EIO;
 		return NULL;
 	}
 	*err = 0;
@@ -899,7 +906,7 @@ static void gpup_sim_free_run(struct work_struct *work)
 	bool again;
 
 	mutex_lock(&vf->lock);
-	if (vf->free_run && !vf->paused)
+	if (vf->free_run && !vf->paused && !vf->quiesced)
 		gpup_sim_run_locked(vf, 2);
 	if (vf->free_run)
 		vf->ticks++;

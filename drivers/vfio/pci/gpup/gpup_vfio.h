@@ -35,6 +35,17 @@
 
 /* VRAM pages move in runs of at most this many bytes (one bounce buffer). */
 #define GPUP_RUN_BYTES		(256 * 1024)
+/*
+ * Bits of gpup_vfio_dev.events.  FAILED: the provider reported the VF
+ * reset underneath or failed; every provider call fails with -EIO until a
+ * reset.  RESET_SEEN/ERROR_SEEN: which of the two, for the log line.
+ * CAPS: the provider announced new caps, to be checked again.
+ */
+#define GPUP_VFIO_EV_FAILED	0
+#define GPUP_VFIO_EV_RESET_SEEN	1
+#define GPUP_VFIO_EV_ERROR_SEEN	2
+#define GPUP_VFIO_EV_CAPS	3
+
 /* A provider call from a holder of state_mutex: any file generation. */
 #define GPUP_GEN_ANY		(~0UL)
 
@@ -106,8 +117,16 @@ struct gpup_vfio_stats {
  * @log_lost: a read of the DMA log failed: REPORT fails until a new
  *	START, as the uAPI says the log is then corrupted
  * @log_page_size: the DMA log's page size, the provider's choice
+ * @fail_logged: the failure in @events was logged (once per failure,
+ *	until a reset)
+ * @events: GPUP_VFIO_EV_* bits the provider's events set (atomic bit
+ *	operations: set under the provider's spinlock, read anywhere,
+ *	cleared under @op_lock by open, close and reset)
+ * @event_work: takes the device to ERROR or checks the caps again after
+ *	an event, with @state_mutex (events arrive in atomic context)
  * @waitq: poll() of the data_fds waits here; woken on every state change,
- *	reset and close, and when the provider reports new dirty pages
+ *	reset and close, and when the provider reports new dirty pages or a
+ *	failure
  * @debugfs: the device's debugfs directory
  * @hold_wq: the debugfs "hold" test hook's reader waits here
  * @hold_release: the hook's reader may let go of @state_mutex
@@ -143,7 +162,10 @@ struct gpup_vfio_dev {
 	bool log_running;
 	bool log_lost;
 	u64 log_page_size;
+	bool fail_logged;
 
+	unsigned long events;
+	struct work_struct event_work;
 	wait_queue_head_t waitq;
 	struct dentry *debugfs;
 	wait_queue_head_t hold_wq;
@@ -166,6 +188,7 @@ extern const struct vfio_migration_ops gpup_vfio_mig_ops;
 void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev);
+void gpup_vfio_reset_prepare(struct pci_dev *pdev);
 void gpup_vfio_reset_done(struct pci_dev *pdev);
 int gpup_vfio_reset_result(struct gpup_vfio_dev *gdev, unsigned long seq);
 unsigned long gpup_vfio_reset_seq(struct gpup_vfio_dev *gdev);

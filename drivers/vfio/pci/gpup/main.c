@@ -236,6 +236,7 @@ static const struct pci_device_id gpup_vfio_ids[] = {
 MODULE_DEVICE_TABLE(pci, gpup_vfio_ids);
 
 static const struct pci_error_handlers gpup_vfio_err_handlers = {
+	.reset_prepare = gpup_vfio_reset_prepare,
 	.reset_done = gpup_vfio_reset_done,
 	.error_detected = vfio_pci_core_aer_err_detected,
 };

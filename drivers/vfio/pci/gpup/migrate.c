@@ -24,8 +24,9 @@
  * Return: 0; -ENODEV if the device has no provider, the provider was
  * unregistered or @gen is stale (the caller's file was disabled);
  * -EAGAIN while a reset's software part is pending (the caller's state
- * is about to be dropped); -ESTALE if the provider's caps changed since
- * the driver bound.
+ * is about to be dropped); -EIO once the provider reported the VF reset
+ * underneath or failed, until the device is reset; -ESTALE if the
+ * provider's caps changed since the driver bound.
  */
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen)
 {
@@ -36,6 +37,9 @@ int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen)
 		goto fail;
 	ret = -EAGAIN;
 	if (gdev->reset_pending)
+		goto fail;
+	ret = -EIO;
+	if (test_bit(GPUP_VFIO_EV_FAILED, &gdev->events))
 		goto fail;
 	ret = -ESTALE;
 	if (!gdev->caps_ok)
@@ -112,14 +116,40 @@ bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 	       a->max_mutable_size == b->max_mutable_size;
 }
 
+/*
+ * An event from the provider, under its clients_lock (interrupts off).
+ * A failure is in force at once: the FAILED bit makes every later
+ * provider call fail, so the arc or read() running fails at its next
+ * call, and poll() reports EPOLLERR as soon as it is woken.  The state
+ * change itself needs state_mutex and is left to the work (or to the
+ * next migration call, whichever comes first).
+ */
 static void gpup_vfio_notify(struct gpup_provider_client *client,
 			     enum gpup_vf_event event)
 {
 	struct gpup_vfio_dev *gdev = container_of(client, struct gpup_vfio_dev,
 						  client);
 
-	if (event == GPUP_VF_EVENT_DIRTY)
+	switch (event) {
+	case GPUP_VF_EVENT_DIRTY:
 		wake_up_interruptible_poll(&gdev->waitq, EPOLLIN | EPOLLRDNORM);
+		return;
+	case GPUP_VF_EVENT_RESET:
+		set_bit(GPUP_VFIO_EV_RESET_SEEN, &gdev->events);
+		set_bit(GPUP_VFIO_EV_FAILED, &gdev->events);
+		break;
+	case GPUP_VF_EVENT_ERROR:
+		set_bit(GPUP_VFIO_EV_ERROR_SEEN, &gdev->events);
+		set_bit(GPUP_VFIO_EV_FAILED, &gdev->events);
+		break;
+	case GPUP_VF_EVENT_CAPS_CHANGED:
+		set_bit(GPUP_VFIO_EV_CAPS, &gdev->events);
+		break;
+	default:
+		return;
+	}
+	wake_up_interruptible_all(&gdev->waitq);
+	schedule_work(&gdev->event_work);
 }
 
 /*
@@ -175,6 +205,48 @@ static struct gpup_provider *gpup_vfio_detach_locked(struct gpup_vfio_dev *gdev)
 	gdev->prov = NULL;
 	gdev->caps_ok = false;
 	return prov;
+}
+
+/*
+ * The provider announced new caps (re-provisioning): ask them again.
+ * Returns true if they are no longer those the driver bound with; the
+ * size queries and every arc then fail with -ESTALE.  Caps that match
+ * again (the VF provisioned back) lift that.
+ */
+static bool gpup_vfio_recheck_caps_locked(struct gpup_vfio_dev *gdev)
+{
+	struct gpup_migration_caps caps = { };
+	bool was_ok = gdev->caps_ok;
+	int ret = -ENODEV;
+
+	lockdep_assert_held(&gdev->op_lock);
+	if (gdev->prov) {
+		ret = gpup_provider_enter(gdev->prov);
+		if (!ret) {
+			ret = GPUP_OPS(gdev)->query_caps(GPUP_PF(gdev),
+							 gdev->vf_id, &caps);
+			gpup_provider_exit(gdev->prov);
+			trace_gpup_vfio_op(gdev->vf_id, "query_caps", 1, ret);
+		}
+	}
+	gdev->caps_ok = !ret && gpup_vfio_caps_match(&caps, &gdev->caps);
+	if (was_ok && !gdev->caps_ok)
+		pci_warn(gdev->core.pdev, "gpup: VF re-provisioned (%d: profile %u -> %u, VRAM %llu -> %llu bytes): migration refused\n",
+			 ret, gdev->caps.profile_id, caps.profile_id,
+			 gdev->caps.vram_size, caps.vram_size);
+	else if (!was_ok && gdev->caps_ok)
+		pci_info(gdev->core.pdev, "gpup: VF provisioned back as bound: migration allowed again\n");
+	return !gdev->caps_ok;
+}
+
+/* Forget the provider's events: a reset, open or close starts afresh. */
+static void gpup_vfio_clear_events_locked(struct gpup_vfio_dev *gdev)
+{
+	lockdep_assert_held(&gdev->op_lock);
+	clear_bit(GPUP_VFIO_EV_FAILED, &gdev->events);
+	clear_bit(GPUP_VFIO_EV_RESET_SEEN, &gdev->events);
+	clear_bit(GPUP_VFIO_EV_ERROR_SEEN, &gdev->events);
+	gdev->fail_logged = false;
 }
 
 static int gpup_vfio_pause_locked(struct gpup_vfio_dev *gdev, bool pause)
@@ -304,6 +376,63 @@ static void gpup_vfio_end_locked(struct gpup_vfio_dev *gdev)
 	gpup_vfio_end_migration_locked(gdev);
 }
 
+/**
+ * gpup_vfio_events_locked() - act on the provider's events
+ * @gdev: the VF; the caller holds state_mutex
+ *
+ * A VF the provider reset or lost goes to ERROR, whatever its state: the
+ * state a migration was moving is gone, and the device needs a reset
+ * before it may migrate again.  Caps that changed under a migration in
+ * progress end it the same way; in RUNNING they only refuse the next
+ * arc.  Logs each failure once.
+ */
+static void gpup_vfio_events_locked(struct gpup_vfio_dev *gdev)
+{
+	bool failed, changed = false;
+
+	lockdep_assert_held(&gdev->state_mutex);
+	if (!READ_ONCE(gdev->events))
+		return;
+	mutex_lock(&gdev->op_lock);
+	if (!gdev->opened) {
+		mutex_unlock(&gdev->op_lock);
+		return;
+	}
+	if (test_and_clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events))
+		changed = gpup_vfio_recheck_caps_locked(gdev);
+	failed = test_bit(GPUP_VFIO_EV_FAILED, &gdev->events);
+	if (failed && !gdev->fail_logged) {
+		gdev->fail_logged = true;
+		pci_warn(gdev->core.pdev, "gpup: the provider %s the VF in state %s: device in ERROR until reset\n",
+			 test_bit(GPUP_VFIO_EV_ERROR_SEEN, &gdev->events) ?
+			 "reported a failure of" : "reset",
+			 gpup_vfio_state_name(gdev->mig_state));
+	}
+	mutex_unlock(&gdev->op_lock);
+
+	if (gdev->mig_state == VFIO_DEVICE_STATE_ERROR)
+		return;
+	if (!failed && !(changed && gdev->mig_state != VFIO_DEVICE_STATE_RUNNING))
+		return;
+	gpup_vfio_end_locked(gdev);
+	mutex_lock(&gdev->op_lock);
+	gpup_vfio_log_stop_locked(gdev);
+	mutex_unlock(&gdev->op_lock);
+	gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
+	atomic_set(&gdev->stats.last_error, failed ? -EIO : -ESTALE);
+	wake_up_interruptible_all(&gdev->waitq);
+}
+
+static void gpup_vfio_event_work(struct work_struct *work)
+{
+	struct gpup_vfio_dev *gdev = container_of(work, struct gpup_vfio_dev,
+						  event_work);
+
+	mutex_lock(&gdev->state_mutex);
+	gpup_vfio_events_locked(gdev);
+	gpup_vfio_state_mutex_unlock(gdev);
+}
+
 static int gpup_vfio_finish_target_locked(struct gpup_vfio_dev *gdev)
 {
 	int ret;
@@ -414,6 +543,7 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 	int ret;
 
 	mutex_lock(&gdev->state_mutex);
+	gpup_vfio_events_locked(gdev);
 	if (gdev->mig_state == VFIO_DEVICE_STATE_ERROR) {
 		/* Only a reset leaves ERROR. */
 		res = ERR_PTR(-EINVAL);
@@ -444,6 +574,8 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 				mutex_unlock(&gdev->op_lock);
 				gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
 			}
+			/* An arc failed by an event: the device is in ERROR. */
+			gpup_vfio_events_locked(gdev);
 			break;
 		}
 		gpup_vfio_count_arc(gdev, gdev->mig_state, next);
@@ -469,6 +601,7 @@ static int gpup_vfio_get_device_state(struct vfio_device *vdev,
 	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
 
 	mutex_lock(&gdev->state_mutex);
+	gpup_vfio_events_locked(gdev);
 	*state = gdev->mig_state;
 	gpup_vfio_state_mutex_unlock(gdev);
 	return 0;
@@ -516,8 +649,13 @@ static void gpup_vfio_clear_flags_locked(struct gpup_vfio_dev *gdev)
 	gdev->paused = false;
 }
 
-/* reset_vf, the provider's part of every reset; caller holds op_lock. */
-static int gpup_vfio_reset_vf_locked(struct gpup_vfio_dev *gdev)
+/*
+ * reset_vf, the provider's part of every reset; caller holds op_lock.
+ * After a PCI reset (@flr) the provider's reset_done comes first: it
+ * waits for the PF's own handling of the FLR, which reset_vf then
+ * builds on.
+ */
+static int gpup_vfio_reset_vf_locked(struct gpup_vfio_dev *gdev, bool flr)
 {
 	int ret;
 
@@ -527,11 +665,35 @@ static int gpup_vfio_reset_vf_locked(struct gpup_vfio_dev *gdev)
 	ret = gpup_provider_enter(gdev->prov);
 	if (ret)
 		return ret;
-	ret = GPUP_OPS(gdev)->reset_vf(GPUP_PF(gdev), gdev->vf_id);
+	if (flr && GPUP_OPS(gdev)->reset_done) {
+		ret = GPUP_OPS(gdev)->reset_done(GPUP_PF(gdev), gdev->vf_id);
+		trace_gpup_vfio_op(gdev->vf_id, "reset_done", 0, ret);
+	}
+	if (!ret) {
+		ret = GPUP_OPS(gdev)->reset_vf(GPUP_PF(gdev), gdev->vf_id);
+		trace_gpup_vfio_op(gdev->vf_id, "reset_vf", 0, ret);
+	}
 	gpup_provider_exit(gdev->prov);
-	trace_gpup_vfio_op(gdev->vf_id, "reset_vf", 0, ret);
 	atomic64_inc(&gdev->stats.resets);
 	return ret;
+}
+
+/*
+ * A provider that left (its PF driver went) is replaced by the one
+ * registered now, if any, whose caps are checked again.  Returns the old
+ * provider's reference, for the caller to put after op_lock.
+ */
+static struct gpup_provider *gpup_vfio_refresh_locked(struct gpup_vfio_dev *gdev)
+{
+	struct gpup_provider *old = NULL;
+
+	lockdep_assert_held(&gdev->op_lock);
+	if (gdev->prov && READ_ONCE(gdev->prov->dead))
+		old = gpup_vfio_detach_locked(gdev);
+	if (!gdev->prov)
+		gpup_vfio_attach_locked(gdev,
+					gpup_provider_get(gdev->core.pdev));
+	return old;
 }
 
 /*
@@ -556,14 +718,11 @@ static void gpup_vfio_reset_device(struct gpup_vfio_dev *gdev)
 	if (!gdev->opened)
 		goto out;
 	gdev->reset_pending = true;
+	gpup_vfio_clear_events_locked(gdev);
 	gpup_vfio_log_stop_locked(gdev);
-	if (gdev->prov && READ_ONCE(gdev->prov->dead))
-		old = gpup_vfio_detach_locked(gdev);
-	if (!gdev->prov)
-		gpup_vfio_attach_locked(gdev,
-					gpup_provider_get(gdev->core.pdev));
+	old = gpup_vfio_refresh_locked(gdev);
 	if (gdev->prov)
-		ret = gpup_vfio_reset_vf_locked(gdev);
+		ret = gpup_vfio_reset_vf_locked(gdev, true);
 	else if (gdev->prepared || gdev->tracking || gdev->paused)
 		ret = -ENODEV;
 	if (!ret)
@@ -618,6 +777,39 @@ again:
 	}
 	mutex_unlock(&gdev->state_mutex);
 	spin_unlock(&gdev->reset_lock);
+}
+
+/**
+ * gpup_vfio_reset_prepare() - pci_error_handlers.reset_prepare of the VF
+ * @pdev: the VF, about to be reset (the same resets as reset_done)
+ *
+ * Lets the provider quiesce the VF before the function reset, under
+ * op_lock like every provider call; reset_done follows.  A provider that
+ * left is replaced first, as reset_done would, so that the provider
+ * reset_done reaches is the one that prepared.  Nothing to do without a
+ * provider or while the device is closed.
+ */
+void gpup_vfio_reset_prepare(struct pci_dev *pdev)
+{
+	struct vfio_pci_core_device *core = dev_get_drvdata(&pdev->dev);
+	struct gpup_vfio_dev *gdev = container_of(core, struct gpup_vfio_dev,
+						  core);
+
+	struct gpup_provider *old = NULL;
+
+	if (!gdev->migratable)
+		return;
+	mutex_lock(&gdev->op_lock);
+	if (gdev->opened)
+		old = gpup_vfio_refresh_locked(gdev);
+	if (gdev->opened && gdev->prov && GPUP_OPS(gdev)->reset_prepare &&
+	    !gpup_provider_enter(gdev->prov)) {
+		GPUP_OPS(gdev)->reset_prepare(GPUP_PF(gdev), gdev->vf_id);
+		gpup_provider_exit(gdev->prov);
+		trace_gpup_vfio_op(gdev->vf_id, "reset_prepare", 0, 0);
+	}
+	mutex_unlock(&gdev->op_lock);
+	gpup_provider_put(old);
 }
 
 /**
@@ -694,6 +886,7 @@ void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev)
 	spin_lock_init(&gdev->reset_lock);
 	init_waitqueue_head(&gdev->waitq);
 	init_waitqueue_head(&gdev->hold_wq);
+	INIT_WORK(&gdev->event_work, gpup_vfio_event_work);
 	gdev->mig_state = VFIO_DEVICE_STATE_RUNNING;
 }
 
@@ -713,6 +906,8 @@ void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev)
 	mutex_lock(&gdev->state_mutex);
 	mutex_lock(&gdev->op_lock);
 	gdev->gen++;
+	gpup_vfio_clear_events_locked(gdev);
+	clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events);
 	gpup_vfio_attach_locked(gdev, prov);
 	gpup_vfio_clear_flags_locked(gdev);
 	gdev->reset_pending = false;
@@ -742,17 +937,21 @@ void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev)
 	gpup_vfio_disable_files_locked(gdev);
 	mutex_lock(&gdev->op_lock);
 	gpup_vfio_log_stop_locked(gdev);
-	ret = gdev->prov ? gpup_vfio_reset_vf_locked(gdev) : 0;
+	ret = gdev->prov ? gpup_vfio_reset_vf_locked(gdev, false) : 0;
 	if (ret && ret != -ENODEV)
 		pci_warn(gdev->core.pdev, "gpup: VF not scrubbed on close: %d\n",
 			 ret);
 	gpup_vfio_clear_flags_locked(gdev);
 	prov = gpup_vfio_detach_locked(gdev);
+	gpup_vfio_clear_events_locked(gdev);
+	clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events);
 	gdev->opened = false;
 	gdev->reset_pending = false;
 	mutex_unlock(&gdev->op_lock);
 	gdev->mig_state = VFIO_DEVICE_STATE_RUNNING;
 	wake_up_interruptible_all(&gdev->waitq);
 	gpup_vfio_state_mutex_unlock(gdev);
+	/* Detached: no event queues the work again. */
+	cancel_work_sync(&gdev->event_work);
 	gpup_provider_put(prov);
 }

@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The provider's FLR hooks and events: reset_prepare and reset_done reach
+ * the provider around every function reset, and a failed reset_done
+ * leaves the device in ERROR; a VF the PF resets or loses underneath
+ * (gpup_vf_notify() / gpup_pf_notify() RESET or ERROR), or re-provisions
+ * (CAPS_CHANGED), is taken to ERROR, or refuses to migrate, in every
+ * migration state: poll() on its data_fd reports EPOLLERR, read() and
+ * write() fail, one kernel log line, and a VFIO_DEVICE_RESET recovers.
+ * gpup_sim's debugfs "event" and "pf_event" files inject the events.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
+
+#define NVF	2
+
+enum { A, B };
+
+struct env {
+	char pf[GPUP_BDF_LEN];
+	char vf[NVF][GPUP_BDF_LEN];
+	struct gpup_vfio v[NVF];
+	char poweron[NVF][GPUP_DIGEST_LEN];
+	unsigned int profile;
+};
+
+static void env_setup(struct __test_metadata *_metadata, struct env *e)
+{
+	char buf[512], *p;
+	int i;
+
+	for (i = 0; i < NVF; i++)
+		gpup_vfio_init(&e->v[i]);
+	ASSERT_EQ(0, gpup_setup_pf(e->pf, NVF));
+	for (i = 0; i < NVF; i++) {
+		ASSERT_EQ(0, gpup_vf_bdf(e->pf, i, e->vf[i]));
+		ASSERT_EQ(0, gpup_sim_digest(e->vf[i], e->poweron[i]));
+		ASSERT_EQ(0, gpup_bind_override(e->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(e->vf[i], &e->v[i]));
+	}
+	snprintf(buf, sizeof(buf), "/sys/kernel/debug/gpup_sim/%s/profile",
+		 e->vf[A]);
+	ASSERT_LT(0, gpup_read_file(buf, buf, sizeof(buf)));
+	p = strstr(buf, "profile_id=");
+	ASSERT_NE(NULL, p);
+	e->profile = strtoul(p + strlen("profile_id="), NULL, 0);
+}
+
+static void env_teardown(struct env *e)
+{
+	int i;
+
+	for (i = 0; i < NVF; i++)
+		gpup_vfio_close(&e->v[i]);
+	gpup_bind_override(e->pf, "gpup_sim");
+	for (i = 0; i < NVF; i++)
+		gpup_unbind(e->vf[i]);
+	gpup_set_numvfs(e->pf, 0);
+}
+
+FIXTURE(flr) {
+	struct env e;
+};
+
+FIXTURE_SETUP(flr)
+{
+	env_setup(_metadata, &self->e);
+}
+
+FIXTURE_TEARDOWN(flr)
+{
+	env_teardown(&self->e);
+}
+
+FIXTURE(ev) {
+	struct env e;
+};
+
+FIXTURE_SETUP(ev)
+{
+	env_setup(_metadata, &self->e);
+}
+
+FIXTURE_TEARDOWN(ev)
+{
+	env_teardown(&self->e);
+}
+
+static int state_of(int device)
+{
+	int s = -1;
+
+	return gpup_mig_get(device, &s) ? -1 : s;
+}
+
+/* reset_prepare and reset_done calls gpup_sim counted for @vf. */
+static int flr_counts(const char *vf, long *prep, long *done)
+{
+	char path[256], buf[64];
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_sim/%s/flr", vf);
+	if (gpup_read_file(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	return sscanf(buf, "prepare %ld done %ld", prep, done) == 2 ? 0 : -1;
+}
+
+/* Kernel log lines of @vf's failure line (the log is the guest's own). */
+static long log_lines(const char *vf)
+{
+	char cmd[256];
+	long n = -1;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+		 "dmesg | grep -c '%s: gpup: the provider'", vf);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &n) != 1)
+		n = -1;
+	pclose(f);
+	return n;
+}
+
+/* Every VFIO_DEVICE_RESET passes through the provider's two hooks. */
+TEST_F(flr, hooks_reach_provider)
+{
+	struct env *e = &self->e;
+	long p0, d0, p1, d1;
+
+	ASSERT_EQ(0, flr_counts(e->vf[A], &p0, &d0));
+	/* The open's reset went through them already. */
+	EXPECT_LE(1, p0);
+	EXPECT_EQ(p0, d0);
+	ASSERT_EQ(0, gpup_sim_run(e->vf[A], 10));
+	ASSERT_EQ(0, gpup_device_reset(e->v[A].device));
+	ASSERT_EQ(0, flr_counts(e->vf[A], &p1, &d1));
+	EXPECT_EQ(p0 + 1, p1);
+	EXPECT_EQ(d0 + 1, d1);
+	EXPECT_EQ(0, gpup_sim_steps(e->vf[A]));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(e->v[A].device));
+	EXPECT_EQ(0, gpup_sim_violations(e->vf[A]));
+}
+
+/* A PF that cannot finish its FLR handling leaves the device in ERROR. */
+TEST_F(flr, reset_done_failure_is_error)
+{
+	struct env *e = &self->e;
+	char d[GPUP_DIGEST_LEN];
+	int dev = e->v[A].device;
+
+	ASSERT_EQ(0, gpup_sim_run(e->vf[A], 10));
+	ASSERT_EQ(0, gpup_sim_write(e->vf[A], "fault", "reset_done -5"));
+	EXPECT_EQ(-EIO, gpup_device_reset(dev));
+	EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
+	EXPECT_EQ(-EINVAL, gpup_mig_set(dev, VFIO_DEVICE_STATE_STOP, NULL));
+	/* The next reset, with the fault spent, recovers. */
+	EXPECT_EQ(0, gpup_device_reset(dev));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
+	ASSERT_EQ(0, gpup_sim_digest(e->vf[A], d));
+	EXPECT_STREQ(e->poweron[A], d);
+	EXPECT_EQ(0, gpup_mig_set(dev, VFIO_DEVICE_STATE_STOP, NULL));
+	EXPECT_EQ(0, gpup_sim_violations(e->vf[A]));
+}
+
+enum ev_kind { EV_RESET, EV_ERROR, EV_PF_ERROR, EV_CAPS };
+
+FIXTURE_VARIANT(ev) {
+	int state;		/* the state the event hits */
+	enum ev_kind kind;
+};
+
+#define EV_VARIANT(_st, _kind, _name)					\
+FIXTURE_VARIANT_ADD(ev, _name) {					\
+	.state = VFIO_DEVICE_STATE_##_st, .kind = _kind,		\
+}
+
+#define EV_VARIANTS(_st, _n)						\
+	EV_VARIANT(_st, EV_RESET, _n##_reset);				\
+	EV_VARIANT(_st, EV_ERROR, _n##_error);				\
+	EV_VARIANT(_st, EV_PF_ERROR, _n##_pf_error);			\
+	EV_VARIANT(_st, EV_CAPS, _n##_caps)
+
+EV_VARIANTS(RUNNING, running);
+EV_VARIANTS(RUNNING_P2P, running_p2p);
+EV_VARIANTS(STOP, stop);
+EV_VARIANTS(PRE_COPY, pre_copy);
+EV_VARIANTS(PRE_COPY_P2P, pre_copy_p2p);
+EV_VARIANTS(STOP_COPY, stop_copy);
+EV_VARIANTS(RESUMING, resuming);
+
+/*
+ * The event of the variant, in the variant's state.  The device under
+ * test is VF A, or VF B as the target for RESUMING; the other VF is the
+ * bystander, which only a PF-wide event may touch.
+ */
+TEST_F(ev, in_state)
+{
+	struct env *e = &self->e;
+	int st = variant->state, t = st == VFIO_DEVICE_STATE_RESUMING ? B : A;
+	int o = t == A ? B : A, dev = e->v[t].device, fd = -1;
+	bool caps = variant->kind == EV_CAPS;
+	char buf[4096], val[32], d[GPUP_DIGEST_LEN];
+	struct pollfd pfd;
+	long logs;
+
+	ASSERT_EQ(0, gpup_sim_run(e->vf[t], 10));
+	ASSERT_EQ(0, gpup_mig_set(dev, st, &fd));
+	if (st == VFIO_DEVICE_STATE_PRE_COPY ||
+	    st == VFIO_DEVICE_STATE_PRE_COPY_P2P ||
+	    st == VFIO_DEVICE_STATE_STOP_COPY) {
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(sizeof(buf), read(fd, buf, sizeof(buf)));
+	}
+	logs = log_lines(e->vf[t]);
+	ASSERT_LE(0, logs);
+
+	switch (variant->kind) {
+	case EV_RESET:
+		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "event", "reset"));
+		break;
+	case EV_ERROR:
+		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "event", "error"));
+		break;
+	case EV_PF_ERROR:
+		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "pf_event", "error"));
+		break;
+	case EV_CAPS:
+		snprintf(val, sizeof(val), "caps %u", e->profile == 1 ? 2 : 1);
+		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "event", val));
+		break;
+	}
+
+	/*
+	 * A failure is in force at once: the data_fd's poll wakes with
+	 * EPOLLERR and I/O fails before anyone looked at the state.  New
+	 * caps are checked with the state mutex: the state query first.
+	 */
+	if (caps && st != VFIO_DEVICE_STATE_RUNNING) {
+		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
+	}
+	if (fd >= 0) {
+		pfd.fd = fd;
+		pfd.events = st == VFIO_DEVICE_STATE_RESUMING ? POLLOUT : POLLIN;
+		ASSERT_EQ(1, poll(&pfd, 1, 10000));
+		EXPECT_TRUE(pfd.revents & POLLERR);
+		if (st == VFIO_DEVICE_STATE_RESUMING) {
+			EXPECT_EQ(-1, write(fd, buf, sizeof(buf)));
+		} else {
+			EXPECT_EQ(-1, read(fd, buf, sizeof(buf)));
+		}
+	}
+
+	if (caps && st == VFIO_DEVICE_STATE_RUNNING) {
+		/* Not migrating: it stays, but refuses to start one. */
+		EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
+		EXPECT_EQ(-ESTALE, gpup_mig_set(dev, VFIO_DEVICE_STATE_STOP,
+						NULL));
+	} else {
+		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
+		EXPECT_EQ(-EINVAL, gpup_mig_set(dev, VFIO_DEVICE_STATE_RUNNING,
+						NULL));
+		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
+	}
+	if (fd >= 0)
+		close(fd);
+	/* One line per failure, however often it was met. */
+	EXPECT_EQ(logs + (caps ? 0 : 1), log_lines(e->vf[t]));
+
+	/* The bystander is in ERROR only after a PF-wide failure. */
+	if (variant->kind == EV_PF_ERROR) {
+		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(e->v[o].device));
+		EXPECT_EQ(0, gpup_device_reset(e->v[o].device));
+	}
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(e->v[o].device));
+
+	/* Re-provisioned back, a reset brings the device to RUNNING. */
+	if (caps) {
+		snprintf(val, sizeof(val), "caps %u", e->profile);
+		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "event", val));
+	}
+	EXPECT_EQ(0, gpup_device_reset(dev));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
+	ASSERT_EQ(0, gpup_sim_digest(e->vf[t], d));
+	EXPECT_STREQ(e->poweron[t], d);
+	/* and it migrates again */
+	EXPECT_EQ(0, gpup_mig_set(dev, VFIO_DEVICE_STATE_STOP_COPY, &fd));
+	EXPECT_EQ(sizeof(buf), read(fd, buf, sizeof(buf)));
+	close(fd);
+	EXPECT_EQ(0, gpup_mig_set(dev, VFIO_DEVICE_STATE_RUNNING, NULL));
+	EXPECT_EQ(0, gpup_sim_violations(e->vf[t]));
+	EXPECT_EQ(0, gpup_sim_violations(e->vf[o]));
+}
+
+TEST_HARNESS_MAIN
