@@ -193,10 +193,10 @@ void gpup_vfio_reset_done(struct pci_dev *pdev);
 int gpup_vfio_reset_result(struct gpup_vfio_dev *gdev, unsigned long seq);
 unsigned long gpup_vfio_reset_seq(struct gpup_vfio_dev *gdev);
 void gpup_vfio_state_mutex_unlock(struct gpup_vfio_dev *gdev);
+
+/* ops.c: provider calls for one VF, serialised, fenced, checked against @gen */
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b);
-
-/* Provider calls for one VF: serialised, fenced, checked against @gen. */
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);
 void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev);
 int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,

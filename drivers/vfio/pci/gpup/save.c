@@ -507,6 +507,13 @@ int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
 	return ret;
 }
 
+/*
+ * VFIO_MIG_GET_PRECOPY_INFO, valid in PRE_COPY and PRE_COPY_P2P only: the
+ * file tells from its own state, without the state machine.  A pre-copy
+ * file (@sf->tracking) is the device's save file in those two states
+ * exactly: the arc to STOP_COPY sets @sf->stop_copy, and every arc away
+ * disables the file (its generation is no longer the device's).
+ */
 static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 			    unsigned long arg)
 {
@@ -516,22 +523,23 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 					  dirty_bytes);
 	struct vfio_precopy_info info;
 	u64 initial, dirty;
+	bool cur;
 	int ret;
 
 	ret = gpup_check_precopy_ioctl(&gdev->core.vdev, cmd, arg, &info);
 	if (ret)
 		return ret;
 
-	mutex_lock(&gdev->state_mutex);
-	if (gdev->saving != sf ||
-	    (gdev->mig_state != VFIO_DEVICE_STATE_PRE_COPY &&
-	     gdev->mig_state != VFIO_DEVICE_STATE_PRE_COPY_P2P)) {
+	mutex_lock(&sf->mf.lock);
+	mutex_lock(&gdev->op_lock);
+	cur = sf->mf.gen == gdev->gen;
+	mutex_unlock(&gdev->op_lock);
+	if (!cur || !sf->tracking || sf->stop_copy)
 		ret = -EINVAL;
-		goto out;
-	}
-	ret = gpup_save_file_pending(sf, &initial, &dirty, true);
-out:
-	gpup_vfio_state_mutex_unlock(gdev);
+	else
+		ret = sf->mf.error ? sf->mf.error :
+		      gpup_save_pending_locked(sf, &initial, &dirty, true);
+	mutex_unlock(&sf->mf.lock);
 	if (ret)
 		return ret;
 	info.initial_bytes = initial;

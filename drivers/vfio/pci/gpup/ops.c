@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The gate of every provider call of gpup_vfio_pci: one call at a time
+ * per VF (op_lock), inside the provider's fence, and only for the
+ * current generation of migration files, with no reset half done, no
+ * failure reported and the caps the driver bound with.  The state machine
+ * (migrate.c), the data_fds (save.c, resume.c) and DMA logging (dirty.c)
+ * call the provider through here; this file calls none of them.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <linux/pci.h>
+
+#include "gpup_vfio.h"
+#include "trace.h"
+
+/**
+ * gpup_vfio_op_enter() - begin a provider call for a VF
+ * @gdev: the VF
+ * @gen: the file generation the caller belongs to, or %GPUP_GEN_ANY for
+ *	a caller that holds @gdev->state_mutex
+ *
+ * Takes @gdev->op_lock and enters the provider's fence.
+ *
+ * Return: 0; -ENODEV if the device has no provider, the provider was
+ * unregistered or @gen is stale (the caller's file was disabled);
+ * -EAGAIN while a reset's software part is pending (the caller's state
+ * is about to be dropped); -EIO once the provider reported the VF reset
+ * underneath or failed, until the device is reset; -ESTALE if the
+ * provider's caps changed since the driver bound.
+ */
+int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen)
+{
+	int ret = -ENODEV;
+
+	mutex_lock(&gdev->op_lock);
+	if ((gen != GPUP_GEN_ANY && gen != gdev->gen) || !gdev->prov)
+		goto fail;
+	ret = -EAGAIN;
+	if (gdev->reset_pending)
+		goto fail;
+	ret = -EIO;
+	if (test_bit(GPUP_VFIO_EV_FAILED, &gdev->events))
+		goto fail;
+	ret = -ESTALE;
+	if (!gdev->caps_ok)
+		goto fail;
+	ret = gpup_provider_enter(gdev->prov);
+	if (ret)
+		goto fail;
+	return 0;
+fail:
+	mutex_unlock(&gdev->op_lock);
+	return ret;
+}
+
+/**
+ * gpup_vfio_op_exit() - end a provider call gpup_vfio_op_enter() began
+ * @gdev: the VF
+ */
+void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev)
+{
+	gpup_provider_exit(gdev->prov);
+	mutex_unlock(&gdev->op_lock);
+}
+
+/**
+ * gpup_vfio_save_size() - bytes of the immutable and mutable data now
+ * @gdev: the VF
+ * @gen: as for gpup_vfio_op_enter()
+ * @imm: the immutable size
+ * @mut: the mutable size
+ *
+ * Asks the provider's query_save_size, valid in every state; a provider
+ * without it stands for its caps' maxima.
+ *
+ * Return: 0 or -errno.
+ */
+int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
+			size_t *imm, size_t *mut)
+{
+	int ret;
+
+	ret = gpup_vfio_op_enter(gdev, gen);
+	if (ret)
+		return ret;
+	if (GPUP_OPS(gdev)->query_save_size) {
+		ret = GPUP_OPS(gdev)->query_save_size(GPUP_PF(gdev),
+						      gdev->vf_id, imm, mut);
+		trace_gpup_vfio_op(gdev->vf_id, "query_save_size", 0, ret);
+	} else {
+		*imm = gdev->caps.max_immutable_size;
+		*mut = gdev->caps.max_mutable_size;
+	}
+	gpup_vfio_op_exit(gdev);
+	if (!ret && (*imm > gdev->caps.max_immutable_size ||
+		     *mut > gdev->caps.max_mutable_size))
+		ret = -EIO;
+	return ret;
+}
+
+/**
+ * gpup_vfio_caps_match() - whether two caps describe the same migration
+ * @a: caps
+ * @b: caps
+ *
+ * Return: true if every field a stream or the migration flags depend on
+ * is equal.
+ */
+bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
+			  const struct gpup_migration_caps *b)
+{
+	return a->flags == b->flags && a->provider_id == b->provider_id &&
+	       a->profile_id == b->profile_id &&
+	       a->page_size == b->page_size && a->vram_size == b->vram_size &&
+	       a->max_immutable_size == b->max_immutable_size &&
+	       a->max_mutable_size == b->max_mutable_size;
+}
