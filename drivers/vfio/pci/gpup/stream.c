@@ -18,7 +18,7 @@
 #include <linux/string.h>
 #include <asm/byteorder.h>
 #else
-#include "stream_user.h"
+#include <gpup/stream_user.h>	/* tools/include: userspace builds */
 #endif
 
 #include "stream.h"

@@ -70,7 +70,7 @@
 #include <linux/compiler_attributes.h>
 #include <linux/types.h>
 #else
-#include "stream_user.h"
+#include <gpup/stream_user.h>	/* tools/include: userspace builds */
 #endif
 
 /* "GPUP" in the first four bytes of the stream. */
