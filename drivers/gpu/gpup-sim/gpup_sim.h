@@ -137,6 +137,19 @@ enum gpup_sim_fault_kind {
  * @fault_err: the errno it fails with (%GPUP_SIM_FAULT_ERRNO)
  * @violations: op calls that broke a precondition of the provider
  *	contract (the variant driver's bug, see gpup_sim_violated())
+ * @xfer_queue: vram_xfer transfers accepted and not yet started by the
+ *	worker (struct gpup_sim_xfer, oldest first)
+ * @xfer_delay_us: the worker sleeps this long before each transfer
+ *	(debugfs "xfer_delay"), so that tests find transfers in flight
+ * @xfer_submitted: vram_xfer calls accepted
+ * @xfer_async: transfers completed through their done() callback
+ * @xfer_errors: transfers completed with an error (an injected fault)
+ * @xfer_inflight: transfers accepted and not completed
+ * @xfer_max_inflight: the most @xfer_inflight has been since the
+ *	counters were cleared
+ * @xfer_work: the worker that runs @xfer_queue, on gpup_sim_xfer_wq;
+ *	flushed by reset_vf, before the PF unregisters and when the VF
+ *	state goes
  * @work: free-running steps
  * @dir: debugfs directory
  */
@@ -177,6 +190,14 @@ struct gpup_sim_vf {
 	enum gpup_sim_fault_kind fault_kind;
 	int fault_err;
 	u64 violations;
+	struct list_head xfer_queue;
+	unsigned int xfer_delay_us;
+	u64 xfer_submitted;
+	u64 xfer_async;
+	u64 xfer_errors;
+	unsigned int xfer_inflight;
+	unsigned int xfer_max_inflight;
+	struct work_struct xfer_work;
 	struct delayed_work work;
 	struct dentry *dir;
 };
@@ -221,6 +242,9 @@ bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op,
 			   enum gpup_sim_fault_kind kind, int *err);
 int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause);
 int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start);
+void gpup_sim_xfer_flush(struct gpup_sim_vf *vf);
+int gpup_sim_xfer_init(void);
+void gpup_sim_xfer_exit(void);
 
 /* dma.c */
 void gpup_sim_dma_clear_locked(struct gpup_sim_vf *vf);
