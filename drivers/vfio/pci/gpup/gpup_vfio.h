@@ -17,7 +17,10 @@
  * is held: data moves between the provider and a file's buffers under
  * them, and between those buffers and userspace under io_lock alone.  A
  * reader parked on a user page fault therefore blocks no arc and no
- * reset.
+ * reset.  A bulk transfer (vram_xfer) is submitted under a file's lock
+ * and op_lock, and waited for under the file's lock alone (never
+ * op_lock): its done() takes no lock, and the provider completes it
+ * before reset_vf returns, so a wait never blocks a reset.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -33,7 +36,7 @@
 #include "provider.h"
 #include "stream.h"
 
-/* VRAM pages move in runs of at most this many bytes (one bounce buffer). */
+/* VRAM pages move in runs of at most this many bytes (one slot buffer). */
 #define GPUP_RUN_BYTES		(256 * 1024)
 /* A provider call from a holder of state_mutex: any file generation. */
 #define GPUP_GEN_ANY		(~0UL)
@@ -161,8 +164,12 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 #define GPUP_OPS(gdev)	((gdev)->prov->ops)
 #define GPUP_PF(gdev)	((gdev)->prov->pf)
 
+/* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
+extern bool gpup_vfio_bulk_xfer;
+
 /* migrate.c */
 extern const struct vfio_migration_ops gpup_vfio_mig_ops;
+bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev);
 void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev);
@@ -218,6 +225,7 @@ u64 gpup_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
 int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
 			   u64 *dirty, bool precopy);
 struct file *gpup_save_file_filp(struct gpup_save_file *sf);
+void gpup_save_file_drain(struct gpup_save_file *sf);
 
 /* resume.c */
 struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);

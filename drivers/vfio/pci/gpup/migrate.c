@@ -95,6 +95,26 @@ int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
 }
 
 /**
+ * gpup_vfio_use_bulk() - whether a new data_fd moves VRAM by vram_xfer
+ * @gdev: the VF
+ *
+ * Context: the caller holds @gdev->state_mutex.
+ * Return: true if the bulk_xfer parameter is set and the provider has
+ * the vram_xfer op.
+ */
+bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev)
+{
+	bool bulk;
+
+	if (!READ_ONCE(gpup_vfio_bulk_xfer) ||
+	    gpup_vfio_op_enter(gdev, GPUP_GEN_ANY))
+		return false;
+	bulk = !!GPUP_OPS(gdev)->vram_xfer;
+	gpup_vfio_op_exit(gdev);
+	return bulk;
+}
+
+/**
  * gpup_vfio_caps_match() - whether two caps describe the same migration
  * @a: caps
  * @b: caps
@@ -193,7 +213,11 @@ static int gpup_vfio_pause_locked(struct gpup_vfio_dev *gdev, bool pause)
 	return ret;
 }
 
-/* Disable the migration files: they never call the provider again. */
+/*
+ * Disable the migration files: they never call the provider again, and
+ * no transfer of theirs runs once this returns (the VF may run, end its
+ * migration or be reset next).
+ */
 static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 {
 	struct gpup_save_file *saving = gdev->saving;
@@ -206,8 +230,10 @@ static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 
 	gdev->saving = NULL;
 	gdev->resuming = NULL;
-	if (saving)
+	if (saving) {
+		gpup_save_file_drain(saving);
 		fput(gpup_save_file_filp(saving));
+	}
 	if (resuming)
 		fput(gpup_resume_file_filp(resuming));
 }

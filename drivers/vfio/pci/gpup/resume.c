@@ -7,8 +7,12 @@
  * parser.  VRAM payload is gathered into whole pages before it reaches
  * the provider's vram_write: a page-aligned range of at most one run, or
  * the rest of a record at its end, whatever the write() and record
- * boundaries.  The IMMUTABLE record reaches restore_immutable as soon as
- * it is complete; the MUTABLE record is kept for RESUMING -> STOP.
+ * boundaries.  In bulk (the provider has vram_xfer and bulk_xfer=Y) the
+ * gathered pages go out as one vram_xfer transfer instead, which the
+ * write() waits for before it gathers into them again: no transfer of a
+ * resume file outlives the write() that made it.  The IMMUTABLE record
+ * reaches restore_immutable as soon as it is complete; the MUTABLE record
+ * is kept for RESUMING -> STOP.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -19,6 +23,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
+#include <linux/vmalloc.h>
 
 #include "gpup_vfio.h"
 #include "trace.h"
@@ -36,7 +41,14 @@
  * @parser: the stream parser
  * @npages: VRAM pages of the VF
  * @gather: VRAM payload gathered into whole pages for vram_write
+ *	(vmalloc'ed: its pages are @pages)
  * @gather_cap: bytes of @gather, a whole number of pages
+ * @bulk: the gathered pages go out by vram_xfer
+ * @pages: the pages of @gather (bulk only)
+ * @seg: the range of @xfer
+ * @xfer: the transfer of @gather (bulk only)
+ * @xfer_done: completed by @xfer's done()
+ * @xfer_status: @xfer's result
  * @gather_off: VRAM byte offset of @gather's first byte
  * @gather_len: bytes in @gather
  * @imm: IMMUTABLE payload being received
@@ -54,6 +66,12 @@ struct gpup_resume_file {
 	u64 npages;
 	u8 *gather;
 	size_t gather_cap;
+	bool bulk;
+	struct page **pages;
+	struct gpup_vram_seg seg;
+	struct gpup_vram_xfer xfer;
+	struct completion xfer_done;
+	int xfer_status;
 	u64 gather_off;
 	size_t gather_len;
 	u8 *imm;
@@ -110,7 +128,46 @@ static int gpup_resume_record(struct gpup_resume_file *rf,
 	return 0;
 }
 
-/* Hand the gathered pages to vram_write: a page-aligned range. */
+static void gpup_resume_xfer_done(struct gpup_vram_xfer *xfer, int status)
+{
+	struct gpup_resume_file *rf = xfer->priv;
+
+	rf->xfer_status = status > 0 ? -EIO : status;
+	complete(&rf->xfer_done);
+}
+
+/*
+ * The gathered pages as one vram_xfer, waited for after op_exit (under
+ * the file's lock only): the provider completes it before any reset_vf
+ * returns, and @gather must not change under it.
+ */
+static int gpup_resume_xfer(struct gpup_resume_file *rf)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	int ret;
+
+	rf->seg.offset = rf->gather_off;
+	rf->seg.len = rf->gather_len;
+	rf->xfer.npages = DIV_ROUND_UP(rf->gather_len, PAGE_SIZE);
+	rf->xfer_status = 0;
+	reinit_completion(&rf->xfer_done);
+	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+	if (ret)
+		return ret;
+	ret = -EOPNOTSUPP;
+	if (GPUP_OPS(gdev)->vram_xfer)
+		ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id,
+						&rf->xfer);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", rf->gather_off, ret);
+	if (ret == -EINPROGRESS) {
+		wait_for_completion(&rf->xfer_done);
+		ret = rf->xfer_status;
+	}
+	return ret;
+}
+
+/* Hand the gathered pages to the provider: a page-aligned range. */
 static int gpup_resume_flush(struct gpup_resume_file *rf)
 {
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
@@ -122,6 +179,12 @@ static int gpup_resume_flush(struct gpup_resume_file *rf)
 
 	if (!rf->gather_len)
 		return 0;
+	if (rf->bulk) {
+		ret = gpup_resume_xfer(rf);
+		if (ret)
+			return ret;
+		goto done;
+	}
 	kv.iov_base = rf->gather;
 	kv.iov_len = rf->gather_len;
 	iov_iter_kvec(&it, ITER_SOURCE, &kv, 1, rf->gather_len);
@@ -136,6 +199,7 @@ static int gpup_resume_flush(struct gpup_resume_file *rf)
 		return put;
 	if (put != rf->gather_len)
 		return -EIO;
+done:
 	/* The parser kept the run inside the VRAM size. */
 	bitmap_set(rf->seen, div_u64(rf->gather_off, ps),
 		   rf->gather_len / ps);
@@ -349,10 +413,33 @@ static int gpup_resume_release(struct inode *inode, struct file *filp)
 	kvfree(rf->imm);
 	kvfree(rf->mut);
 	gpup_bitmap_free(rf->seen);
-	kvfree(rf->gather);
+	kvfree(rf->pages);
+	vfree(rf->gather);
 	kvfree(rf->stage);
 	gpup_mig_file_fini(&rf->mf);
 	kfree(rf);
+	return 0;
+}
+
+/* The pages of @rf->gather and the transfer that carries them. */
+static int gpup_resume_bulk_init(struct gpup_resume_file *rf)
+{
+	unsigned int npages = DIV_ROUND_UP(rf->gather_cap, PAGE_SIZE), i;
+
+	init_completion(&rf->xfer_done);
+	if (!rf->bulk)
+		return 0;
+	rf->pages = kvcalloc(npages, sizeof(*rf->pages), GFP_KERNEL_ACCOUNT);
+	if (!rf->pages)
+		return -ENOMEM;
+	for (i = 0; i < npages; i++)
+		rf->pages[i] = vmalloc_to_page(rf->gather + i * PAGE_SIZE);
+	rf->xfer.dir = GPUP_XFER_RESTORE;
+	rf->xfer.segs = &rf->seg;
+	rf->xfer.nsegs = 1;
+	rf->xfer.pages = rf->pages;
+	rf->xfer.done = gpup_resume_xfer_done;
+	rf->xfer.priv = rf;
 	return 0;
 }
 
@@ -389,10 +476,14 @@ struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
 	rf->npages = div_u64(caps->vram_size, caps->page_size);
 	run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	rf->gather_cap = (size_t)run_pages * caps->page_size;
-	rf->gather = kvmalloc(rf->gather_cap, GFP_KERNEL_ACCOUNT);
+	rf->gather = __vmalloc(rf->gather_cap, GFP_KERNEL_ACCOUNT);
 	rf->stage = kvmalloc(GPUP_STAGE_BYTES, GFP_KERNEL_ACCOUNT);
 	rf->seen = gpup_bitmap_alloc(rf->npages);
 	if (!rf->gather || !rf->stage || !rf->seen)
+		goto err_free;
+	rf->bulk = gpup_vfio_use_bulk(gdev);
+	ret = gpup_resume_bulk_init(rf);
+	if (ret)
 		goto err_free;
 	/* Geometry is checked against the caps in gpup_resume_header(). */
 	gpup_parser_init(&rf->parser, &lim);
@@ -405,7 +496,8 @@ struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
 err_free:
 	gpup_bitmap_free(rf->seen);
 	kvfree(rf->stage);
-	kvfree(rf->gather);
+	kvfree(rf->pages);
+	vfree(rf->gather);
 	kfree(rf);
 	return ERR_PTR(ret);
 }
