@@ -159,11 +159,13 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 		ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id,
 						&rf->xfer);
 	gpup_vfio_op_exit(gdev);
-	trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", rf->gather_off, ret);
 	if (ret == -EINPROGRESS) {
 		wait_for_completion(&rf->xfer_done);
 		ret = rf->xfer_status;
 	}
+	/* As vram_write: the bytes moved, or the error. */
+	trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", rf->gather_off,
+			   ret ? ret : rf->gather_len);
 	return ret;
 }
 

@@ -304,8 +304,10 @@ static int gpup_save_submit(struct gpup_save_file *sf, u64 first, u32 n)
 			ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev),
 							gdev->vf_id,
 							&slot->xfer);
-		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", slot->seg.offset,
-				   ret);
+		/* Traced with its bytes when handed out, here if refused. */
+		if (ret && ret != -EINPROGRESS)
+			trace_gpup_vfio_op(gdev->vf_id, "vram_xfer",
+					   slot->seg.offset, ret);
 		if (ret == -EINPROGRESS) {
 			slot->state = GPUP_SLOT_INFLIGHT;
 			ret = 0;
@@ -362,6 +364,10 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	sf->slot_head = (sf->slot_head + 1) % sf->depth;
 	sf->queued--;
 	sf->out_slot = slot;
+	if (sf->bulk)
+		trace_gpup_vfio_op(sf->mf.gdev->vf_id, "vram_xfer",
+				   slot->seg.offset,
+				   slot->status ? slot->status : len);
 	if (slot->status)
 		return slot->status;
 
