@@ -5,7 +5,8 @@
  * bulk_xfer=N moves VRAM by vram_read/vram_write only; an injected
  * transfer error fails read() cleanly and leaves the source as it was;
  * a reset, or leaving STOP_COPY, with transfers in flight neither hangs
- * nor leaves one running.
+ * nor leaves one running; on the destination, an injected error fails
+ * the stream and a reset recovers.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -200,6 +201,27 @@ TEST_F_TIMEOUT(xfer, fault_in_stop_copy, 300)
 	expect_same(_metadata, self->vf[B], self->vf[C]);
 	gpup_buf_free(&b);
 	free(buf);
+}
+
+/*
+ * On the destination, a transfer's error fails the stream; a reset
+ * brings the VF back, and the same stream then loads.
+ */
+TEST_F_TIMEOUT(xfer, fault_in_resuming, 300)
+{
+	struct gpup_buf b = { 0 };
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 9));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "fault", "vram_xfer -5"));
+	EXPECT_EQ(-EIO, gpup_load(dev(self, B), &b));
+	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[B], "errors"));
+	ASSERT_EQ(0, gpup_device_reset(dev(self, B)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, B)));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 9));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
 }
 
 /* Read 1 MiB of a STOP_COPY stream with slow transfers: some in flight. */

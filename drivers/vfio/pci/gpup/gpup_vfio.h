@@ -231,6 +231,7 @@ void gpup_save_file_drain(struct gpup_save_file *sf);
 struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);
 int gpup_resume_file_finish(struct gpup_resume_file *rf);
 struct file *gpup_resume_file_filp(struct gpup_resume_file *rf);
+void gpup_resume_file_drain(struct gpup_resume_file *rf);
 
 /* dirty.c */
 void gpup_vfio_log_init(struct gpup_vfio_dev *gdev,

@@ -234,8 +234,10 @@ static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 		gpup_save_file_drain(saving);
 		fput(gpup_save_file_filp(saving));
 	}
-	if (resuming)
+	if (resuming) {
+		gpup_resume_file_drain(resuming);
 		fput(gpup_resume_file_filp(resuming));
+	}
 }
 
 /*
