@@ -46,6 +46,7 @@
 
 struct iov_iter;
 struct module;
+struct page;
 struct pci_dev;
 struct gpup_provider;
 
@@ -110,6 +111,59 @@ struct gpup_migration_caps {
 struct gpup_dma_range {
 	u64 iova;
 	u64 length;
+};
+
+/**
+ * struct gpup_vram_seg - a run of VF VRAM in a bulk transfer
+ * @offset: first byte, a multiple of caps.page_size
+ * @len: bytes, a multiple of caps.page_size, not 0
+ */
+struct gpup_vram_seg {
+	u64 offset;
+	u64 len;
+};
+
+/**
+ * enum gpup_xfer_dir - which way a bulk transfer moves VRAM
+ * @GPUP_XFER_SAVE: from VF VRAM into the pages (the source side)
+ * @GPUP_XFER_RESTORE: from the pages into VF VRAM (the target side)
+ */
+enum gpup_xfer_dir {
+	GPUP_XFER_SAVE,
+	GPUP_XFER_RESTORE,
+};
+
+/**
+ * struct gpup_vram_xfer - one bulk VRAM transfer (see @vram_xfer)
+ * @dir: which way the bytes move
+ * @segs: the VRAM runs, in the order their bytes sit in @pages; they do
+ *	not overlap
+ * @nsegs: entries in @segs, at least 1
+ * @pages: the buffer, pages the variant driver owns (kernel memory, not
+ *	mapped to userspace, pinned until the transfer completes): the
+ *	segments' bytes back to back from the first byte of @pages[0]
+ * @npages: entries in @pages: the segments' total length in PAGE_SIZE
+ *	pages, rounded up
+ * @done: called exactly once when a transfer that @vram_xfer queued
+ *	(-EINPROGRESS) completes, with 0 or a negative errno in @status
+ *	(-EIO for a failed copy).  Called in process context (a worker of
+ *	the provider) with none of the variant driver's locks held; it
+ *	must not call back into the provider.  After it returns the
+ *	provider does not touch @pages, @segs or the structure again.
+ * @priv: the variant driver's, untouched by the provider
+ *
+ * The variant driver fills every field but none is written by the
+ * provider; the structure stays valid and unchanged until the transfer
+ * completes.
+ */
+struct gpup_vram_xfer {
+	enum gpup_xfer_dir dir;
+	const struct gpup_vram_seg *segs;
+	unsigned int nsegs;
+	struct page **pages;
+	unsigned int npages;
+	void (*done)(struct gpup_vram_xfer *xfer, int status);
+	void *priv;
 };
 
 /**
@@ -225,6 +279,26 @@ struct gpup_dma_range {
  *	pages, whatever the write() sizes of userspace), so a copy engine
  *	never needs a read-modify-write.  Returns the bytes copied or -errno.
  *
+ * @vram_xfer: optional.  Move the VRAM runs of @xfer between @vf's VRAM
+ *	and @xfer->pages, the bulk form of @vram_read (%GPUP_XFER_SAVE)
+ *	and @vram_write (%GPUP_XFER_RESTORE), for a copy engine or DMA
+ *	that needs no CPU mapping of VRAM.  The preconditions are those of
+ *	@vram_read or @vram_write, checked when the call is made; a save
+ *	transfer must not change the VF or its dirty bits.  Returns 0 when
+ *	the transfer is done already (@xfer->done is not called);
+ *	-EINPROGRESS when it was queued, and @xfer->done is then called
+ *	exactly once, later, with its result; any other -errno when it was
+ *	refused (-EINVAL: bad segments, -EBUSY: wrong state, -ENOMEM), and
+ *	@xfer->done is not called.  A provider may run several transfers
+ *	of a VF at once and complete them in any order; the variant
+ *	driver keeps a few in flight while it checksums earlier ones.
+ *	Every accepted transfer of @vf completes (its @done returned)
+ *	before @reset_vf of @vf returns, and every one of the PF before
+ *	gpup_unregister_pf() is called.  Without the op, or with the
+ *	gpup_vfio_pci parameter bulk_xfer=N, VRAM moves by @vram_read and
+ *	@vram_write.  There is no DDI for it: GPU-P's VRAM paging is the
+ *	kernel driver's own business.
+ *
  * @reset_vf: bring @vf back to its power-on state, as a function level
  *	reset does: unpaused, not migrating, no dirty tracking, engine state
  *	and VRAM cleared, nothing of the last user left.  Called in any
@@ -324,6 +398,8 @@ struct gpup_migration_ops {
 			     size_t len, struct iov_iter *to);
 	ssize_t (*vram_write)(struct pci_dev *pf, unsigned int vf, u64 offset,
 			      size_t len, struct iov_iter *from);
+	int (*vram_xfer)(struct pci_dev *pf, unsigned int vf,
+			 struct gpup_vram_xfer *xfer);
 
 	int (*reset_vf)(struct pci_dev *pf, unsigned int vf);
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * gpup benchmark (not a test): data_fd throughput against memcpy in the
- * same guest, stop-copy bytes and blackout time with and without
- * pre-copy, and the kernel memory a save takes.  Prints one line per
+ * same guest, save and restore throughput in bulk (vram_xfer) and per
+ * range, stop-copy bytes and blackout time with and without pre-copy,
+ * and the kernel memory a save takes.  Prints one line per
  * figure: "BENCH <name> <value>".
  *
  * Usage: bench VRAM_MB...   (gpup_sim is reloaded with vram_mb=VRAM_MB)
@@ -285,6 +286,117 @@ out:
 	return ret;
 }
 
+#define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
+
+/*
+ * One STOP_COPY save of VF 0 read in 1 MiB pieces, and its restore into
+ * the same VF (STOP -> RESUMING, written in 32 KiB pieces), with the
+ * driver's bulk_xfer parameter at @bulk; MB/s of each through @save and
+ * @restore.  One VF, so that 1 GiB of VRAM fits the guest: the stream
+ * buffer is sized once from MIG_DATA_SIZE.
+ */
+static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
+{
+	int d = s->v[0].device, fd, ret;
+	struct gpup_buf b = { 0 };
+	u64 size;
+	double t;
+	ssize_t n;
+
+	ret = gpup_write_file(BULK_PARAM, bulk ? "Y" : "N");
+	if (!ret)
+		ret = gpup_sim_write(s->vf[0], "xfer_stats", "0");
+	if (!ret)
+		ret = gpup_mig_data_size(d, &size);
+	if (ret)
+		return ret;
+	b.data = malloc(size);
+	if (!b.data)
+		return -ENOMEM;
+	b.cap = size;
+	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_STOP_COPY, &fd);
+	if (ret)
+		goto out;
+	t = now();
+	while (b.len < b.cap) {
+		n = read(fd, b.data + b.len, b.cap - b.len < GPUP_CHUNK_READ ?
+			 b.cap - b.len : GPUP_CHUNK_READ);
+		if (n <= 0)
+			break;
+		b.len += n;
+	}
+	t = now() - t;
+	close(fd);
+	ret = b.len == size ? 0 : -EIO;
+	if (ret)
+		goto out;
+	*save = b.len / t / 1e6;
+	/* The path taken is the one asked for. */
+	if ((gpup_sim_xfer_stat(s->vf[0], "submitted") > 0) != bulk) {
+		ret = -EPROTO;
+		goto out;
+	}
+	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RESUMING, &fd);
+	if (ret)
+		goto out;
+	t = now();
+	ret = gpup_write_stream(fd, b.data, b.len, GPUP_CHUNK_WRITE);
+	t = now() - t;
+	close(fd);
+	if (!ret)
+		ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (!ret)
+		*restore = b.len / t / 1e6;
+out:
+	gpup_buf_free(&b);
+	return ret;
+}
+
+/* Save and restore throughput in bulk (vram_xfer) and per range. */
+static int bench_xfer(unsigned int mb)
+{
+	double sb = 0, rb = 0, sp = 0, rp = 0;
+	struct vfs s;
+	int ret;
+
+	memset(&s, 0, sizeof(s));
+	ret = setup(&s, mb, 1);
+	if (!ret)
+		ret = gpup_sim_run(s.vf[0], 100);
+	if (!ret)
+		ret = xfer_pass(&s, true, &sb, &rb);
+	if (!ret)
+		ret = xfer_pass(&s, false, &sp, &rp);
+	gpup_write_file(BULK_PARAM, "Y");
+	teardown(&s);
+	if (ret)
+		return ret;
+	bench("save_bulk", mb, "_MBps", sb);
+	bench("save_per_range", mb, "_MBps", sp);
+	bench("save_bulk_vs_per_range", mb, "_ratio", sb / sp);
+	bench("restore_bulk", mb, "_MBps", rb);
+	bench("restore_per_range", mb, "_MBps", rp);
+	bench("restore_bulk_vs_per_range", mb, "_ratio", rb / rp);
+	return 0;
+}
+
+/* Whether two VFs of @mb MiB and a stream of that size fit the guest. */
+static bool two_vfs_fit(unsigned int mb)
+{
+	char line[128];
+	long total = 0;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return true;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemTotal: %ld kB", &total) == 1)
+			break;
+	fclose(f);
+	/* VRAM of both VFs, the stream (twice, as it grows), the rest. */
+	return total / 1024 >= 4L * mb + 512;
+}
+
 /*
  * Blackout: source RUNNING -> STOP_COPY drained plus destination writes
  * of that part and RESUMING -> STOP, after @steps steps of gpup_sim
@@ -453,6 +565,17 @@ int main(int argc, char **argv)
 		steps = ((unsigned long)mb << 20) / 4096 / 100 / 4;
 		if (!ws1)
 			ws1 = steps;
+		ret = bench_xfer(mb);
+		if (ret) {
+			fprintf(stderr, "bench: %u MiB bulk/per range: %s\n",
+				mb, strerror(-ret));
+			break;
+		}
+		if (!two_vfs_fit(mb)) {
+			fprintf(stderr, "bench: %u MiB: two VFs do not fit\n",
+				mb);
+			continue;
+		}
 		memset(&s, 0, sizeof(s));
 		ret = setup(&s, mb, 2);
 		if (!ret)

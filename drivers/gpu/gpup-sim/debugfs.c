@@ -29,7 +29,14 @@
  *   dma_faults r: DMA writes not done for want of a mapping
  *   dma_logged r: pages in the DMA log
  *   fault     also "dma_log drop" (the log misses the next ring page
- *             write) and "dma_log stop" (the log silently stops)
+ *             write) and "dma_log stop" (the log silently stops);
+ *             "vram_xfer <errno>": the next transfer vram_xfer accepts
+ *             completes (through done()) with that errno
+ *   xfer_stats r: vram_xfer counters, "name value" lines: submitted,
+ *             async (completed through done()), errors, in_flight,
+ *             max_in_flight; w: 0 clears them but in_flight
+ *   xfer_delay rw: microseconds the transfer worker sleeps before each
+ *             transfer (0 to 1000000), so that transfers stay in flight
  *   flr, event, pf_event: see events.c
  *
  * Copyright (C) 2026 The gpup-vfio authors
@@ -37,6 +44,7 @@
 #include <crypto/sha2.h>
 #include <linux/debugfs.h>
 #include <linux/kernel.h>
+#include <linux/time64.h>
 #include <linux/seq_file.h>
 #include <linux/uaccess.h>
 
@@ -223,6 +231,29 @@ static int gpup_sim_dma_logged_show(struct seq_file *s, void *unused)
 	return gpup_sim_u64_show(s, v);
 }
 
+static int gpup_sim_xfer_stats_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+
+	mutex_lock(&vf->lock);
+	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\n",
+		   vf->xfer_submitted, vf->xfer_async, vf->xfer_errors,
+		   vf->xfer_inflight, vf->xfer_max_inflight);
+	mutex_unlock(&vf->lock);
+	return 0;
+}
+
+static int gpup_sim_xfer_delay_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->xfer_delay_us;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
 /* "<op> <errno>", "<op> oversize", "<op> skip", "dma_log drop|stop" */
 static int gpup_sim_parse_fault(const char *buf, char *op,
 				enum gpup_sim_fault_kind *kind, int *err)
@@ -300,6 +331,9 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 			return ret;
 	}
 
+	/* The reset hook, as reset_vf: accepted transfers complete first. */
+	if (!strcmp(name, "reset"))
+		gpup_sim_xfer_flush(vf);
 	mutex_lock(&vf->lock);
 	if (!strcmp(name, "dma_window")) {
 		ret = gpup_sim_dma_set_window(vf, iova, npages);
@@ -317,6 +351,20 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 		strscpy(vf->fault_op, op, sizeof(vf->fault_op));
 		vf->fault_kind = kind;
 		vf->fault_err = err;
+	} else if (!strcmp(name, "xfer_stats")) {
+		if (v) {
+			ret = -EINVAL;
+		} else {
+			vf->xfer_submitted = 0;
+			vf->xfer_async = 0;
+			vf->xfer_errors = 0;
+			vf->xfer_max_inflight = vf->xfer_inflight;
+		}
+	} else if (!strcmp(name, "xfer_delay")) {
+		if (v > USEC_PER_SEC)
+			ret = -EINVAL;
+		else
+			vf->xfer_delay_us = v;
 	} else if (!strcmp(name, "reset")) {
 		if (gpup_sim_fault_locked(vf, "reset_vf", GPUP_SIM_FAULT_ERRNO,
 					  &err))
@@ -379,6 +427,8 @@ GPUP_SIM_FILE(dma_window);
 GPUP_SIM_FILE(dma_writes);
 GPUP_SIM_FILE(dma_faults);
 GPUP_SIM_FILE(dma_logged);
+GPUP_SIM_FILE(xfer_stats);
+GPUP_SIM_FILE(xfer_delay);
 GPUP_SIM_FILE(none);
 
 /**
@@ -420,6 +470,10 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 	debugfs_create_file("dma_logged", 0444, d, vf,
 			    &gpup_sim_dma_logged_fops);
 	gpup_sim_events_debugfs(vf, d);
+	debugfs_create_file("xfer_stats", 0644, d, vf,
+			    &gpup_sim_xfer_stats_fops);
+	debugfs_create_file("xfer_delay", 0644, d, vf,
+			    &gpup_sim_xfer_delay_fops);
 }
 
 /** gpup_sim_debugfs_init() - create the debugfs root */

@@ -141,6 +141,19 @@ enum gpup_sim_fault_kind {
  * @failed: the "error" event failed the VF: ops fail -EIO until reset_vf
  * @flr_prepares: reset_prepare calls
  * @flr_dones: reset_done calls that succeeded
+ * @xfer_queue: vram_xfer transfers accepted and not yet started by the
+ *	worker (struct gpup_sim_xfer, oldest first)
+ * @xfer_delay_us: the worker sleeps this long before each transfer
+ *	(debugfs "xfer_delay"), so that tests find transfers in flight
+ * @xfer_submitted: vram_xfer calls accepted
+ * @xfer_async: transfers completed through their done() callback
+ * @xfer_errors: transfers completed with an error (an injected fault)
+ * @xfer_inflight: transfers accepted and not completed
+ * @xfer_max_inflight: the most @xfer_inflight has been since the
+ *	counters were cleared
+ * @xfer_work: the worker that runs @xfer_queue, on gpup_sim_xfer_wq;
+ *	flushed by reset_vf, before the PF unregisters and when the VF
+ *	state goes
  * @work: free-running steps
  * @dir: debugfs directory
  */
@@ -185,6 +198,14 @@ struct gpup_sim_vf {
 	bool failed;
 	u64 flr_prepares;
 	u64 flr_dones;
+	struct list_head xfer_queue;
+	unsigned int xfer_delay_us;
+	u64 xfer_submitted;
+	u64 xfer_async;
+	u64 xfer_errors;
+	unsigned int xfer_inflight;
+	unsigned int xfer_max_inflight;
+	struct work_struct xfer_work;
 	struct delayed_work work;
 	struct dentry *dir;
 };
@@ -229,6 +250,9 @@ bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op,
 			   enum gpup_sim_fault_kind kind, int *err);
 int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause);
 int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start);
+void gpup_sim_xfer_flush(struct gpup_sim_vf *vf);
+int gpup_sim_xfer_init(void);
+void gpup_sim_xfer_exit(void);
 
 /* dma.c */
 void gpup_sim_dma_clear_locked(struct gpup_sim_vf *vf);

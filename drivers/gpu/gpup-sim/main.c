@@ -49,6 +49,23 @@ static void gpup_sim_set_notify(struct gpup_sim_pf *pf,
 	up_read(&pf->vfs_rwsem);
 }
 
+/*
+ * The PF driver is going away: stop the VFs' notifications and close
+ * their transfer queues (vram_xfer fails with -ENODEV from here), then
+ * complete every transfer already accepted, as the contract asks before
+ * gpup_unregister_pf().
+ */
+static void gpup_sim_quiesce(struct gpup_sim_pf *pf)
+{
+	unsigned int i;
+
+	gpup_sim_set_notify(pf, NULL);
+	down_read(&pf->vfs_rwsem);
+	for (i = 0; i < pf->nvfs; i++)
+		gpup_sim_xfer_flush(&pf->vfs[i]);
+	up_read(&pf->vfs_rwsem);
+}
+
 static void gpup_sim_free_vfs(struct gpup_sim_pf *pf)
 {
 	unsigned int i, n;
@@ -193,7 +210,7 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	return 0;
 
 err_unregister:
-	gpup_sim_set_notify(pf, NULL);
+	gpup_sim_quiesce(pf);
 	gpup_unregister_pf(pf->prov);
 err_free:
 	gpup_sim_free_vfs(pf);
@@ -211,7 +228,7 @@ static void gpup_sim_remove(struct pci_dev *pdev)
 	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
 	unsigned int owned;
 
-	gpup_sim_set_notify(pf, NULL);
+	gpup_sim_quiesce(pf);
 	owned = gpup_unregister_pf(pf->prov);
 	if (owned)
 		pci_info(pdev, "gpup_sim: %u VFs owned by VFIO users, SR-IOV stays enabled\n",
@@ -238,10 +255,15 @@ static int __init gpup_sim_init(void)
 {
 	int ret;
 
+	ret = gpup_sim_xfer_init();
+	if (ret)
+		return ret;
 	gpup_sim_debugfs_init();
 	ret = pci_register_driver(&gpup_sim_driver);
-	if (ret)
+	if (ret) {
 		gpup_sim_debugfs_exit();
+		gpup_sim_xfer_exit();
+	}
 	return ret;
 }
 module_init(gpup_sim_init);
@@ -250,6 +272,7 @@ static void __exit gpup_sim_exit(void)
 {
 	pci_unregister_driver(&gpup_sim_driver);
 	gpup_sim_debugfs_exit();
+	gpup_sim_xfer_exit();
 }
 module_exit(gpup_sim_exit);
 

@@ -13,6 +13,8 @@
 #include <linux/bitmap.h>
 #include <linux/crc32c.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
+#include <linux/highmem.h>
 #include <linux/pci.h>
 #include <linux/sched.h>
 #include <linux/sizes.h>
@@ -805,11 +807,197 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 	return n;
 }
 
+/*
+ * vram_xfer: transfers are queued on the VF and run, oldest first, by a
+ * worker on gpup_sim_xfer_wq, as a copy engine would run them; the op
+ * returns -EINPROGRESS and the worker calls done().  The queue and the
+ * counters are under the VF's lock; the copy is done under it too, so a
+ * transfer sees the VF as one op call would.
+ */
+static struct workqueue_struct *gpup_sim_xfer_wq;
+
+/**
+ * struct gpup_sim_xfer - a transfer in a VF's queue
+ * @node: entry in &gpup_sim_vf.xfer_queue
+ * @xfer: the variant driver's transfer
+ * @status: an error to complete it with instead of copying (an injected
+ *	fault), else 0
+ */
+struct gpup_sim_xfer {
+	struct list_head node;
+	struct gpup_vram_xfer *xfer;
+	int status;
+};
+
+/* Bytes of @x's segments, or 0 if one of them is bad. */
+static u64 gpup_sim_xfer_bytes(struct gpup_sim_vf *vf,
+			       const struct gpup_vram_xfer *x)
+{
+	u64 total = 0;
+	unsigned int i;
+
+	for (i = 0; i < x->nsegs; i++) {
+		const struct gpup_vram_seg *sg = &x->segs[i];
+
+		if (!sg->len || sg->offset > vf->vram_size ||
+		    sg->len > vf->vram_size - sg->offset ||
+		    !gpup_sim_page_aligned(sg->offset, sg->len))
+			return 0;
+		total += sg->len;
+	}
+	return total;
+}
+
+/* Copy @x's bytes between VRAM and its pages; caller holds @vf->lock. */
+static void gpup_sim_xfer_copy_locked(struct gpup_sim_vf *vf,
+				      const struct gpup_vram_xfer *x)
+{
+	size_t pos = 0, n;
+	unsigned int i;
+	u64 off, left;
+	u8 *p;
+
+	for (i = 0; i < x->nsegs; i++) {
+		off = x->segs[i].offset;
+		for (left = x->segs[i].len; left; left -= n) {
+			n = min_t(u64, left, PAGE_SIZE - offset_in_page(pos));
+			p = kmap_local_page(x->pages[pos >> PAGE_SHIFT]);
+			if (x->dir == GPUP_XFER_SAVE)
+				memcpy(p + offset_in_page(pos), vf->vram + off, n);
+			else
+				memcpy(vf->vram + off, p + offset_in_page(pos), n);
+			kunmap_local(p);
+			pos += n;
+			off += n;
+		}
+		cond_resched();
+	}
+}
+
+static void gpup_sim_xfer_run(struct work_struct *work)
+{
+	struct gpup_sim_vf *vf = container_of(work, struct gpup_sim_vf,
+					      xfer_work);
+	struct gpup_sim_xfer *t;
+	unsigned int delay;
+	int status;
+
+	for (;;) {
+		mutex_lock(&vf->lock);
+		t = list_first_entry_or_null(&vf->xfer_queue,
+					     struct gpup_sim_xfer, node);
+		if (t)
+			list_del(&t->node);
+		delay = vf->xfer_delay_us;
+		mutex_unlock(&vf->lock);
+		if (!t)
+			return;
+		if (delay)
+			usleep_range(delay, delay + delay / 4 + 1);
+		mutex_lock(&vf->lock);
+		status = t->status;
+		if (!status)
+			gpup_sim_xfer_copy_locked(vf, t->xfer);
+		else
+			vf->xfer_errors++;
+		vf->xfer_async++;
+		vf->xfer_inflight--;
+		mutex_unlock(&vf->lock);
+		t->xfer->done(t->xfer, status);
+		kfree(t);
+	}
+}
+
+static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
+			      struct gpup_vram_xfer *xfer)
+{
+	struct gpup_sim_xfer *t;
+	struct gpup_sim_vf *vf;
+	bool save = xfer->dir == GPUP_XFER_SAVE;
+	const char *op = save ? "vram_xfer save" : "vram_xfer restore";
+	int err = 0;
+	u64 bytes;
+
+	t = kzalloc(sizeof(*t), GFP_KERNEL);
+	if (!t)
+		return -ENOMEM;
+	vf = gpup_sim_vf_lock(pdev, idx);
+	if (!vf) {
+		kfree(t);
+		return -ENODEV;
+	}
+	bytes = xfer->segs ? gpup_sim_xfer_bytes(vf, xfer) : 0;
+	if (!vf->prov) {
+		/* The PF driver is going away: its queues are closed. */
+		err = -ENODEV;
+	} else if (gpup_sim_violated(vf, !save && (!vf->paused || !vf->imm_ok),
+				     op, "unpaused or before restore_immutable")) {
+		err = -EBUSY;
+	} else if (gpup_sim_violated(vf, (!save &&
+					  xfer->dir != GPUP_XFER_RESTORE) ||
+				     !xfer->nsegs || !bytes || !xfer->pages ||
+				     !xfer->done ||
+				     xfer->npages != DIV_ROUND_UP_ULL(bytes,
+								      PAGE_SIZE),
+				     op, "with bad segments or pages")) {
+		err = -EINVAL;
+	} else {
+		t->xfer = xfer;
+		/* An armed fault: accepted, and completed with its errno. */
+		gpup_sim_fault_locked(vf, "vram_xfer", GPUP_SIM_FAULT_ERRNO,
+				      &t->status);
+		list_add_tail(&t->node, &vf->xfer_queue);
+		vf->xfer_submitted++;
+		vf->xfer_inflight++;
+		vf->xfer_max_inflight = max(vf->xfer_max_inflight,
+					    vf->xfer_inflight);
+		queue_work(gpup_sim_xfer_wq, &vf->xfer_work);
+		t = NULL;
+		err = -EINPROGRESS;
+	}
+	gpup_sim_vf_unlock(vf);
+	kfree(t);
+	return err;
+}
+
+/**
+ * gpup_sim_xfer_flush() - complete every transfer queued on a VF
+ * @vf: the VF; the caller holds neither its lock nor op calls of it
+ *	that could queue more
+ */
+void gpup_sim_xfer_flush(struct gpup_sim_vf *vf)
+{
+	flush_work(&vf->xfer_work);
+}
+
+/**
+ * gpup_sim_xfer_init() - create the transfer workqueue
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int gpup_sim_xfer_init(void)
+{
+	gpup_sim_xfer_wq = alloc_workqueue("gpup_sim_xfer", WQ_UNBOUND, 0);
+	return gpup_sim_xfer_wq ? 0 : -ENOMEM;
+}
+
+/** gpup_sim_xfer_exit() - destroy the transfer workqueue */
+void gpup_sim_xfer_exit(void)
+{
+	destroy_workqueue(gpup_sim_xfer_wq);
+}
+
+/* Every accepted transfer completes before the reset: flush them first. */
 static int gpup_sim_reset_vf(struct pci_dev *pdev, unsigned int idx)
 {
+	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
 	struct gpup_sim_vf *vf;
 	int err = 0;
 
+	down_read(&pf->vfs_rwsem);
+	if (idx < pf->nvfs)
+		gpup_sim_xfer_flush(&pf->vfs[idx]);
+	up_read(&pf->vfs_rwsem);
 	vf = gpup_sim_op_begin(pdev, idx, "reset_vf", &err);
 	if (!vf)
 		return err;
@@ -893,6 +1081,7 @@ const struct gpup_migration_ops gpup_sim_ops = {
 	.stop_dirty_tracking = gpup_sim_stop_tracking,
 	.vram_read = gpup_sim_vram_read,
 	.vram_write = gpup_sim_vram_write,
+	.vram_xfer = gpup_sim_vram_xfer,
 	.reset_vf = gpup_sim_reset_vf,
 	.dma_log_start = gpup_sim_dma_log_start,
 	.dma_log_read = gpup_sim_dma_log_read,
@@ -951,6 +1140,8 @@ int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
 	mutex_init(&vf->lock);
 	xa_init(&vf->log);
 	INIT_DELAYED_WORK(&vf->work, gpup_sim_free_run);
+	INIT_LIST_HEAD(&vf->xfer_queue);
+	INIT_WORK(&vf->xfer_work, gpup_sim_xfer_run);
 	prof = gpup_sim_find_profile(gpup_sim_profile_id);
 	vf->profile = *(prof ? prof : &gpup_sim_profiles[0]);
 	vf->seed = gpup_sim_vf_seed(gpup_sim_seed, idx);
@@ -979,6 +1170,7 @@ void gpup_sim_vf_fini(struct gpup_sim_vf *vf)
 	vf->free_run = false;
 	mutex_unlock(&vf->lock);
 	cancel_delayed_work_sync(&vf->work);
+	gpup_sim_xfer_flush(vf);
 	debugfs_remove_recursive(vf->dir);
 	mutex_lock(&vf->lock);
 	gpup_sim_dma_clear_locked(vf);

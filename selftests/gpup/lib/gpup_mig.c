@@ -306,6 +306,22 @@ long gpup_sim_violations(const char *vf)
 	return gpup_sim_read_long(vf, "violations");
 }
 
+long gpup_sim_xfer_stat(const char *vf, const char *name)
+{
+	char path[256], buf[512], *p;
+	size_t n = strlen(name);
+	int ret;
+
+	sim_path(path, sizeof(path), vf, "xfer_stats");
+	ret = gpup_read_file(path, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	for (p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, name, n) && p[n] == ' ')
+			return strtol(p + n + 1, NULL, 0);
+	return -ENOENT;
+}
+
 #define VFIO_DEBUGFS "/sys/kernel/debug/gpup_vfio_pci"
 
 static void *gpup_hold_thread(void *p)

@@ -75,6 +75,11 @@ long gpup_sim_read_long(const char *vf, const char *file);
 int gpup_sim_twin(const char *vf, const char *twin);
 /* Precondition violations gpup_sim counted on @vf (0 when all is well). */
 long gpup_sim_violations(const char *vf);
+/*
+ * A vram_xfer counter of @vf's debugfs "xfer_stats" (submitted, async,
+ * errors, in_flight, max_in_flight), or -errno.
+ */
+long gpup_sim_xfer_stat(const char *vf, const char *name);
 
 /*
  * The debugfs "hold" hook of gpup_vfio_pci: a thread keeps the VF's

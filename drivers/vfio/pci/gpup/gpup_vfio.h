@@ -17,7 +17,10 @@
  * is held: data moves between the provider and a file's buffers under
  * them, and between those buffers and userspace under io_lock alone.  A
  * reader parked on a user page fault therefore blocks no arc and no
- * reset.
+ * reset.  A bulk transfer (vram_xfer) is submitted under a file's lock
+ * and op_lock, and waited for under the file's lock alone (never
+ * op_lock): its done() takes no lock, and the provider completes it
+ * before reset_vf returns, so a wait never blocks a reset.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -33,7 +36,7 @@
 
 #include "stream.h"
 
-/* VRAM pages move in runs of at most this many bytes (one bounce buffer). */
+/* VRAM pages move in runs of at most this many bytes (one slot buffer). */
 #define GPUP_RUN_BYTES		(256 * 1024)
 /*
  * Bits of gpup_vfio_dev.events.  FAILED: the provider reported the VF
@@ -183,6 +186,9 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 #define GPUP_OPS(gdev)	((gdev)->prov->ops)
 #define GPUP_PF(gdev)	((gdev)->prov->pf)
 
+/* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
+extern bool gpup_vfio_bulk_xfer;
+
 /* migrate.c */
 extern const struct vfio_migration_ops gpup_vfio_mig_ops;
 void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev);
@@ -198,6 +204,7 @@ void gpup_vfio_state_mutex_unlock(struct gpup_vfio_dev *gdev);
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b);
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);
+bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev);
 void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev);
 int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
 			size_t *imm, size_t *mut);
@@ -241,11 +248,13 @@ u64 gpup_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
 int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
 			   u64 *dirty, bool precopy);
 struct file *gpup_save_file_filp(struct gpup_save_file *sf);
+void gpup_save_file_drain(struct gpup_save_file *sf);
 
 /* resume.c */
 struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);
 int gpup_resume_file_finish(struct gpup_resume_file *rf);
 struct file *gpup_resume_file_filp(struct gpup_resume_file *rf);
+void gpup_resume_file_drain(struct gpup_resume_file *rf);
 
 /* dirty.c */
 void gpup_vfio_log_init(struct gpup_vfio_dev *gdev,

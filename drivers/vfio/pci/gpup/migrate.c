@@ -162,7 +162,11 @@ static int gpup_vfio_pause_locked(struct gpup_vfio_dev *gdev, bool pause)
 	return ret;
 }
 
-/* Disable the migration files: they never call the provider again. */
+/*
+ * Disable the migration files: they never call the provider again, and
+ * no transfer of theirs runs once this returns (the VF may run, end its
+ * migration or be reset next).
+ */
 static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 {
 	struct gpup_save_file *saving = gdev->saving;
@@ -175,10 +179,14 @@ static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 
 	gdev->saving = NULL;
 	gdev->resuming = NULL;
-	if (saving)
+	if (saving) {
+		gpup_save_file_drain(saving);
 		fput(gpup_save_file_filp(saving));
-	if (resuming)
+	}
+	if (resuming) {
+		gpup_resume_file_drain(resuming);
 		fput(gpup_resume_file_filp(resuming));
+	}
 }
 
 /*

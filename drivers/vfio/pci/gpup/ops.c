@@ -100,6 +100,26 @@ int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
 }
 
 /**
+ * gpup_vfio_use_bulk() - whether a new data_fd moves VRAM by vram_xfer
+ * @gdev: the VF
+ *
+ * Context: the caller holds @gdev->state_mutex.
+ * Return: true if the bulk_xfer parameter is set and the provider has
+ * the vram_xfer op.
+ */
+bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev)
+{
+	bool bulk;
+
+	if (!READ_ONCE(gpup_vfio_bulk_xfer) ||
+	    gpup_vfio_op_enter(gdev, GPUP_GEN_ANY))
+		return false;
+	bulk = !!GPUP_OPS(gdev)->vram_xfer;
+	gpup_vfio_op_exit(gdev);
+	return bulk;
+}
+
+/**
  * gpup_vfio_caps_match() - whether two caps describe the same migration
  * @a: caps
  * @b: caps

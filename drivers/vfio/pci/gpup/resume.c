@@ -7,8 +7,15 @@
  * parser.  VRAM payload is gathered into whole pages before it reaches
  * the provider's vram_write: a page-aligned range of at most one run, or
  * the rest of a record at its end, whatever the write() and record
- * boundaries.  The IMMUTABLE record reaches restore_immutable as soon as
- * it is complete; the MUTABLE record is kept for RESUMING -> STOP.
+ * boundaries.  In bulk (the provider has vram_xfer and bulk_xfer=Y) the
+ * gathered pages go out as one vram_xfer transfer instead, and gathering
+ * goes on in a second buffer while it runs: a buffer is gathered into
+ * again only once its last transfer completed.  Its pages count as
+ * written (@seen) when it completed.  The END record, RESUMING -> STOP,
+ * disabling the file and release wait for both buffers
+ * (gpup_resume_drain_locked()).  The IMMUTABLE record
+ * reaches restore_immutable as soon as it is complete; the MUTABLE record
+ * is kept for RESUMING -> STOP.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -19,6 +26,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
+#include <linux/vmalloc.h>
 
 #include "gpup_vfio.h"
 #include "trace.h"
@@ -29,14 +37,43 @@
 /* Bytes of one copy from userspace. */
 #define GPUP_STAGE_BYTES	(64 * 1024)
 
+/* Gather buffers of a resume file in bulk: one gathers, one transfers. */
+#define GPUP_RESUME_BUFS	2
+
+/**
+ * struct gpup_resume_buf - a gather buffer and its transfer
+ * @data: vmalloc'ed, gather_cap bytes
+ * @pages: the pages of @data (bulk only)
+ * @seg: the VRAM range of @xfer
+ * @xfer: the transfer (bulk only)
+ * @done: completed by @xfer's done()
+ * @status: @xfer's result
+ * @inflight: @xfer was queued and not waited for; @data is the
+ *	provider's
+ */
+struct gpup_resume_buf {
+	u8 *data;
+	struct page **pages;
+	struct gpup_vram_seg seg;
+	struct gpup_vram_xfer xfer;
+	struct completion done;
+	int status;
+	bool inflight;
+};
+
 /**
  * struct gpup_resume_file - a resume data_fd
  * @mf: the shared part; @mf.lock protects every field below but @stage
  * @stage: what one copy from userspace lands in; under @mf.io_lock
  * @parser: the stream parser
  * @npages: VRAM pages of the VF
- * @gather: VRAM payload gathered into whole pages for vram_write
+ * @gather: VRAM payload gathered into whole pages for the provider: the
+ *	data of @buf[@cur]
  * @gather_cap: bytes of @gather, a whole number of pages
+ * @bulk: the gathered pages go out by vram_xfer, in both @buf; else by
+ *	vram_write, from @buf[0] only
+ * @buf: the gather buffers
+ * @cur: the buffer being gathered into
  * @gather_off: VRAM byte offset of @gather's first byte
  * @gather_len: bytes in @gather
  * @imm: IMMUTABLE payload being received
@@ -54,6 +91,9 @@ struct gpup_resume_file {
 	u64 npages;
 	u8 *gather;
 	size_t gather_cap;
+	bool bulk;
+	struct gpup_resume_buf buf[GPUP_RESUME_BUFS];
+	unsigned int cur;
 	u64 gather_off;
 	size_t gather_len;
 	u8 *imm;
@@ -110,11 +150,116 @@ static int gpup_resume_record(struct gpup_resume_file *rf,
 	return 0;
 }
 
-/* Hand the gathered pages to vram_write: a page-aligned range. */
+static void gpup_resume_xfer_done(struct gpup_vram_xfer *xfer, int status)
+{
+	struct gpup_resume_buf *b = xfer->priv;
+
+	/* Nothing but the completion: the file may go once it fired. */
+	b->status = status > 0 ? -EIO : status;
+	complete(&b->done);
+}
+
+/* The pages of @seg are in VRAM now. */
+static void gpup_resume_written(struct gpup_resume_file *rf,
+				const struct gpup_vram_seg *seg)
+{
+	u32 ps = rf->mf.gdev->caps.page_size;
+
+	/* The parser kept the run inside the VRAM size. */
+	bitmap_set(rf->seen, div_u64(seg->offset, ps), div_u64(seg->len, ps));
+}
+
+/*
+ * Wait for @b's transfer, if one is in flight, outside op_lock (the
+ * provider completes it before any reset_vf returns).  Returns its
+ * result.
+ */
+static int gpup_resume_wait(struct gpup_resume_file *rf,
+			    struct gpup_resume_buf *b)
+{
+	if (!b->inflight)
+		return 0;
+	wait_for_completion(&b->done);
+	b->inflight = false;
+	/* As vram_write: the bytes moved, or the error. */
+	trace_gpup_vfio_op(rf->mf.gdev->vf_id, "vram_xfer", b->seg.offset,
+			   b->status ? b->status : b->seg.len);
+	if (b->status)
+		return b->status;
+	gpup_resume_written(rf, &b->seg);
+	return 0;
+}
+
+/* Wait for every transfer of @rf; caller holds its lock.  First error. */
+static int gpup_resume_drain_locked(struct gpup_resume_file *rf)
+{
+	int ret = 0, err;
+	unsigned int i;
+
+	lockdep_assert_held(&rf->mf.lock);
+	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+		err = gpup_resume_wait(rf, &rf->buf[i]);
+		if (!ret)
+			ret = err;
+	}
+	return ret;
+}
+
+/**
+ * gpup_resume_file_drain() - wait for a resume file's transfers
+ * @rf: the resume file, being disabled
+ *
+ * Context: the caller holds the device's state_mutex.
+ */
+void gpup_resume_file_drain(struct gpup_resume_file *rf)
+{
+	mutex_lock(&rf->mf.lock);
+	gpup_resume_drain_locked(rf);
+	mutex_unlock(&rf->mf.lock);
+}
+
+/*
+ * The gathered pages as one vram_xfer; gathering goes on in the other
+ * buffer once its own transfer, if any, completed.
+ */
+static int gpup_resume_xfer(struct gpup_resume_file *rf)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	struct gpup_resume_buf *b = &rf->buf[rf->cur];
+	int ret;
+
+	b->seg.offset = rf->gather_off;
+	b->seg.len = rf->gather_len;
+	b->xfer.npages = DIV_ROUND_UP(rf->gather_len, PAGE_SIZE);
+	b->status = 0;
+	reinit_completion(&b->done);
+	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+	if (ret)
+		return ret;
+	ret = -EOPNOTSUPP;
+	if (GPUP_OPS(gdev)->vram_xfer)
+		ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id,
+						&b->xfer);
+	gpup_vfio_op_exit(gdev);
+	if (ret == -EINPROGRESS) {
+		b->inflight = true;
+	} else {
+		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", b->seg.offset,
+				   ret ? ret : b->seg.len);
+		if (ret)
+			return ret;
+		gpup_resume_written(rf, &b->seg);
+	}
+	rf->cur = (rf->cur + 1) % GPUP_RESUME_BUFS;
+	rf->gather = rf->buf[rf->cur].data;
+	return gpup_resume_wait(rf, &rf->buf[rf->cur]);
+}
+
+/* Hand the gathered pages to the provider: a page-aligned range. */
 static int gpup_resume_flush(struct gpup_resume_file *rf)
 {
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
-	u32 ps = gdev->caps.page_size;
+	struct gpup_vram_seg seg;
 	struct iov_iter it;
 	struct kvec kv;
 	ssize_t put;
@@ -122,6 +267,12 @@ static int gpup_resume_flush(struct gpup_resume_file *rf)
 
 	if (!rf->gather_len)
 		return 0;
+	if (rf->bulk) {
+		ret = gpup_resume_xfer(rf);
+		if (ret)
+			return ret;
+		goto done;
+	}
 	kv.iov_base = rf->gather;
 	kv.iov_len = rf->gather_len;
 	iov_iter_kvec(&it, ITER_SOURCE, &kv, 1, rf->gather_len);
@@ -136,9 +287,10 @@ static int gpup_resume_flush(struct gpup_resume_file *rf)
 		return put;
 	if (put != rf->gather_len)
 		return -EIO;
-	/* The parser kept the run inside the VRAM size. */
-	bitmap_set(rf->seen, div_u64(rf->gather_off, ps),
-		   rf->gather_len / ps);
+	seg.offset = rf->gather_off;
+	seg.len = rf->gather_len;
+	gpup_resume_written(rf, &seg);
+done:
 	rf->gather_off += rf->gather_len;
 	rf->gather_len = 0;
 	return 0;
@@ -243,6 +395,10 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 			ret = gpup_resume_record_end(rf, &ev);
 			break;
 		case GPUP_EV_END:
+			/* Every transfer done, so that @seen is up to date. */
+			ret = gpup_resume_drain_locked(rf);
+			if (ret)
+				break;
 			/* A stream that left a VRAM page out is not whole. */
 			if (!bitmap_full(rf->seen, rf->npages)) {
 				ret = -EPROTO;
@@ -342,14 +498,26 @@ static __poll_t gpup_resume_poll(struct file *filp, poll_table *wait)
 	return mask;
 }
 
+static void gpup_resume_bufs_free(struct gpup_resume_file *rf)
+{
+	unsigned int i;
+
+	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+		kvfree(rf->buf[i].pages);
+		vfree(rf->buf[i].data);
+	}
+}
+
 static int gpup_resume_release(struct inode *inode, struct file *filp)
 {
 	struct gpup_resume_file *rf = filp->private_data;
 
+	/* Never free pages a transfer still reads. */
+	gpup_resume_file_drain(rf);
 	kvfree(rf->imm);
 	kvfree(rf->mut);
 	gpup_bitmap_free(rf->seen);
-	kvfree(rf->gather);
+	gpup_resume_bufs_free(rf);
 	kvfree(rf->stage);
 	gpup_mig_file_fini(&rf->mf);
 	kfree(rf);
@@ -362,6 +530,37 @@ static const struct file_operations gpup_resume_fops = {
 	.poll = gpup_resume_poll,
 	.release = gpup_resume_release,
 };
+
+/* The gather buffers (two in bulk, with their pages and transfers). */
+static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
+{
+	unsigned int npages = DIV_ROUND_UP(rf->gather_cap, PAGE_SIZE), i, j;
+	struct gpup_resume_buf *b;
+
+	for (i = 0; i < (rf->bulk ? GPUP_RESUME_BUFS : 1); i++) {
+		b = &rf->buf[i];
+		init_completion(&b->done);
+		b->data = __vmalloc(rf->gather_cap, GFP_KERNEL_ACCOUNT);
+		if (!b->data)
+			return -ENOMEM;
+		if (!rf->bulk)
+			break;
+		b->pages = kvcalloc(npages, sizeof(*b->pages),
+				    GFP_KERNEL_ACCOUNT);
+		if (!b->pages)
+			return -ENOMEM;
+		for (j = 0; j < npages; j++)
+			b->pages[j] = vmalloc_to_page(b->data + j * PAGE_SIZE);
+		b->xfer.dir = GPUP_XFER_RESTORE;
+		b->xfer.segs = &b->seg;
+		b->xfer.nsegs = 1;
+		b->xfer.pages = b->pages;
+		b->xfer.done = gpup_resume_xfer_done;
+		b->xfer.priv = b;
+	}
+	rf->gather = rf->buf[0].data;
+	return 0;
+}
 
 /**
  * gpup_resume_file_new() - start receiving a stream
@@ -389,10 +588,13 @@ struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
 	rf->npages = div_u64(caps->vram_size, caps->page_size);
 	run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	rf->gather_cap = (size_t)run_pages * caps->page_size;
-	rf->gather = kvmalloc(rf->gather_cap, GFP_KERNEL_ACCOUNT);
 	rf->stage = kvmalloc(GPUP_STAGE_BYTES, GFP_KERNEL_ACCOUNT);
 	rf->seen = gpup_bitmap_alloc(rf->npages);
-	if (!rf->gather || !rf->stage || !rf->seen)
+	if (!rf->stage || !rf->seen)
+		goto err_free;
+	rf->bulk = gpup_vfio_use_bulk(gdev);
+	ret = gpup_resume_bufs_alloc(rf);
+	if (ret)
 		goto err_free;
 	/* Geometry is checked against the caps in gpup_resume_header(). */
 	gpup_parser_init(&rf->parser, &lim);
@@ -405,7 +607,7 @@ struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
 err_free:
 	gpup_bitmap_free(rf->seen);
 	kvfree(rf->stage);
-	kvfree(rf->gather);
+	gpup_resume_bufs_free(rf);
 	kfree(rf);
 	return ERR_PTR(ret);
 }
@@ -429,6 +631,8 @@ int gpup_resume_file_finish(struct gpup_resume_file *rf)
 		ret = gpup_parser_finish(&rf->parser);
 	if (!ret && !rf->complete)
 		ret = -ENODATA;
+	if (!ret)
+		ret = gpup_resume_drain_locked(rf);
 	if (ret)
 		goto out;
 	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);

@@ -5,13 +5,26 @@
  * The stream is produced lazily, one piece per refill: the stream header
  * with the IMMUTABLE record; the full pass over VRAM; with pre-copy,
  * passes over the pages dirtied since; once in STOP_COPY, the MUTABLE
- * record and END.  VRAM moves through one bounce buffer of
- * GPUP_RUN_BYTES, so the memory a migration needs does not grow with
- * VRAM.
+ * record and END.  VRAM moves through a few buffers of one run
+ * (GPUP_RUN_BYTES) each, the slots, so the memory a migration needs does
+ * not grow with VRAM.
+ *
+ * Each VRAM record is one run read into a slot.  Per range (the provider
+ * has no vram_xfer, or bulk_xfer=N) there is one slot, read by vram_read
+ * when read() needs the next record.  In bulk, up to GPUP_XFER_DEPTH
+ * slots are in flight as vram_xfer transfers: each refill submits runs
+ * into the free slots and then waits for the oldest, whose record it
+ * checksums and hands out while the others run.  Records go out in the
+ * order their runs were submitted.  A slot's pages belong to its
+ * transfer until the transfer completed: disabling the file waits for
+ * its transfers (gpup_save_file_drain()), and so does release, before
+ * anything is freed.  The provider completes every transfer before
+ * reset_vf returns and before it unregisters, so neither wait can hang
+ * on a reset or a provider going away.
  *
  * Every pass walks VRAM in windows of one run.  With dirty tracking on,
  * each window's dirty bits are read and cleared just before the window is
- * read: the full pass clears the bits of the pages it is about to send,
+ * read (submitted, in bulk): the full pass clears the bits of the pages it is about to send,
  * so a page dirtied ahead of its cursor goes out once; a dirty pass sends
  * the window's dirty pages.  A page written after its window was queried
  * is dirty again and goes out in a later pass.
@@ -31,6 +44,7 @@
 #include <linux/uaccess.h>
 #include <linux/uio.h>
 #include <linux/vfio.h>
+#include <linux/vmalloc.h>
 
 #include <gpup_compat.h>
 
@@ -48,13 +62,63 @@ enum gpup_save_phase {
 
 /* A VRAM record's bytes besides its pages. */
 #define GPUP_VRAM_REC_EXTRA	(GPUP_REC_HDR_SIZE + GPUP_VRAM_RUN_SIZE)
+/* vram_xfer transfers a save file keeps in flight, one run each. */
+#define GPUP_XFER_DEPTH		4
+
+/**
+ * enum gpup_slot_state - what a slot holds
+ * @GPUP_SLOT_FREE: nothing; may be submitted
+ * @GPUP_SLOT_INFLIGHT: a run whose vram_xfer was queued: its pages are
+ *	the provider's until @done completes
+ * @GPUP_SLOT_READY: a run read (or failed: @status), waiting for its
+ *	turn, or the record being read out
+ */
+enum gpup_slot_state {
+	GPUP_SLOT_FREE,
+	GPUP_SLOT_INFLIGHT,
+	GPUP_SLOT_READY,
+};
+
+/**
+ * struct gpup_save_slot - the buffer of one VRAM record
+ * @buf: vmalloc'ed, PAGE_SIZE of room that ends with the record and run
+ *	headers, then the run's bytes: the record is contiguous
+ * @pages: the pages of the run's bytes in @buf (bulk only)
+ * @seg: the run in VRAM bytes, for @xfer
+ * @xfer: the transfer (bulk only)
+ * @done: completed by @xfer's done()
+ * @status: @xfer's result, or the synchronous read's
+ * @first: first page of the run
+ * @n: pages in the run
+ * @initial: the run belongs to the full pass (initial data)
+ * @state: see enum gpup_slot_state; written under the file's lock, never
+ *	by the provider
+ */
+struct gpup_save_slot {
+	u8 *buf;
+	struct page **pages;
+	struct gpup_vram_seg seg;
+	struct gpup_vram_xfer xfer;
+	struct completion done;
+	int status;
+	u64 first;
+	u32 n;
+	bool initial;
+	enum gpup_slot_state state;
+};
 
 /**
  * struct gpup_save_file - a save data_fd
  * @mf: the shared part; @mf.lock protects every field below
  * @npages: VRAM pages of the VF
  * @run_pages: pages in one VRAM run (one window)
- * @bounce: one VRAM record: header, run header, @run_pages pages
+ * @bulk: VRAM moves by vram_xfer, @depth transfers at most in flight;
+ *	else by vram_read, one run at a time (@depth 1)
+ * @depth: slots in use
+ * @slot: the VRAM record buffers, a ring
+ * @slot_head: the oldest slot submitted and not handed out
+ * @queued: slots submitted and not handed out, from @slot_head on
+ * @out_slot: the slot whose record is in @out; freed at the next refill
  * @w: the stream writer (record chain, counts)
  * @phase: where the stream stands
  * @tracking: dirty tracking runs (pre-copy): dirty passes follow the full
@@ -67,7 +131,7 @@ enum gpup_save_phase {
  * @win_len: pages in the window
  * @win_next: next bit of @win to look at
  * @win_pending: set bits of @win from @win_next on
- * @out: the piece being read; points into @head, @bounce, @mut or @tail
+ * @out: the piece being read; points into @head, a slot, @mut or @tail
  * @out_len: bytes in @out
  * @out_pos: bytes of @out already read
  * @out_initial: @out belongs to the initial data (PRE_COPY initial_bytes)
@@ -82,7 +146,12 @@ struct gpup_save_file {
 	struct gpup_mig_file mf;
 	u64 npages;
 	u32 run_pages;
-	u8 *bounce;
+	bool bulk;
+	unsigned int depth;
+	struct gpup_save_slot slot[GPUP_XFER_DEPTH];
+	unsigned int slot_head;
+	unsigned int queued;
+	struct gpup_save_slot *out_slot;
 	struct gpup_writer w;
 	enum gpup_save_phase phase;
 	bool tracking;
@@ -181,101 +250,224 @@ static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
 	return ret;
 }
 
-/* Copy pages [first, first + n) into @sf->bounce as one VRAM record. */
-static int gpup_save_vram_run(struct gpup_save_file *sf, u64 first, u32 n)
+/* The record of @slot: its headers end where the run's bytes begin. */
+static u8 *gpup_slot_rec(const struct gpup_save_slot *slot)
+{
+	return slot->buf + PAGE_SIZE - GPUP_VRAM_REC_EXTRA;
+}
+
+static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
+{
+	struct gpup_save_slot *slot = xfer->priv;
+
+	/* Nothing but the completion: the file may go once it fired. */
+	slot->status = status > 0 ? -EIO : status;
+	complete(&slot->done);
+}
+
+/*
+ * Read pages [@first, @first + @n) into the next free slot: queue a
+ * vram_xfer, or copy them now with vram_read.  Returns 0 with the slot
+ * queued, or -errno.
+ */
+static int gpup_save_submit(struct gpup_save_file *sf, u64 first, u32 n)
 {
 	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	struct gpup_save_slot *slot;
 	size_t len = (size_t)n * gdev->caps.page_size;
-	struct gpup_vram_run *run;
 	struct iov_iter it;
 	struct kvec kv;
 	ssize_t got;
-	u32 crc;
 	int ret;
 
-	run = (struct gpup_vram_run *)(sf->bounce + GPUP_REC_HDR_SIZE);
-	gpup_vram_run_build(run, first, n);
-	kv.iov_base = sf->bounce + GPUP_VRAM_REC_EXTRA;
-	kv.iov_len = len;
-	iov_iter_kvec(&it, ITER_DEST, &kv, 1, len);
+	slot = &sf->slot[(sf->slot_head + sf->queued) % sf->depth];
+	if (WARN_ON_ONCE(slot->state != GPUP_SLOT_FREE))
+		return -EIO;
+	slot->first = first;
+	slot->n = n;
+	slot->initial = sf->phase == GPUP_SAVE_FULL;
+	gpup_vram_run_build((struct gpup_vram_run *)(gpup_slot_rec(slot) +
+						     GPUP_REC_HDR_SIZE),
+			    first, n);
 
 	ret = gpup_vfio_op_enter(gdev, sf->mf.gen);
 	if (ret)
 		return ret;
-	got = GPUP_OPS(gdev)->vram_read(GPUP_PF(gdev), gdev->vf_id,
-					first * gdev->caps.page_size, len, &it);
+	if (sf->bulk) {
+		slot->seg.offset = first * gdev->caps.page_size;
+		slot->seg.len = len;
+		slot->xfer.npages = len >> PAGE_SHIFT;
+		slot->status = 0;
+		reinit_completion(&slot->done);
+		ret = -EOPNOTSUPP;
+		if (GPUP_OPS(gdev)->vram_xfer)
+			ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev),
+							gdev->vf_id,
+							&slot->xfer);
+		/* Traced with its bytes when handed out, here if refused. */
+		if (ret && ret != -EINPROGRESS)
+			trace_gpup_vfio_op(gdev->vf_id, "vram_xfer",
+					   slot->seg.offset, ret);
+		if (ret == -EINPROGRESS) {
+			slot->state = GPUP_SLOT_INFLIGHT;
+			ret = 0;
+		} else if (!ret) {
+			slot->state = GPUP_SLOT_READY;
+		}
+	} else {
+		kv.iov_base = slot->buf + PAGE_SIZE;
+		kv.iov_len = len;
+		iov_iter_kvec(&it, ITER_DEST, &kv, 1, len);
+		got = GPUP_OPS(gdev)->vram_read(GPUP_PF(gdev), gdev->vf_id,
+						first * gdev->caps.page_size,
+						len, &it);
+		trace_gpup_vfio_op(gdev->vf_id, "vram_read",
+				   first * gdev->caps.page_size, got);
+		ret = got < 0 ? got : got != len ? -EIO : 0;
+		slot->status = 0;
+		if (!ret)
+			slot->state = GPUP_SLOT_READY;
+	}
 	gpup_vfio_op_exit(gdev);
-	trace_gpup_vfio_op(gdev->vf_id, "vram_read",
-			   first * gdev->caps.page_size, got);
-	if (got < 0)
-		return got;
-	if (got != len)
-		return -EIO;
+	if (!ret)
+		sf->queued++;
+	return ret;
+}
 
-	crc = gpup_crc(GPUP_CRC_INIT, run, sizeof(*run) + len);
-	ret = gpup_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)sf->bounce,
-				 GPUP_REC_VRAM, 0, sizeof(*run) + len,
-				 gpup_crc_final(crc));
-	if (ret)
-		return ret;
-	sf->out = sf->bounce;
-	sf->out_len = GPUP_VRAM_REC_EXTRA + len;
+/* Wait for @slot's transfer; -EINTR (not sticky) for a fatal signal. */
+static int gpup_save_slot_wait(struct gpup_save_slot *slot, bool killable)
+{
+	if (slot->state != GPUP_SLOT_INFLIGHT)
+		return 0;
+	if (killable) {
+		if (wait_for_completion_killable(&slot->done))
+			return -EINTR;
+	} else {
+		wait_for_completion(&slot->done);
+	}
+	slot->state = GPUP_SLOT_READY;
 	return 0;
 }
 
-/* One window of the full pass: clear its dirty bits, then read it. */
-static int gpup_save_full_window(struct gpup_save_file *sf)
+/* Hand out the oldest queued slot as the current piece. */
+static int gpup_save_take(struct gpup_save_file *sf)
 {
-	u32 n = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
-	long ret;
+	struct gpup_save_slot *slot = &sf->slot[sf->slot_head];
+	size_t len = (size_t)slot->n * sf->mf.gdev->caps.page_size;
+	u8 *rec = gpup_slot_rec(slot);
+	u32 crc;
+	int ret;
 
-	if (sf->tracking) {
-		ret = gpup_save_query(sf, sf->cursor, n, NULL, true);
-		if (ret < 0)
-			return ret;
-	}
-	ret = gpup_save_vram_run(sf, sf->cursor, n);
+	ret = gpup_save_slot_wait(slot, true);
 	if (ret)
 		return ret;
-	sf->cursor += n;
-	sf->out_initial = true;
+	sf->slot_head = (sf->slot_head + 1) % sf->depth;
+	sf->queued--;
+	sf->out_slot = slot;
+	if (sf->bulk)
+		trace_gpup_vfio_op(sf->mf.gdev->vf_id, "vram_xfer",
+				   slot->seg.offset,
+				   slot->status ? slot->status : len);
+	if (slot->status)
+		return slot->status;
+
+	crc = gpup_crc(GPUP_CRC_INIT, rec + GPUP_REC_HDR_SIZE,
+		       GPUP_VRAM_RUN_SIZE + len);
+	ret = gpup_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)rec,
+				 GPUP_REC_VRAM, 0, GPUP_VRAM_RUN_SIZE + len,
+				 gpup_crc_final(crc));
+	if (ret)
+		return ret;
+	sf->out = rec;
+	sf->out_len = GPUP_VRAM_REC_EXTRA + len;
+	sf->out_initial = slot->initial;
 	return 0;
 }
 
 /*
- * The next piece of a dirty pass: a run of the current window's dirty
- * pages, or the next window's bits, or at the end of a pass a new pass
- * if pages are dirty.  Returns 0 with a piece, 1 to look again, -ENOMSG
- * at pre-copy's temporary end, 2 when STOP_COPY has sent every page, or
- * -errno.
+ * The next run of the current pass: the full pass's next window, its
+ * dirty bits cleared; or a run of the dirty pages of the current window,
+ * querying (and clearing) the next window's bits when it is used up.
+ * Returns 1 with a run, 0 at the end of the pass, or -errno.
  */
-static int gpup_save_dirty_step(struct gpup_save_file *sf)
+static int gpup_save_next_run(struct gpup_save_file *sf, u64 *first, u32 *n)
 {
 	unsigned long start, end;
 	long ret;
+	u32 w;
 
-	if (sf->win_pending) {
-		start = find_next_bit(sf->win, sf->win_len, sf->win_next);
-		end = find_next_zero_bit(sf->win, sf->win_len, start);
-		sf->win_next = end;
-		sf->win_pending -= end - start;
-		return gpup_save_vram_run(sf, sf->win_first + start,
-					  end - start);
+	if (sf->phase == GPUP_SAVE_FULL) {
+		if (sf->cursor >= sf->npages)
+			return 0;
+		w = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+		if (sf->tracking) {
+			ret = gpup_save_query(sf, sf->cursor, w, NULL, true);
+			if (ret < 0)
+				return ret;
+		}
+		*first = sf->cursor;
+		*n = w;
+		sf->cursor += w;
+		return 1;
 	}
-	if (sf->cursor < sf->npages) {
-		u32 n = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
-
-		ret = gpup_save_query(sf, sf->cursor, n, sf->win, true);
+	for (;;) {
+		if (sf->win_pending) {
+			start = find_next_bit(sf->win, sf->win_len,
+					      sf->win_next);
+			end = find_next_zero_bit(sf->win, sf->win_len, start);
+			sf->win_next = end;
+			sf->win_pending -= end - start;
+			*first = sf->win_first + start;
+			*n = end - start;
+			return 1;
+		}
+		if (sf->cursor >= sf->npages)
+			return 0;
+		w = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+		ret = gpup_save_query(sf, sf->cursor, w, sf->win, true);
 		if (ret < 0)
 			return ret;
 		sf->win_first = sf->cursor;
-		sf->win_len = n;
+		sf->win_len = w;
 		sf->win_next = 0;
 		sf->win_pending = ret;
-		sf->cursor += n;
-		return 1;
+		sf->cursor += w;
 	}
-	/* The end of a pass: another one if anything is dirty now. */
+}
+
+/*
+ * Submit runs of the current pass into the free slots, then hand out
+ * the oldest.  Returns 0 with a piece, 1 when the pass has nothing left,
+ * or -errno.
+ */
+static int gpup_save_vram_step(struct gpup_save_file *sf)
+{
+	u64 first;
+	u32 n;
+	int ret;
+
+	while (sf->queued < sf->depth) {
+		ret = gpup_save_next_run(sf, &first, &n);
+		if (ret < 0)
+			return ret;
+		if (!ret)
+			break;
+		ret = gpup_save_submit(sf, first, n);
+		if (ret)
+			return ret;
+	}
+	return sf->queued ? gpup_save_take(sf) : 1;
+}
+
+/*
+ * The end of a dirty pass: a new pass if pages are dirty (1), -ENOMSG at
+ * pre-copy's temporary end, 2 when STOP_COPY has sent every page, or
+ * -errno.
+ */
+static int gpup_save_pass_end(struct gpup_save_file *sf)
+{
+	long ret;
+
 	ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
 	if (ret < 0)
 		return ret;
@@ -298,6 +490,11 @@ static int gpup_save_next(struct gpup_save_file *sf)
 	sf->out_pos = 0;
 	sf->out_len = 0;
 	sf->out_initial = false;
+	if (sf->out_slot) {
+		/* Its record was read out: the slot is free again. */
+		sf->out_slot->state = GPUP_SLOT_FREE;
+		sf->out_slot = NULL;
+	}
 	for (;;) {
 		switch (sf->phase) {
 		case GPUP_SAVE_HEAD:
@@ -307,14 +504,18 @@ static int gpup_save_next(struct gpup_save_file *sf)
 			sf->phase = GPUP_SAVE_FULL;
 			return 0;
 		case GPUP_SAVE_FULL:
-			if (sf->cursor < sf->npages)
-				return gpup_save_full_window(sf);
+			ret = gpup_save_vram_step(sf);
+			if (ret != 1)
+				return ret;
 			sf->phase = sf->tracking ? GPUP_SAVE_DIRTY :
 						   GPUP_SAVE_MUTABLE;
 			sf->cursor = 0;
 			break;
 		case GPUP_SAVE_DIRTY:
-			ret = gpup_save_dirty_step(sf);
+			ret = gpup_save_vram_step(sf);
+			if (ret != 1)
+				return ret;
+			ret = gpup_save_pass_end(sf);
 			if (ret == 1)
 				break;
 			if (ret == 2) {
@@ -381,7 +582,7 @@ static int gpup_save_refill_locked(struct gpup_save_file *sf)
 		atomic64_inc(&mf->gdev->stats.migrations_out);
 		sf->eof_seen = true;
 	}
-	if (ret < 0 && ret != -ENOMSG)
+	if (ret < 0 && ret != -ENOMSG && ret != -EINTR)
 		mf->error = ret;
 	return ret;
 }
@@ -446,8 +647,10 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
 				    u64 *dirty, bool precopy)
 {
 	struct gpup_vfio_dev *gdev = sf->mf.gdev;
-	u64 in = 0, dt = 0, rest = sf->out_len - sf->out_pos;
+	u64 in = 0, dt = 0, rest = sf->out_len - sf->out_pos, bytes;
 	size_t imm, mut = sf->mut_len;
+	struct gpup_save_slot *slot;
+	unsigned int i;
 	long ret;
 
 	if (sf->out_initial)
@@ -458,6 +661,15 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
 		in += sf->head_len;
 	if (sf->phase <= GPUP_SAVE_FULL)
 		in += gpup_save_run_bytes(sf, sf->npages - sf->cursor);
+	for (i = 0; i < sf->queued; i++) {
+		slot = &sf->slot[(sf->slot_head + i) % sf->depth];
+		bytes = GPUP_VRAM_REC_EXTRA +
+			(u64)slot->n * gdev->caps.page_size;
+		if (slot->initial)
+			in += bytes;
+		else
+			dt += bytes;
+	}
 	if (sf->phase <= GPUP_SAVE_DIRTY && sf->tracking) {
 		dt += gpup_save_win_bytes(sf);
 		ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
@@ -566,7 +778,8 @@ static __poll_t gpup_save_poll(struct file *filp, poll_table *wait)
 	if (mf->error || gpup_mig_file_alive(mf)) {
 		mask = EPOLLERR;
 	} else if (sf->phase == GPUP_SAVE_DIRTY && !sf->stop_copy &&
-		   sf->out_pos == sf->out_len && !sf->win_pending) {
+		   sf->out_pos == sf->out_len && !sf->win_pending &&
+		   !sf->queued) {
 		/* Between pieces of a dirty pass: data iff pages are dirty. */
 		ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
 		if (ret < 0)
@@ -578,14 +791,89 @@ static __poll_t gpup_save_poll(struct file *filp, poll_table *wait)
 	return mask;
 }
 
+/* Wait until no slot's pages are a transfer's; caller holds mf.lock. */
+static void gpup_save_drain_locked(struct gpup_save_file *sf)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&sf->mf.lock);
+	for (i = 0; i < sf->depth; i++)
+		gpup_save_slot_wait(&sf->slot[i], false);
+}
+
+/**
+ * gpup_save_file_drain() - wait for a save file's transfers in flight
+ * @sf: the save file, being disabled
+ *
+ * The provider completes every transfer it accepted (before reset_vf
+ * returns, before it unregisters), so this does not hang.  The results
+ * stay in their slots; a disabled file never hands them out.
+ *
+ * Context: the caller holds the device's state_mutex (or is release).
+ */
+void gpup_save_file_drain(struct gpup_save_file *sf)
+{
+	mutex_lock(&sf->mf.lock);
+	gpup_save_drain_locked(sf);
+	mutex_unlock(&sf->mf.lock);
+}
+
+static void gpup_save_slots_free(struct gpup_save_file *sf)
+{
+	unsigned int i;
+
+	for (i = 0; i < GPUP_XFER_DEPTH; i++) {
+		kvfree(sf->slot[i].pages);
+		vfree(sf->slot[i].buf);
+	}
+}
+
+/*
+ * @sf->depth slots of one run each; in bulk, with their pages and
+ * transfers set up.
+ */
+static int gpup_save_slots_alloc(struct gpup_save_file *sf)
+{
+	size_t len = (size_t)sf->run_pages * sf->mf.gdev->caps.page_size;
+	unsigned int npages = len >> PAGE_SHIFT, i, j;
+	struct gpup_save_slot *slot;
+
+	BUILD_BUG_ON(GPUP_VRAM_REC_EXTRA > PAGE_SIZE);
+	for (i = 0; i < sf->depth; i++) {
+		slot = &sf->slot[i];
+		init_completion(&slot->done);
+		slot->buf = __vmalloc(PAGE_SIZE + len, GFP_KERNEL_ACCOUNT);
+		if (!slot->buf)
+			return -ENOMEM;
+		if (!sf->bulk)
+			continue;
+		slot->pages = kvcalloc(npages, sizeof(*slot->pages),
+				       GFP_KERNEL_ACCOUNT);
+		if (!slot->pages)
+			return -ENOMEM;
+		for (j = 0; j < npages; j++)
+			slot->pages[j] = vmalloc_to_page(slot->buf + PAGE_SIZE +
+							 j * PAGE_SIZE);
+		slot->xfer.dir = GPUP_XFER_SAVE;
+		slot->xfer.segs = &slot->seg;
+		slot->xfer.nsegs = 1;
+		slot->xfer.pages = slot->pages;
+		slot->xfer.done = gpup_save_xfer_done;
+		slot->xfer.priv = slot;
+	}
+	return 0;
+}
+
 static int gpup_save_release(struct inode *inode, struct file *filp)
 {
 	struct gpup_save_file *sf = filp->private_data;
 
+	/* Never free pages a transfer still writes. */
+	gpup_save_file_drain(sf);
 	kvfree(sf->head);
 	kvfree(sf->mut);
 	gpup_bitmap_free(sf->win);
-	kvfree(sf->bounce);
+	gpup_save_slots_free(sf);
 	gpup_mig_file_fini(&sf->mf);
 	kfree(sf);
 	return 0;
@@ -675,12 +963,15 @@ struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
 	sf->npages = div_u64(caps->vram_size, caps->page_size);
 	sf->run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	sf->tracking = precopy;
-	sf->bounce = kvmalloc(GPUP_VRAM_REC_EXTRA +
-			      (size_t)sf->run_pages * caps->page_size,
-			      GFP_KERNEL_ACCOUNT);
+	sf->mf.gdev = gdev;
+	sf->bulk = gpup_vfio_use_bulk(gdev);
+	sf->depth = sf->bulk ? GPUP_XFER_DEPTH : 1;
+	ret = gpup_save_slots_alloc(sf);
+	if (ret)
+		goto err_free;
 	sf->win = gpup_bitmap_alloc(sf->run_pages);
 	ret = -ENOMEM;
-	if (!sf->bounce || !sf->win)
+	if (!sf->win)
 		goto err_free;
 	ret = gpup_mig_file_init(&sf->mf, gdev, "gpup_vfio_save",
 				 &gpup_save_fops, O_RDONLY);
@@ -720,7 +1011,7 @@ err_put:
 	return ERR_PTR(ret);
 err_free:
 	gpup_bitmap_free(sf->win);
-	kvfree(sf->bounce);
+	gpup_save_slots_free(sf);
 	kfree(sf);
 	return ERR_PTR(ret);
 }

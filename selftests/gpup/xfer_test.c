@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Bulk VRAM transfer (the optional provider op vram_xfer): a migration
+ * in bulk keeps several transfers in flight and proves the VF identical;
+ * bulk_xfer=N moves VRAM by vram_read/vram_write only; an injected
+ * transfer error fails read() cleanly and leaves the source as it was;
+ * a reset, or leaving STOP_COPY, with transfers in flight neither hangs
+ * nor leaves one running; on the destination, an injected error fails
+ * the stream and a reset recovers.
+ *
+ * Copyright (C) 2026 The gpup-vfio authors
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "lib/gpup_lib.h"
+#include "lib/gpup_mig.h"
+
+#define NVF		3
+#define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
+/* 16 MiB of VRAM in runs of 256 KiB: the transfers of one full pass. */
+#define FULL_PASS_RUNS	((GPUP_SIM_VRAM_MB << 20) / (256 << 10))
+
+enum { A, B, C };
+
+FIXTURE(xfer) {
+	char pf[GPUP_BDF_LEN];
+	char vf[NVF][GPUP_BDF_LEN];
+	struct gpup_vfio v[NVF];
+};
+
+FIXTURE_SETUP(xfer)
+{
+	int i;
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
+	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "Y"));
+	for (i = 0; i < NVF; i++)
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+	/* C stands for "A, had it not moved" (see migration_test). */
+	ASSERT_EQ(0, gpup_sim_twin(self->vf[C], self->vf[A]));
+	for (i = 0; i < NVF; i++) {
+		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+		ASSERT_EQ(0, gpup_sim_write(self->vf[i], "xfer_stats", "0"));
+	}
+}
+
+FIXTURE_TEARDOWN(xfer)
+{
+	int i;
+
+	for (i = 0; i < NVF; i++) {
+		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
+			TH_LOG("VF %s", self->vf[i]);
+		/* No transfer outlives what made it. */
+		EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[i], "in_flight"))
+			TH_LOG("VF %s", self->vf[i]);
+		gpup_sim_write(self->vf[i], "xfer_delay", "0");
+	}
+	for (i = 0; i < NVF; i++) {
+		gpup_vfio_close(&self->v[i]);
+		gpup_unbind(self->vf[i]);
+	}
+	gpup_write_file(BULK_PARAM, "Y");
+	gpup_set_numvfs(self->pf, 0);
+}
+
+static int dev(struct _test_data_xfer *self, int i)
+{
+	return self->v[i].device;
+}
+
+static int state_of(int device)
+{
+	int s = -1;
+
+	if (gpup_mig_get(device, &s))
+		return -1;
+	return s;
+}
+
+static void expect_same(struct __test_metadata *_metadata, const char *x,
+			const char *y)
+{
+	char dx[GPUP_DIGEST_LEN], dy[GPUP_DIGEST_LEN];
+
+	ASSERT_EQ(0, gpup_sim_digest(x, dx));
+	ASSERT_EQ(0, gpup_sim_digest(y, dy));
+	EXPECT_STREQ(dx, dy);
+}
+
+/* A runs 40, moves to B by STOP_COPY, B runs 25; C runs 65 in place. */
+static void roundtrip(struct __test_metadata *_metadata,
+		      struct _test_data_xfer *self)
+{
+	char before[GPUP_DIGEST_LEN], after[GPUP_DIGEST_LEN];
+	struct gpup_buf b = { 0 };
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 40));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], before));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], after));
+	EXPECT_STREQ(before, after);
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, B)));
+	expect_same(_metadata, self->vf[A], self->vf[B]);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 25));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 65));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
+}
+
+/* The save went through vram_xfer, asynchronously, more than one at once. */
+static void expect_bulk(struct __test_metadata *_metadata, const char *vf,
+			long runs)
+{
+	long submitted = gpup_sim_xfer_stat(vf, "submitted");
+
+	EXPECT_GE(submitted, runs);
+	EXPECT_EQ(submitted, gpup_sim_xfer_stat(vf, "async"));
+	EXPECT_EQ(0, gpup_sim_xfer_stat(vf, "errors"));
+	EXPECT_GT(gpup_sim_xfer_stat(vf, "max_in_flight"), 1);
+}
+
+TEST_F_TIMEOUT(xfer, bulk_roundtrip, 300)
+{
+	roundtrip(_metadata, self);
+	expect_bulk(_metadata, self->vf[A], FULL_PASS_RUNS);
+	/* The destination wrote VRAM by vram_xfer too. */
+	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
+		  FULL_PASS_RUNS);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "errors"));
+}
+
+TEST_F_TIMEOUT(xfer, bulk_precopy_running, 300)
+{
+	/* Dirty passes go in bulk too; steps run while they do. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_migrate_precopy(self->vf[A], dev(self, A),
+					  dev(self, B), 4, 7));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 4 * 7 + 12));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	/* The full pass and at least one dirty page per round. */
+	expect_bulk(_metadata, self->vf[A], FULL_PASS_RUNS + 4);
+}
+
+TEST_F_TIMEOUT(xfer, per_range_roundtrip, 300)
+{
+	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "N"));
+	roundtrip(_metadata, self);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "submitted"));
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "submitted"));
+}
+
+/*
+ * A transfer that completes with an error fails read() with its errno;
+ * the source goes back to RUNNING as it was, and migrates again.
+ */
+TEST_F_TIMEOUT(xfer, fault_in_stop_copy, 300)
+{
+	char before[GPUP_DIGEST_LEN], after[GPUP_DIGEST_LEN];
+	struct gpup_buf b = { 0 };
+	char *buf = malloc(GPUP_CHUNK_READ);
+	ssize_t n;
+	int fd;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 9));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], before));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "fault", "vram_xfer -5"));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  &fd));
+	ASSERT_GE(fd, 0);
+	do
+		n = read(fd, buf, GPUP_CHUNK_READ);
+	while (n > 0);
+	EXPECT_EQ(-1, n);
+	EXPECT_EQ(EIO, errno);
+	/* Sticky. */
+	EXPECT_EQ(-1, read(fd, buf, GPUP_CHUNK_READ));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[A], "errors"));
+	close(fd);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], after));
+	EXPECT_STREQ(before, after);
+	EXPECT_EQ(9, gpup_sim_steps(self->vf[A]));
+
+	/* The next migration of the same source works. */
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 9));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
+	free(buf);
+}
+
+/*
+ * On the destination, a transfer's error fails the stream; a reset
+ * brings the VF back, and the same stream then loads.
+ */
+TEST_F_TIMEOUT(xfer, fault_in_resuming, 300)
+{
+	struct gpup_buf b = { 0 };
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 9));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "fault", "vram_xfer -5"));
+	EXPECT_EQ(-EIO, gpup_load(dev(self, B), &b));
+	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[B], "errors"));
+	ASSERT_EQ(0, gpup_device_reset(dev(self, B)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, B)));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 9));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
+}
+
+/* Read 1 MiB of a STOP_COPY stream with slow transfers: some in flight. */
+static int start_slow_save(struct __test_metadata *_metadata,
+			   struct _test_data_xfer *self, char *buf)
+{
+	int fd;
+
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "20000"));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  &fd));
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(GPUP_CHUNK_READ, read(fd, buf, GPUP_CHUNK_READ));
+	EXPECT_GT(gpup_sim_xfer_stat(self->vf[A], "in_flight"), 0);
+	return fd;
+}
+
+TEST_F_TIMEOUT(xfer, reset_while_in_flight, 300)
+{
+	char *buf = malloc(GPUP_CHUNK_READ);
+	struct gpup_buf b = { 0 };
+	int fd;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	fd = start_slow_save(_metadata, self, buf);
+	/* reset_vf completes the transfers: the reset returns at once. */
+	ASSERT_EQ(0, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	EXPECT_EQ(-1, read(fd, buf, GPUP_CHUNK_READ));
+	EXPECT_EQ(ENODEV, errno);
+	close(fd);
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "0"));
+
+	/* At its power-on state, and it migrates again. */
+	EXPECT_EQ(0, gpup_sim_steps(self->vf[A]));
+	expect_same(_metadata, self->vf[A], self->vf[C]);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 4));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 4));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	gpup_buf_free(&b);
+	free(buf);
+}
+
+TEST_F_TIMEOUT(xfer, abort_while_in_flight, 300)
+{
+	char before[GPUP_DIGEST_LEN], after[GPUP_DIGEST_LEN];
+	char *buf = malloc(GPUP_CHUNK_READ);
+	int fd;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 7));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], before));
+	fd = start_slow_save(_metadata, self, buf);
+	close(fd);
+	/* Leaving STOP_COPY waits for the dropped file's transfers. */
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], after));
+	EXPECT_STREQ(before, after);
+	free(buf);
+}
+
+TEST_F_TIMEOUT(xfer, close_device_while_in_flight, 300)
+{
+	char *buf = malloc(GPUP_CHUNK_READ);
+	int fd;
+
+	ASSERT_NE(NULL, buf);
+	fd = start_slow_save(_metadata, self, buf);
+	/* The close scrub (reset_vf) completes them; the data_fd dies. */
+	gpup_vfio_close(&self->v[A]);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	EXPECT_EQ(-1, read(fd, buf, GPUP_CHUNK_READ));
+	close(fd);
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[A], &self->v[A]));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	free(buf);
+}
+
+TEST_HARNESS_MAIN
