@@ -51,7 +51,7 @@ static void print_rec(const struct dump *d, const char *status)
 	const struct gpup_event *ev = &d->rec;
 
 	printf("@%llu record %u: %s (type %u) flags 0x%04x len %u crc 0x%08x %s",
-	       d->rec_at, d->nrec, gpup_rec_type_name(ev->type), ev->type,
+	       d->rec_at, d->nrec, gpup_vfio_rec_type_name(ev->type), ev->type,
 	       ev->flags, ev->len, ev->crc, status);
 	if (ev->type == GPUP_REC_VRAM && ev->npages)
 		printf(" first_page %llu npages %u", ev->first_page,
@@ -125,10 +125,10 @@ int main(int argc, char **argv)
 		}
 	}
 
-	gpup_parser_init(&p, &lim);
+	gpup_vfio_parser_init(&p, &lim);
 	while (r >= 0 && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
 		for (off = 0; off < n; off += r) {
-			r = gpup_parser_feed(&p, buf + off, n - off, &ev);
+			r = gpup_vfio_parser_feed(&p, buf + off, n - off, &ev);
 			if (r < 0)
 				break;
 			on_event(&d, &ev, p.pos);
@@ -141,10 +141,10 @@ int main(int argc, char **argv)
 	if (f != stdin)
 		fclose(f);
 	if (r >= 0) {
-		r = gpup_parser_feed(&p, NULL, 0, &ev);
+		r = gpup_vfio_parser_feed(&p, NULL, 0, &ev);
 		if (r >= 0)
 			on_event(&d, &ev, p.pos);
-		r = gpup_parser_finish(&p);
+		r = gpup_vfio_parser_finish(&p);
 	}
 	if (r) {
 		if (d.in_rec)

@@ -137,14 +137,14 @@ static u8 *copy_good(struct _test_data_bad *self)
 static void fix_hdr_crc(u8 *p)
 {
 	struct gpup_stream_hdr *h = (void *)p;
-	u32 crc = gpup_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc));
+	u32 crc = gpup_vfio_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc));
 
 	h->hdr_crc = cpu_to_le32(crc);
 }
 
 static void fix_rec_hcrc(struct gpup_rec_hdr *rh)
 {
-	u32 crc = gpup_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc));
+	u32 crc = gpup_vfio_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc));
 
 	rh->hcrc = cpu_to_le32(crc);
 }
@@ -347,7 +347,7 @@ static size_t assemble(struct _test_data_bad *self, u8 *out,
 		const struct rec *r = &self->recs[order[i]];
 
 		memcpy(out + off, g + r->off, r->len);
-		chain = gpup_crc(chain, out + off, GPUP_REC_CHAIN_LEN);
+		chain = gpup_vfio_crc(chain, out + off, GPUP_REC_CHAIN_LEN);
 		off += r->len;
 	}
 	rh = (void *)(out + off);
@@ -355,11 +355,11 @@ static size_t assemble(struct _test_data_bad *self, u8 *out,
 	memset(end, 0, sizeof(*end));
 	end->nrecords = cpu_to_le32(n);
 	end->stream_bytes = cpu_to_le64(off);
-	end->chain = cpu_to_le32(gpup_crc_final(chain));
+	end->chain = cpu_to_le32(gpup_vfio_crc_final(chain));
 	rh->type = cpu_to_le16(GPUP_REC_END);
 	rh->flags = 0;
 	rh->len = cpu_to_le32(GPUP_END_SIZE);
-	rh->crc = cpu_to_le32(gpup_crc32c(end, GPUP_END_SIZE));
+	rh->crc = cpu_to_le32(gpup_vfio_crc32c(end, GPUP_END_SIZE));
 	fix_rec_hcrc(rh);
 	return off + GPUP_END_REC_SIZE;
 }

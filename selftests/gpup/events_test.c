@@ -179,18 +179,33 @@ FIXTURE_VARIANT(ev) {
 	int state;		/* the state the events hit */
 };
 
-#define EV_VARIANT(_st, _name)						\
-FIXTURE_VARIANT_ADD(ev, _name) {					\
-	.state = VFIO_DEVICE_STATE_##_st,				\
-}
+FIXTURE_VARIANT_ADD(ev, running) {
+	.state = VFIO_DEVICE_STATE_RUNNING,
+};
 
-EV_VARIANT(RUNNING, running);
-EV_VARIANT(RUNNING_P2P, running_p2p);
-EV_VARIANT(STOP, stop);
-EV_VARIANT(PRE_COPY, pre_copy);
-EV_VARIANT(PRE_COPY_P2P, pre_copy_p2p);
-EV_VARIANT(STOP_COPY, stop_copy);
-EV_VARIANT(RESUMING, resuming);
+FIXTURE_VARIANT_ADD(ev, running_p2p) {
+	.state = VFIO_DEVICE_STATE_RUNNING_P2P,
+};
+
+FIXTURE_VARIANT_ADD(ev, stop) {
+	.state = VFIO_DEVICE_STATE_STOP,
+};
+
+FIXTURE_VARIANT_ADD(ev, pre_copy) {
+	.state = VFIO_DEVICE_STATE_PRE_COPY,
+};
+
+FIXTURE_VARIANT_ADD(ev, pre_copy_p2p) {
+	.state = VFIO_DEVICE_STATE_PRE_COPY_P2P,
+};
+
+FIXTURE_VARIANT_ADD(ev, stop_copy) {
+	.state = VFIO_DEVICE_STATE_STOP_COPY,
+};
+
+FIXTURE_VARIANT_ADD(ev, resuming) {
+	.state = VFIO_DEVICE_STATE_RESUMING,
+};
 
 /*
  * Event @kind in state @st.  The device under test is VF A, or VF B as
@@ -205,6 +220,7 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	bool caps = kind == EV_CAPS;
 	char buf[4096], val[32], d[GPUP_DIGEST_LEN];
 	struct pollfd pfd;
+	ssize_t n;
 	long logs;
 
 	ASSERT_EQ(0, gpup_sim_run(e->vf[t], 10));
@@ -239,19 +255,18 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	 * EPOLLERR and I/O fails before anyone looked at the state.  New
 	 * caps are checked with the state mutex: the state query first.
 	 */
-	if (caps && st != VFIO_DEVICE_STATE_RUNNING) {
+	if (caps && st != VFIO_DEVICE_STATE_RUNNING)
 		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
-	}
 	if (fd >= 0) {
 		pfd.fd = fd;
 		pfd.events = st == VFIO_DEVICE_STATE_RESUMING ? POLLOUT : POLLIN;
 		ASSERT_EQ(1, poll(&pfd, 1, 10000));
 		EXPECT_TRUE(pfd.revents & POLLERR);
-		if (st == VFIO_DEVICE_STATE_RESUMING) {
-			EXPECT_EQ(-1, write(fd, buf, sizeof(buf)));
-		} else {
-			EXPECT_EQ(-1, read(fd, buf, sizeof(buf)));
-		}
+		if (st == VFIO_DEVICE_STATE_RESUMING)
+			n = write(fd, buf, sizeof(buf));
+		else
+			n = read(fd, buf, sizeof(buf));
+		EXPECT_EQ(-1, n);
 	}
 
 	if (caps && st == VFIO_DEVICE_STATE_RUNNING) {

@@ -62,8 +62,8 @@ static void hdr_set_version(u8 *p, u16 major, u16 minor)
 
 	h->major = cpu_to_le16(major);
 	h->minor = cpu_to_le16(minor);
-	h->hdr_crc = cpu_to_le32(gpup_crc32c(h, offsetof(struct gpup_stream_hdr,
-							 hdr_crc)));
+	h->hdr_crc = cpu_to_le32(gpup_vfio_crc32c(h, offsetof(struct gpup_stream_hdr,
+							      hdr_crc)));
 }
 
 static int append(struct gpup_buf *b, const void *p, size_t len)
@@ -79,9 +79,9 @@ static int add_optional(struct gpup_writer *w, struct gpup_buf *out, u8 fill)
 	int ret;
 
 	memset(payload, fill, sizeof(payload));
-	ret = gpup_rec_hdr_build(w, &rh, OPT_TYPE, GPUP_REC_F_OPTIONAL,
-				 sizeof(payload),
-				 gpup_crc32c(payload, sizeof(payload)));
+	ret = gpup_vfio_rec_hdr_build(w, &rh, OPT_TYPE, GPUP_REC_F_OPTIONAL,
+				      sizeof(payload),
+				 gpup_vfio_crc32c(payload, sizeof(payload)));
 	if (ret)
 		return ret;
 	ret = append(out, &rh, sizeof(rh));
@@ -104,8 +104,8 @@ static int with_optional(const struct gpup_buf *in, struct gpup_buf *out)
 	u32 len;
 	int ret;
 
-	gpup_writer_init(&w);
-	ret = gpup_writer_hdr(&w, (const void *)in->data);
+	gpup_vfio_writer_init(&w);
+	ret = gpup_vfio_writer_hdr(&w, (const void *)in->data);
 	if (ret)
 		return ret;
 	ret = append(out, in->data, GPUP_STREAM_HDR_SIZE);
@@ -122,8 +122,8 @@ static int with_optional(const struct gpup_buf *in, struct gpup_buf *out)
 			if (ret)
 				return ret;
 		}
-		ret = gpup_rec_hdr_build(&w, &nrh, type, le16_to_cpu(rh->flags),
-					 len, le32_to_cpu(rh->crc));
+		ret = gpup_vfio_rec_hdr_build(&w, &nrh, type, le16_to_cpu(rh->flags),
+					      len, le32_to_cpu(rh->crc));
 		if (!ret)
 			ret = append(out, &nrh, sizeof(nrh));
 		if (!ret)
@@ -134,7 +134,7 @@ static int with_optional(const struct gpup_buf *in, struct gpup_buf *out)
 	}
 	if (ret)
 		return ret;
-	ret = gpup_end_build(&w, &erh, &end);
+	ret = gpup_vfio_end_build(&w, &erh, &end);
 	if (!ret)
 		ret = append(out, &erh, sizeof(erh));
 	return ret ? ret : append(out, &end, sizeof(end));

@@ -49,11 +49,21 @@ static void gpup_sim_ev_unlock(struct gpup_sim_vf *vf)
 	up_read(&vf->pf->vfs_rwsem);
 }
 
-/* reset_prepare: the VF's engines stop until reset_done. */
+/*
+ * reset_prepare: the VF's engines stop until reset_done, and its copy
+ * engine work (vram_xfer) is finished first, as a PF fences a VF's
+ * engines before its FLR.
+ */
 static void gpup_sim_reset_prepare(struct pci_dev *pdev, unsigned int idx)
 {
-	struct gpup_sim_vf *vf = gpup_sim_ev_lock(pdev, idx);
+	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
+	struct gpup_sim_vf *vf;
 
+	down_read(&pf->vfs_rwsem);
+	if (idx < pf->nvfs)
+		gpup_sim_xfer_flush(&pf->vfs[idx]);
+	up_read(&pf->vfs_rwsem);
+	vf = gpup_sim_ev_lock(pdev, idx);
 	if (!vf)
 		return;
 	vf->quiesced = true;

@@ -89,7 +89,7 @@ static void digest_event(struct pass *ps, const struct gpup_event *ev)
 		ev->hdr.profile_id, ev->hdr.page_size, ev->hdr.vram_size,
 	};
 
-	ps->ev_digest = gpup_crc(ps->ev_digest, v, sizeof(v));
+	ps->ev_digest = gpup_vfio_crc(ps->ev_digest, v, sizeof(v));
 }
 
 /* @end: stream bytes up to and including the ones this call consumed. */
@@ -122,12 +122,12 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 		CHECK(!lim->page_size || lim->page_size == ev->hdr.page_size);
 		CHECK(!lim->vram_size || lim->vram_size == ev->hdr.vram_size);
 		if (ps->rebuild) {
-			gpup_stream_hdr_build(&h, ev->hdr.provider_id,
-					      ev->hdr.profile_id,
+			gpup_vfio_stream_hdr_build(&h, ev->hdr.provider_id,
+						   ev->hdr.profile_id,
 					      ev->hdr.page_size,
 					      ev->hdr.vram_size);
 			CHECK(ev->hdr.minor || !memcmp(&h, stream, sizeof(h)));
-			CHECK(!gpup_writer_hdr(&ps->w, &h));
+			CHECK(!gpup_vfio_writer_hdr(&ps->w, &h));
 		}
 		break;
 	case GPUP_EV_RECORD:
@@ -150,8 +150,8 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 		CHECK(ev->type != GPUP_REC_END);
 		CHECK(known(ev->type) || (ev->flags & GPUP_REC_F_OPTIONAL));
 		if (ps->rebuild) {
-			CHECK(!gpup_rec_hdr_build(&ps->w, &rh, ev->type,
-						  ev->flags, ev->len, ev->crc));
+			CHECK(!gpup_vfio_rec_hdr_build(&ps->w, &rh, ev->type,
+						       ev->flags, ev->len, ev->crc));
 			CHECK(!memcmp(&rh, stream + end - sizeof(rh),
 				      sizeof(rh)));
 			CHECK(ps->w.stream_bytes == end + ev->len);
@@ -181,8 +181,8 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 			CHECK(ev->vram_offset + ev->data_len <= ps->info.vram_size);
 		}
 		ps->next_off += ev->data_len;
-		ps->data_digest = gpup_crc(ps->data_digest, ev->data,
-					   ev->data_len);
+		ps->data_digest = gpup_vfio_crc(ps->data_digest, ev->data,
+						ev->data_len);
 		break;
 	case GPUP_EV_RECORD_END:
 		CHECK(ps->in_rec && ev->type == ps->type && ev->len == ps->len);
@@ -194,7 +194,7 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 		CHECK(ev->stream_bytes + GPUP_END_REC_SIZE == end);
 		ps->end_seen = true;
 		if (ps->rebuild) {
-			CHECK(!gpup_end_build(&ps->w, &rh, &e));
+			CHECK(!gpup_vfio_end_build(&ps->w, &rh, &e));
 			CHECK(!memcmp(&rh, stream + end - GPUP_END_REC_SIZE,
 				      sizeof(rh)));
 			CHECK(!memcmp(&e, stream + end - sizeof(e), sizeof(e)));
@@ -217,7 +217,7 @@ static void fix_crcs(u8 *s, size_t len, bool fix_end)
 
 	if (len < GPUP_STREAM_HDR_SIZE)
 		return;
-	h->hdr_crc = cpu_to_le32(gpup_crc32c(h, 44));
+	h->hdr_crc = cpu_to_le32(gpup_vfio_crc32c(h, 44));
 	while (len - off >= GPUP_REC_HDR_SIZE) {
 		rh = (struct gpup_rec_hdr *)(s + off);
 		plen = le32_to_cpu(rh->len);
@@ -228,11 +228,11 @@ static void fix_crcs(u8 *s, size_t len, bool fix_end)
 			end = (struct gpup_end *)(rh + 1);
 			end->nrecords = cpu_to_le32(nrec);
 			end->stream_bytes = cpu_to_le64(off);
-			end->chain = cpu_to_le32(gpup_crc_final(chain));
+			end->chain = cpu_to_le32(gpup_vfio_crc_final(chain));
 		}
-		rh->crc = cpu_to_le32(gpup_crc32c(rh + 1, plen));
-		rh->hcrc = cpu_to_le32(gpup_crc32c(rh, 12));
-		chain = gpup_crc(chain, rh, GPUP_REC_CHAIN_LEN);
+		rh->crc = cpu_to_le32(gpup_vfio_crc32c(rh + 1, plen));
+		rh->hcrc = cpu_to_le32(gpup_vfio_crc32c(rh, 12));
+		chain = gpup_vfio_crc(chain, rh, GPUP_REC_CHAIN_LEN);
 		nrec++;
 		off += GPUP_REC_HDR_SIZE + plen;
 	}
@@ -256,20 +256,20 @@ static void run(struct pass *ps, const struct gpup_stream_limits *lim,
 
 	ps->ev_digest = GPUP_CRC_INIT;
 	ps->data_digest = GPUP_CRC_INIT;
-	gpup_writer_init(&ps->w);
-	gpup_parser_init(&p, lim);
+	gpup_vfio_writer_init(&ps->w);
+	gpup_vfio_parser_init(&p, lim);
 
 	while (off < len) {
 		n = nchunks ? chunks[ci++ % nchunks] : 0;
 		if (!n || n > len - off)
 			n = len - off;
 		if (zero_feeds) {
-			r = gpup_parser_feed(&p, s + off, 0, &ev);
+			r = gpup_vfio_parser_feed(&p, s + off, 0, &ev);
 			CHECK(r == 0);
 			on_event(ps, lim, &ev, s, off, NULL, 0);
 		}
 		for (done = 0; done < n; done += r) {
-			r = gpup_parser_feed(&p, s + off + done, n - done, &ev);
+			r = gpup_vfio_parser_feed(&p, s + off + done, n - done, &ev);
 			if (r < 0) {
 				CHECK(is_stream_error(r));
 				CHECK(ev.kind == GPUP_EV_NONE);
@@ -284,23 +284,23 @@ static void run(struct pass *ps, const struct gpup_stream_limits *lim,
 		}
 		off += n;
 	}
-	r = gpup_parser_feed(&p, NULL, 0, &ev);
+	r = gpup_vfio_parser_feed(&p, NULL, 0, &ev);
 	CHECK(r == 0);
 	on_event(ps, lim, &ev, s, off, NULL, 0);
-	r = gpup_parser_feed(&p, NULL, 0, &ev);
+	r = gpup_vfio_parser_feed(&p, NULL, 0, &ev);
 	CHECK(r == 0 && ev.kind == GPUP_EV_NONE);
 out:
-	ps->fin = gpup_parser_finish(&p);
+	ps->fin = gpup_vfio_parser_finish(&p);
 	ps->pos = p.pos;
 	if (ps->err) {
 		/* Sticky: whatever comes next gets the same error. */
 		CHECK(ps->fin == ps->err);
-		CHECK(gpup_parser_feed(&p, s, len, &ev) == ps->err);
-		CHECK(gpup_parser_feed(&p, NULL, 0, &ev) == ps->err);
-		CHECK(gpup_parser_finish(&p) == ps->err);
+		CHECK(gpup_vfio_parser_feed(&p, s, len, &ev) == ps->err);
+		CHECK(gpup_vfio_parser_feed(&p, NULL, 0, &ev) == ps->err);
+		CHECK(gpup_vfio_parser_finish(&p) == ps->err);
 	} else if (ps->end_seen) {
 		CHECK(ps->fin == 0 && ps->pos == len);
-		CHECK(gpup_parser_feed(&p, "", 1, &ev) == -EPROTO);
+		CHECK(gpup_vfio_parser_feed(&p, "", 1, &ev) == -EPROTO);
 	} else {
 		CHECK(ps->fin == -ENODATA && ps->pos == len);
 	}

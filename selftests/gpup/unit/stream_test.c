@@ -138,7 +138,7 @@ static void raw_init(struct raw *r)
 
 static void hdr_fix_crc(struct gpup_stream_hdr *h)
 {
-	h->hdr_crc = cpu_to_le32(gpup_crc32c(h, 44));
+	h->hdr_crc = cpu_to_le32(gpup_vfio_crc32c(h, 44));
 }
 
 static void hdr_make(struct gpup_stream_hdr *h, u32 page_size, u64 vram_size)
@@ -177,10 +177,10 @@ static void raw_rec_hdr(struct raw *r, u16 type, u16 flags, u32 len, u32 crc)
 	rh.flags = cpu_to_le16(flags);
 	rh.len = cpu_to_le32(len);
 	rh.crc = cpu_to_le32(crc);
-	rh.hcrc = cpu_to_le32(gpup_crc32c(&rh, 12));
+	rh.hcrc = cpu_to_le32(gpup_vfio_crc32c(&rh, 12));
 	buf_put(&r->b, &rh, sizeof(rh));
 	if (type != GPUP_REC_END) {
-		r->chain = gpup_crc(r->chain, &rh, 12);
+		r->chain = gpup_vfio_crc(r->chain, &rh, 12);
 		r->nrec++;
 	}
 }
@@ -188,7 +188,7 @@ static void raw_rec_hdr(struct raw *r, u16 type, u16 flags, u32 len, u32 crc)
 static void raw_rec(struct raw *r, u16 type, u16 flags, const void *pl,
 		    u32 len)
 {
-	raw_rec_hdr(r, type, flags, len, gpup_crc32c(pl, len));
+	raw_rec_hdr(r, type, flags, len, gpup_vfio_crc32c(pl, len));
 	buf_put(&r->b, pl, len);
 }
 
@@ -239,13 +239,13 @@ static void raw_end_vals(struct raw *r, u32 nrec, u64 bytes, u32 chain,
 	end.chain = cpu_to_le32(chain);
 	end.reserved2 = 0;
 	raw_rec_hdr(r, GPUP_REC_END, 0, sizeof(end),
-		    gpup_crc32c(&end, sizeof(end)));
+		    gpup_vfio_crc32c(&end, sizeof(end)));
 	buf_put(&r->b, &end, sizeof(end));
 }
 
 static void raw_end(struct raw *r)
 {
-	raw_end_vals(r, r->nrec, r->b.len, gpup_crc_final(r->chain), 0);
+	raw_end_vals(r, r->nrec, r->b.len, gpup_vfio_crc_final(r->chain), 0);
 }
 
 /*
@@ -288,14 +288,14 @@ static bool build_rt(struct buf *b)
 	pattern(rt_imm, sizeof(rt_imm), 1);
 	pattern(rt_mut, sizeof(rt_mut), 2);
 
-	gpup_writer_init(&w);
-	gpup_stream_hdr_build(&h, 0x10de0001, 7, PAGE, VRAM_SIZE);
-	ok &= EXPECT_ERR(gpup_writer_hdr(&w, &h), 0);
+	gpup_vfio_writer_init(&w);
+	gpup_vfio_stream_hdr_build(&h, 0x10de0001, 7, PAGE, VRAM_SIZE);
+	ok &= EXPECT_ERR(gpup_vfio_writer_hdr(&w, &h), 0);
 	buf_put(b, &h, sizeof(h));
 
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
 					    sizeof(rt_imm),
-					    gpup_crc32c(rt_imm, sizeof(rt_imm))),
+					    gpup_vfio_crc32c(rt_imm, sizeof(rt_imm))),
 			 0);
 	buf_put(b, &rh, sizeof(rh));
 	buf_put(b, rt_imm, sizeof(rt_imm));
@@ -304,28 +304,28 @@ static bool build_rt(struct buf *b)
 		n = rt_runs[i].npages * PAGE;
 		pattern(pages, n, 10 + i);
 		memcpy(rt_vram + rt_runs[i].first * PAGE, pages, n);
-		gpup_vram_run_build(&run, rt_runs[i].first, rt_runs[i].npages);
+		gpup_vfio_vram_run_build(&run, rt_runs[i].first, rt_runs[i].npages);
 		/* The payload CRC in two pieces, as the kernel computes it. */
-		c = gpup_crc(GPUP_CRC_INIT, &run, sizeof(run));
-		c = gpup_crc(c, pages, n);
-		ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
+		c = gpup_vfio_crc(GPUP_CRC_INIT, &run, sizeof(run));
+		c = gpup_vfio_crc(c, pages, n);
+		ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
 						    sizeof(run) + n,
-						    gpup_crc_final(c)), 0);
-		ok &= EXPECT(gpup_vram_rec_size(rt_runs[i].npages, PAGE) ==
+						    gpup_vfio_crc_final(c)), 0);
+		ok &= EXPECT(gpup_vfio_vram_rec_size(rt_runs[i].npages, PAGE) ==
 			     sizeof(rh) + sizeof(run) + n);
 		buf_put(b, &rh, sizeof(rh));
 		buf_put(b, &run, sizeof(run));
 		buf_put(b, pages, n);
 	}
 
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
 					    sizeof(rt_mut),
-					    gpup_crc32c(rt_mut, sizeof(rt_mut))),
+					    gpup_vfio_crc32c(rt_mut, sizeof(rt_mut))),
 			 0);
 	buf_put(b, &rh, sizeof(rh));
 	buf_put(b, rt_mut, sizeof(rt_mut));
 
-	ok &= EXPECT_ERR(gpup_end_build(&w, &rh, &end), 0);
+	ok &= EXPECT_ERR(gpup_vfio_end_build(&w, &rh, &end), 0);
 	buf_put(b, &rh, sizeof(rh));
 	buf_put(b, &end, sizeof(end));
 	ok &= EXPECT(w.stream_bytes == b->len);
@@ -344,7 +344,7 @@ static const struct gpup_stream_limits def_lim = {
 
 struct res {
 	long err;		/* first error of feed(), or 0 */
-	int fin;		/* gpup_parser_finish() at the end */
+	int fin;		/* gpup_vfio_parser_finish() at the end */
 	bool bad;		/* an API invariant broke */
 	u64 pos;		/* parser position at the end */
 	unsigned int ev[GPUP_EV_END + 1];	/* events by kind */
@@ -474,13 +474,13 @@ static struct res *parse_ex(const u8 *s, size_t len,
 		abort();
 	if (!p)
 		p = &local;
-	gpup_parser_init(p, lim);
+	gpup_vfio_parser_init(p, lim);
 	while (off < len) {
 		n = chunk ? chunk : len - off;
 		if (n > len - off)
 			n = len - off;
 		for (done = 0; done < n; done += r) {
-			r = gpup_parser_feed(p, s + off + done, n - done, &ev);
+			r = gpup_vfio_parser_feed(p, s + off + done, n - done, &ev);
 			if (r < 0) {
 				res->err = r;
 				if (ev.kind != GPUP_EV_NONE)
@@ -496,13 +496,13 @@ static struct res *parse_ex(const u8 *s, size_t len,
 		off += n;
 	}
 	/* A feed of 0 bytes delivers a pending RECORD_END, consuming none. */
-	r = gpup_parser_feed(p, NULL, 0, &ev);
+	r = gpup_vfio_parser_feed(p, NULL, 0, &ev);
 	if (r)
 		res_bad(res, "feed of 0 bytes consumed or failed");
 	else
 		res_event(res, &ev, NULL, 0);
 out:
-	res->fin = gpup_parser_finish(p);
+	res->fin = gpup_vfio_parser_finish(p);
 	res->pos = p->pos;
 	return res;
 }
@@ -579,11 +579,11 @@ static bool test_crc(void)
 	bool ok = true;
 	u32 c;
 
-	ok &= EXPECT(gpup_crc32c(check, 9) == 0xe3069283);
-	ok &= EXPECT(gpup_crc32c(NULL, 0) == 0);
-	c = gpup_crc(GPUP_CRC_INIT, check, 4);
-	c = gpup_crc(c, check + 4, 5);
-	ok &= EXPECT(gpup_crc_final(c) == 0xe3069283);
+	ok &= EXPECT(gpup_vfio_crc32c(check, 9) == 0xe3069283);
+	ok &= EXPECT(gpup_vfio_crc32c(NULL, 0) == 0);
+	c = gpup_vfio_crc(GPUP_CRC_INIT, check, 4);
+	c = gpup_vfio_crc(c, check + 4, 5);
+	ok &= EXPECT(gpup_vfio_crc_final(c) == 0xe3069283);
 	return ok;
 }
 
@@ -592,14 +592,14 @@ static bool test_wire_layout(void)
 	struct gpup_stream_hdr h;
 	bool ok = true;
 
-	gpup_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
+	gpup_vfio_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
 	ok &= EXPECT(!memcmp(&h, "GPUP\1\0\0\0\x30\0\0\0", 12));
 	ok &= EXPECT(sizeof(struct gpup_stream_hdr) == 48);
 	ok &= EXPECT(sizeof(struct gpup_rec_hdr) == 16);
 	ok &= EXPECT(sizeof(struct gpup_vram_run) == 16);
 	ok &= EXPECT(sizeof(struct gpup_end) == 24);
-	ok &= EXPECT(!strcmp(gpup_rec_type_name(GPUP_REC_VRAM), "VRAM"));
-	ok &= EXPECT(!strcmp(gpup_rec_type_name(99), "UNKNOWN"));
+	ok &= EXPECT(!strcmp(gpup_vfio_rec_type_name(GPUP_REC_VRAM), "VRAM"));
+	ok &= EXPECT(!strcmp(gpup_vfio_rec_type_name(99), "UNKNOWN"));
 	return ok;
 }
 
@@ -620,7 +620,7 @@ static bool test_writer_matches_raw(void)
 
 		if (!pl)
 			abort();
-		gpup_vram_run_build(&run, rt_runs[i].first, rt_runs[i].npages);
+		gpup_vfio_vram_run_build(&run, rt_runs[i].first, rt_runs[i].npages);
 		memcpy(pl, &run, sizeof(run));
 		pattern(pl + sizeof(run), n, 10 + i);
 		raw_rec(&r, GPUP_REC_VRAM, 0, pl, sizeof(run) + n);
@@ -709,32 +709,32 @@ static bool test_sizes(void)
 	bool ok = true;
 	u32 n;
 
-	ok &= EXPECT(gpup_vram_runs_size(16, PAGE, run_bytes) ==
+	ok &= EXPECT(gpup_vfio_vram_runs_size(16, PAGE, run_bytes) ==
 		     6 * 32 + 16 * PAGE);
-	ok &= EXPECT(gpup_vram_runs_size(15, PAGE, run_bytes) ==
+	ok &= EXPECT(gpup_vfio_vram_runs_size(15, PAGE, run_bytes) ==
 		     5 * 32 + 15 * PAGE);
-	ok &= EXPECT(gpup_vram_runs_size(3, PAGE, 100) == 3 * 32 + 3 * PAGE);
-	ok &= EXPECT(gpup_vram_runs_size(0, PAGE, run_bytes) == 0);
-	ok &= EXPECT(gpup_vram_runs_size(5, 0, run_bytes) == 0);
-	ok &= EXPECT(gpup_stream_full_size(1, VRAM_SIZE, 0, run_bytes, 1) == 0);
+	ok &= EXPECT(gpup_vfio_vram_runs_size(3, PAGE, 100) == 3 * 32 + 3 * PAGE);
+	ok &= EXPECT(gpup_vfio_vram_runs_size(0, PAGE, run_bytes) == 0);
+	ok &= EXPECT(gpup_vfio_vram_runs_size(5, 0, run_bytes) == 0);
+	ok &= EXPECT(gpup_vfio_stream_full_size(1, VRAM_SIZE, 0, run_bytes, 1) == 0);
 
 	/* Account a whole stream in the writer as the save side would. */
-	gpup_writer_init(&w);
-	gpup_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
-	ok &= EXPECT_ERR(gpup_writer_hdr(&w, &h), 0);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
+	gpup_vfio_writer_init(&w);
+	gpup_vfio_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
+	ok &= EXPECT_ERR(gpup_vfio_writer_hdr(&w, &h), 0);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
 					    100, 0), 0);
 	for (page = 0; left; page += n, left -= n) {
 		n = left < 3 ? left : 3;
-		ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
+		ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
 						    16 + n * PAGE, 0), 0);
 	}
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
 					    200, 0), 0);
-	ok &= EXPECT_ERR(gpup_end_build(&w, &rh, &end), 0);
+	ok &= EXPECT_ERR(gpup_vfio_end_build(&w, &rh, &end), 0);
 	ok &= EXPECT(w.stream_bytes ==
-		     gpup_stream_full_size(100, VRAM_SIZE, PAGE, run_bytes,
-					   200));
+		     gpup_vfio_stream_full_size(100, VRAM_SIZE, PAGE, run_bytes,
+						200));
 	ok &= EXPECT(GPUP_END_REC_SIZE == 40);
 	return ok;
 }
@@ -1354,8 +1354,8 @@ static bool test_trailing_byte(void)
 	res = parse_ex(r.b.p, r.b.len, &def_lim, 0, &p);
 	ok &= EXPECT_ERR(res->fin, 0);
 	free(res);
-	ok &= EXPECT_ERR(gpup_parser_feed(&p, "", 1, &ev), -EPROTO);
-	ok &= EXPECT_ERR(gpup_parser_finish(&p), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_parser_feed(&p, "", 1, &ev), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_parser_finish(&p), -EPROTO);
 
 	buf_put(&r.b, "\0", 1);
 	ok &= EXPECT_REFUSED(&r.b, -EPROTO);
@@ -1379,11 +1379,11 @@ static bool test_sticky(void)
 	ok &= EXPECT_ERR(res->err, -EBADMSG);
 	free(res);
 	for (i = 0; i < 3; i++) {
-		ok &= EXPECT_ERR(gpup_parser_feed(&p, good.b.p, good.b.len, &ev),
+		ok &= EXPECT_ERR(gpup_vfio_parser_feed(&p, good.b.p, good.b.len, &ev),
 				 -EBADMSG);
 		ok &= EXPECT(ev.kind == GPUP_EV_NONE);
-		ok &= EXPECT_ERR(gpup_parser_feed(&p, NULL, 0, &ev), -EBADMSG);
-		ok &= EXPECT_ERR(gpup_parser_finish(&p), -EBADMSG);
+		ok &= EXPECT_ERR(gpup_vfio_parser_feed(&p, NULL, 0, &ev), -EBADMSG);
+		ok &= EXPECT_ERR(gpup_vfio_parser_finish(&p), -EBADMSG);
 	}
 	/* A fresh parser takes the good stream. */
 	ok &= EXPECT_VALID(&good.b);
@@ -1403,19 +1403,19 @@ static void build_end(struct raw *r, int what)
 	switch (what) {
 	case 0:
 		raw_end_vals(r, r->nrec, r->b.len,
-			     gpup_crc_final(r->chain) ^ 1, 0);
+			     gpup_vfio_crc_final(r->chain) ^ 1, 0);
 		break;
 	case 1:
 		raw_end_vals(r, r->nrec - 1, r->b.len,
-			     gpup_crc_final(r->chain), 0);
+			     gpup_vfio_crc_final(r->chain), 0);
 		break;
 	case 2:
 		raw_end_vals(r, r->nrec, r->b.len + 16,
-			     gpup_crc_final(r->chain), 0);
+			     gpup_vfio_crc_final(r->chain), 0);
 		break;
 	case 3:
 		raw_end_vals(r, r->nrec, r->b.len,
-			     gpup_crc_final(r->chain), 1);
+			     gpup_vfio_crc_final(r->chain), 1);
 		break;
 	default:
 		raw_end(r);
@@ -1452,7 +1452,7 @@ static bool test_end_mismatch(void)
 		memmove(r.b.p + a, r.b.p + a + len, len);
 		memcpy(r.b.p + a + len, tmp, len);
 		raw_init(&r2);
-		raw_end_vals(&r2, r.nrec, r.b.len, gpup_crc_final(r.chain), 0);
+		raw_end_vals(&r2, r.nrec, r.b.len, gpup_vfio_crc_final(r.chain), 0);
 		buf_put(&r.b, r2.b.p, r2.b.len);
 		buf_free(&r2.b);
 	}
@@ -1466,8 +1466,8 @@ static bool test_finish_early(void)
 	struct gpup_parser p;
 	bool ok = true;
 
-	gpup_parser_init(&p, &def_lim);
-	ok &= EXPECT_ERR(gpup_parser_finish(&p), -ENODATA);
+	gpup_vfio_parser_init(&p, &def_lim);
+	ok &= EXPECT_ERR(gpup_vfio_parser_finish(&p), -ENODATA);
 	return ok;
 }
 
@@ -1493,37 +1493,37 @@ static bool test_empty_payloads(void)
 	free(res);
 
 	/* RECORD, then RECORD_END from a feed of 0 bytes. */
-	gpup_parser_init(&p, &def_lim);
+	gpup_vfio_parser_init(&p, &def_lim);
 	at = 0;
-	n = gpup_parser_feed(&p, r.b.p, 48, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p, 48, &ev);
 	ok &= EXPECT(n == 48 && ev.kind == GPUP_EV_HEADER);
 	at += n;
-	n = gpup_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
 	ok &= EXPECT(n == 16 && ev.kind == GPUP_EV_RECORD && ev.len == 0 &&
 		     ev.type == GPUP_REC_IMMUTABLE);
 	at += n;
-	n = gpup_parser_feed(&p, r.b.p + at, 0, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, 0, &ev);
 	ok &= EXPECT(n == 0 && ev.kind == GPUP_EV_RECORD_END &&
 		     ev.type == GPUP_REC_IMMUTABLE);
-	n = gpup_parser_feed(&p, r.b.p + at, 0, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, 0, &ev);
 	ok &= EXPECT(n == 0 && ev.kind == GPUP_EV_NONE);
 	/* A pending RECORD_END takes at most 15 bytes of the next header. */
-	n = gpup_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
 	ok &= EXPECT(n == 16 && ev.kind == GPUP_EV_RECORD);
 	at += n;
-	n = gpup_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
 	ok &= EXPECT(n == 15 && ev.kind == GPUP_EV_RECORD_END &&
 		     ev.type == GPUP_REC_MUTABLE);
 	at += n;
-	n = gpup_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
 	ok &= EXPECT(n == 1 && ev.kind == GPUP_EV_NONE);
 	at += n;
-	n = gpup_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
+	n = gpup_vfio_parser_feed(&p, r.b.p + at, r.b.len - at, &ev);
 	ok &= EXPECT(n == 24 && ev.kind == GPUP_EV_END && ev.nrecords == 2 &&
 		     ev.stream_bytes == 48 + 32);
 	at += n;
 	ok &= EXPECT(at == r.b.len);
-	ok &= EXPECT_ERR(gpup_parser_finish(&p), 0);
+	ok &= EXPECT_ERR(gpup_vfio_parser_finish(&p), 0);
 	buf_free(&r.b);
 	return ok;
 }
@@ -1536,47 +1536,47 @@ static bool test_writer_order(void)
 	struct gpup_end end;
 	bool ok = true;
 
-	gpup_writer_init(&w);
-	gpup_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
+	gpup_vfio_writer_init(&w);
+	gpup_vfio_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
 					    1, 0), -EPROTO);
-	ok &= EXPECT_ERR(gpup_end_build(&w, &rh, &end), -EPROTO);
-	ok &= EXPECT_ERR(gpup_writer_hdr(&w, &h), 0);
-	ok &= EXPECT_ERR(gpup_writer_hdr(&w, &h), -EPROTO);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
+	ok &= EXPECT_ERR(gpup_vfio_end_build(&w, &rh, &end), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_writer_hdr(&w, &h), 0);
+	ok &= EXPECT_ERR(gpup_vfio_writer_hdr(&w, &h), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
 					    16 + PAGE, 0), -EPROTO);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
 					    1, 0), -EPROTO);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, 9, 0, 1, 0), -EINVAL);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, 9, GPUP_REC_F_OPTIONAL,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, 9, 0, 1, 0), -EINVAL);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, 9, GPUP_REC_F_OPTIONAL,
 					    1, 0), 0);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 2,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 2,
 					    1, 0), -EINVAL);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
 					    1, 0), 0);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
 					    1, 0), -EPROTO);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
 					    16 + PAGE + 1, 0), -EINVAL);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
 					    16, 0), -EINVAL);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_END, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_END, 0,
 					    24, 0), -EINVAL);
-	ok &= EXPECT_ERR(gpup_end_build(&w, &rh, &end), -EPROTO);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
+	ok &= EXPECT_ERR(gpup_vfio_end_build(&w, &rh, &end), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_MUTABLE, 0,
 					    1, 0), 0);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_VRAM, 0,
 					    16 + PAGE, 0), -EPROTO);
-	ok &= EXPECT_ERR(gpup_end_build(&w, &rh, &end), 0);
-	ok &= EXPECT_ERR(gpup_end_build(&w, &rh, &end), -EPROTO);
-	ok &= EXPECT_ERR(gpup_rec_hdr_build(&w, &rh, 9, GPUP_REC_F_OPTIONAL,
+	ok &= EXPECT_ERR(gpup_vfio_end_build(&w, &rh, &end), 0);
+	ok &= EXPECT_ERR(gpup_vfio_end_build(&w, &rh, &end), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, 9, GPUP_REC_F_OPTIONAL,
 					    1, 0), -EPROTO);
 	ok &= EXPECT(w.nrecords == 3);
 	ok &= EXPECT(w.stream_bytes == 48 + 17 * 3 + 40);
 
-	gpup_writer_init(&w);
-	gpup_stream_hdr_build(&h, 1, 2, 3000, VRAM_SIZE);
-	ok &= EXPECT_ERR(gpup_writer_hdr(&w, &h), -EINVAL);
+	gpup_vfio_writer_init(&w);
+	gpup_vfio_stream_hdr_build(&h, 1, 2, 3000, VRAM_SIZE);
+	ok &= EXPECT_ERR(gpup_vfio_writer_hdr(&w, &h), -EINVAL);
 	return ok;
 }
 

@@ -16,6 +16,7 @@
 #include <linux/seq_file.h>
 
 #include "gpup_vfio.h"
+#include "migrate.h"
 
 static struct dentry *gpup_vfio_debugfs_root;
 

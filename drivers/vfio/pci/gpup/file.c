@@ -11,10 +11,10 @@
 #include <linux/fs.h>
 #include <linux/slab.h>
 
-#include "gpup_vfio.h"
+#include "file.h"
 
 /**
- * gpup_mig_file_init() - set up the shared part of a data_fd
+ * gpup_vfio_file_init() - set up the shared part of a data_fd
  * @mf: the shared part, zeroed, inside the save or resume file that
  *	@fops' handlers find as the file's private_data
  * @gdev: the VF; the file takes a reference on its vfio_device
@@ -27,8 +27,8 @@
  *
  * Return: 0 or -errno; on error nothing is left to undo.
  */
-int gpup_mig_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
-		       const char *name, const struct file_operations *fops,
+int gpup_vfio_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
+			const char *name, const struct file_operations *fops,
 		       int flags)
 {
 	mutex_init(&mf->io_lock);
@@ -49,10 +49,10 @@ int gpup_mig_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
 }
 
 /**
- * gpup_mig_file_fini() - release the shared part of a data_fd
+ * gpup_vfio_file_fini() - release the shared part of a data_fd
  * @mf: the shared part; its file is being released
  */
-void gpup_mig_file_fini(struct gpup_mig_file *mf)
+void gpup_vfio_file_fini(struct gpup_mig_file *mf)
 {
 	mutex_destroy(&mf->lock);
 	mutex_destroy(&mf->io_lock);
@@ -60,7 +60,7 @@ void gpup_mig_file_fini(struct gpup_mig_file *mf)
 }
 
 /**
- * gpup_mig_file_alive() - whether a data_fd may still work
+ * gpup_vfio_file_alive() - whether a data_fd may still work
  * @mf: the file
  *
  * A data_fd works only while its device is in the file's generation and
@@ -69,7 +69,7 @@ void gpup_mig_file_fini(struct gpup_mig_file *mf)
  *
  * Return: 0 or the -errno of gpup_vfio_op_enter().
  */
-int gpup_mig_file_alive(struct gpup_mig_file *mf)
+int gpup_vfio_file_alive(struct gpup_mig_file *mf)
 {
 	int ret;
 
@@ -80,7 +80,7 @@ int gpup_mig_file_alive(struct gpup_mig_file *mf)
 }
 
 /**
- * gpup_bitmap_alloc() - a zeroed bitmap of one bit per VRAM page
+ * gpup_vfio_bitmap_alloc() - a zeroed bitmap of one bit per VRAM page
  * @nbits: bits
  *
  * A large VF has more pages than kmalloc serves bits for (4 MiB of
@@ -89,17 +89,17 @@ int gpup_mig_file_alive(struct gpup_mig_file *mf)
  *
  * Return: the bitmap or NULL.
  */
-unsigned long *gpup_bitmap_alloc(u64 nbits)
+unsigned long *gpup_vfio_bitmap_alloc(u64 nbits)
 {
 	return kvcalloc(BITS_TO_LONGS(nbits), sizeof(unsigned long),
 			GFP_KERNEL_ACCOUNT);
 }
 
 /**
- * gpup_bitmap_free() - free a bitmap of gpup_bitmap_alloc()
+ * gpup_vfio_bitmap_free() - free a bitmap of gpup_vfio_bitmap_alloc()
  * @map: the bitmap or NULL
  */
-void gpup_bitmap_free(unsigned long *map)
+void gpup_vfio_bitmap_free(unsigned long *map)
 {
 	kvfree(map);
 }

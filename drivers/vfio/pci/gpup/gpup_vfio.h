@@ -34,8 +34,6 @@
 #include <linux/vfio_pci_core.h>
 #include <linux/wait.h>
 
-#include "stream.h"
-
 /* VRAM pages move in runs of at most this many bytes (one slot buffer). */
 #define GPUP_RUN_BYTES		(256 * 1024)
 /*
@@ -189,17 +187,6 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 /* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
 extern bool gpup_vfio_bulk_xfer;
 
-/* migrate.c */
-extern const struct vfio_migration_ops gpup_vfio_mig_ops;
-void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev);
-void gpup_vfio_mig_open(struct gpup_vfio_dev *gdev);
-void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev);
-void gpup_vfio_reset_prepare(struct pci_dev *pdev);
-void gpup_vfio_reset_done(struct pci_dev *pdev);
-int gpup_vfio_reset_result(struct gpup_vfio_dev *gdev, unsigned long seq);
-unsigned long gpup_vfio_reset_seq(struct gpup_vfio_dev *gdev);
-void gpup_vfio_state_mutex_unlock(struct gpup_vfio_dev *gdev);
-
 /* ops.c: provider calls for one VF, serialised, fenced, checked against @gen */
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b);
@@ -208,53 +195,6 @@ bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev);
 void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev);
 int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
 			size_t *imm, size_t *mut);
-
-/**
- * struct gpup_mig_file - what the save and the resume data_fd share
- * @filp: the anon file
- * @gdev: the VF; the file holds a reference on its vfio_device
- * @gen: @gdev->gen when the file was made; provider calls fail once the
- *	device moved on (the file was disabled)
- * @io_lock: serialises read() or write() callers; the only lock held
- *	across a copy to or from userspace
- * @lock: protects @error and the stream state of the save or resume
- *	file around it; never held across a user copy
- * @error: sticky error; every later read/write returns it
- */
-struct gpup_mig_file {
-	struct file *filp;
-	struct gpup_vfio_dev *gdev;
-	unsigned long gen;
-	struct mutex io_lock;	/* callers of read()/write() */
-	struct mutex lock;	/* stream state, see above */
-	int error;
-};
-
-/* file.c */
-int gpup_mig_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
-		       const char *name, const struct file_operations *fops,
-		       int flags);
-void gpup_mig_file_fini(struct gpup_mig_file *mf);
-int gpup_mig_file_alive(struct gpup_mig_file *mf);
-unsigned long *gpup_bitmap_alloc(u64 nbits);
-void gpup_bitmap_free(unsigned long *map);
-
-/* save.c */
-struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
-					  bool precopy);
-int gpup_save_file_stop_copy(struct gpup_save_file *sf);
-u64 gpup_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
-			size_t mut);
-int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
-			   u64 *dirty, bool precopy);
-struct file *gpup_save_file_filp(struct gpup_save_file *sf);
-void gpup_save_file_drain(struct gpup_save_file *sf);
-
-/* resume.c */
-struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev);
-int gpup_resume_file_finish(struct gpup_resume_file *rf);
-struct file *gpup_resume_file_filp(struct gpup_resume_file *rf);
-void gpup_resume_file_drain(struct gpup_resume_file *rf);
 
 /* dirty.c */
 void gpup_vfio_log_init(struct gpup_vfio_dev *gdev,

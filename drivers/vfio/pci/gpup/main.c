@@ -15,6 +15,7 @@
 #include <gpup_compat.h>
 
 #include "gpup_vfio.h"
+#include "migrate.h"
 
 #define CREATE_TRACE_POINTS
 #include "trace.h"

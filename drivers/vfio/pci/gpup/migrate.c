@@ -10,7 +10,8 @@
 #include <linux/pci.h>
 #include <linux/vfio.h>
 
-#include "gpup_vfio.h"
+#include "file.h"
+#include "migrate.h"
 #include "trace.h"
 
 /*
@@ -180,12 +181,12 @@ static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 	gdev->saving = NULL;
 	gdev->resuming = NULL;
 	if (saving) {
-		gpup_save_file_drain(saving);
-		fput(gpup_save_file_filp(saving));
+		gpup_vfio_save_drain(saving);
+		fput(gpup_vfio_save_filp(saving));
 	}
 	if (resuming) {
-		gpup_resume_file_drain(resuming);
-		fput(gpup_resume_file_filp(resuming));
+		gpup_vfio_resume_drain(resuming);
+		fput(gpup_vfio_resume_filp(resuming));
 	}
 }
 
@@ -247,14 +248,14 @@ static struct file *gpup_vfio_start_source_locked(struct gpup_vfio_dev *gdev,
 	ret = gpup_vfio_prepare_locked(gdev, GPUP_MIG_SOURCE, precopy);
 	if (ret)
 		return ERR_PTR(ret);
-	sf = gpup_save_file_new(gdev, precopy);
+	sf = gpup_vfio_save_new(gdev, precopy);
 	if (IS_ERR(sf)) {
 		gpup_vfio_end_migration_locked(gdev);
 		return ERR_CAST(sf);
 	}
 	gdev->saving = sf;
-	get_file(gpup_save_file_filp(sf));
-	return gpup_save_file_filp(sf);
+	get_file(gpup_vfio_save_filp(sf));
+	return gpup_vfio_save_filp(sf);
 }
 
 static struct file *gpup_vfio_start_target_locked(struct gpup_vfio_dev *gdev)
@@ -265,14 +266,14 @@ static struct file *gpup_vfio_start_target_locked(struct gpup_vfio_dev *gdev)
 	ret = gpup_vfio_prepare_locked(gdev, GPUP_MIG_TARGET, false);
 	if (ret)
 		return ERR_PTR(ret);
-	rf = gpup_resume_file_new(gdev);
+	rf = gpup_vfio_resume_new(gdev);
 	if (IS_ERR(rf)) {
 		gpup_vfio_end_migration_locked(gdev);
 		return ERR_CAST(rf);
 	}
 	gdev->resuming = rf;
-	get_file(gpup_resume_file_filp(rf));
-	return gpup_resume_file_filp(rf);
+	get_file(gpup_vfio_resume_filp(rf));
+	return gpup_vfio_resume_filp(rf);
 }
 
 static void gpup_vfio_end_locked(struct gpup_vfio_dev *gdev)
@@ -342,7 +343,7 @@ static int gpup_vfio_finish_target_locked(struct gpup_vfio_dev *gdev)
 {
 	int ret;
 
-	ret = gpup_resume_file_finish(gdev->resuming);
+	ret = gpup_vfio_resume_finish(gdev->resuming);
 	gpup_vfio_end_locked(gdev);
 	if (!ret)
 		atomic64_inc(&gdev->stats.migrations_in);
@@ -381,7 +382,7 @@ static struct file *gpup_vfio_step_locked(struct gpup_vfio_dev *gdev,
 		return gpup_vfio_start_source_locked(gdev, false);
 	} else if (cur == VFIO_DEVICE_STATE_PRE_COPY_P2P &&
 		   new == VFIO_DEVICE_STATE_STOP_COPY) {
-		ret = gpup_save_file_stop_copy(gdev->saving);
+		ret = gpup_vfio_save_stop_copy(gdev->saving);
 	} else if ((cur == VFIO_DEVICE_STATE_PRE_COPY &&
 		    new == VFIO_DEVICE_STATE_RUNNING) ||
 		   (cur == VFIO_DEVICE_STATE_PRE_COPY_P2P &&
@@ -525,14 +526,14 @@ static int gpup_vfio_get_data_size(struct vfio_device *vdev,
 	if (ret)
 		goto out;
 	if (gdev->saving) {
-		ret = gpup_save_file_pending(gdev->saving, &initial, &dirty,
+		ret = gpup_vfio_save_pending(gdev->saving, &initial, &dirty,
 					     false);
 		if (!ret)
 			*stop_copy_length = initial + dirty;
 	} else {
 		ret = gpup_vfio_save_size(gdev, GPUP_GEN_ANY, &imm, &mut);
 		if (!ret)
-			*stop_copy_length = gpup_save_full_size(gdev, imm, mut);
+			*stop_copy_length = gpup_vfio_save_full_size(gdev, imm, mut);
 	}
 out:
 	gpup_vfio_state_mutex_unlock(gdev);

@@ -28,7 +28,7 @@
 #include <linux/uio.h>
 #include <linux/vmalloc.h>
 
-#include "gpup_vfio.h"
+#include "file.h"
 #include "trace.h"
 
 /* Bounds on what a resume stream may declare, beyond the provider caps. */
@@ -105,12 +105,12 @@ struct gpup_resume_file {
 };
 
 /**
- * gpup_resume_file_filp() - the struct file of a resume file
+ * gpup_vfio_resume_filp() - the struct file of a resume file
  * @rf: the resume file
  *
  * Return: its anon file.
  */
-struct file *gpup_resume_file_filp(struct gpup_resume_file *rf)
+struct file *gpup_vfio_resume_filp(struct gpup_resume_file *rf)
 {
 	return rf->mf.filp;
 }
@@ -206,12 +206,12 @@ static int gpup_resume_drain_locked(struct gpup_resume_file *rf)
 }
 
 /**
- * gpup_resume_file_drain() - wait for a resume file's transfers
+ * gpup_vfio_resume_drain() - wait for a resume file's transfers
  * @rf: the resume file, being disabled
  *
  * Context: the caller holds the device's state_mutex.
  */
-void gpup_resume_file_drain(struct gpup_resume_file *rf)
+void gpup_vfio_resume_drain(struct gpup_resume_file *rf)
 {
 	mutex_lock(&rf->mf.lock);
 	gpup_resume_drain_locked(rf);
@@ -376,7 +376,7 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 	int ret;
 
 	do {
-		used = gpup_parser_feed(&rf->parser, buf, len, &ev);
+		used = gpup_vfio_parser_feed(&rf->parser, buf, len, &ev);
 		if (used < 0)
 			return used;
 		buf += used;
@@ -425,7 +425,7 @@ static int gpup_resume_feed_locked(struct gpup_resume_file *rf, size_t n)
 
 	if (mf->error)
 		return mf->error;
-	ret = gpup_mig_file_alive(mf);
+	ret = gpup_vfio_file_alive(mf);
 	if (ret)
 		return ret;
 	ret = gpup_resume_feed(rf, rf->stage, n);
@@ -453,7 +453,7 @@ static ssize_t gpup_resume_write(struct file *filp, const char __user *buf,
 	mutex_lock(&mf->io_lock);
 	if (!len) {
 		mutex_lock(&mf->lock);
-		ret = mf->error ? mf->error : gpup_mig_file_alive(mf);
+		ret = mf->error ? mf->error : gpup_vfio_file_alive(mf);
 		mutex_unlock(&mf->lock);
 	}
 	while (done < len) {
@@ -492,7 +492,7 @@ static __poll_t gpup_resume_poll(struct file *filp, poll_table *wait)
 
 	poll_wait(filp, &mf->gdev->waitq, wait);
 	mutex_lock(&mf->lock);
-	if (mf->error || gpup_mig_file_alive(mf))
+	if (mf->error || gpup_vfio_file_alive(mf))
 		mask = EPOLLERR;
 	mutex_unlock(&mf->lock);
 	return mask;
@@ -513,13 +513,13 @@ static int gpup_resume_release(struct inode *inode, struct file *filp)
 	struct gpup_resume_file *rf = filp->private_data;
 
 	/* Never free pages a transfer still reads. */
-	gpup_resume_file_drain(rf);
+	gpup_vfio_resume_drain(rf);
 	kvfree(rf->imm);
 	kvfree(rf->mut);
-	gpup_bitmap_free(rf->seen);
+	gpup_vfio_bitmap_free(rf->seen);
 	gpup_resume_bufs_free(rf);
 	kvfree(rf->stage);
-	gpup_mig_file_fini(&rf->mf);
+	gpup_vfio_file_fini(&rf->mf);
 	kfree(rf);
 	return 0;
 }
@@ -563,13 +563,13 @@ static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 }
 
 /**
- * gpup_resume_file_new() - start receiving a stream
+ * gpup_vfio_resume_new() - start receiving a stream
  * @gdev: the VF, paused and prepared as migration target
  *
  * Context: the caller holds @gdev->state_mutex.
  * Return: the file or ERR_PTR().
  */
-struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
+struct gpup_resume_file *gpup_vfio_resume_new(struct gpup_vfio_dev *gdev)
 {
 	const struct gpup_migration_caps *caps = &gdev->caps;
 	struct gpup_stream_limits lim = {
@@ -589,7 +589,7 @@ struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
 	run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	rf->gather_cap = (size_t)run_pages * caps->page_size;
 	rf->stage = kvmalloc(GPUP_STAGE_BYTES, GFP_KERNEL_ACCOUNT);
-	rf->seen = gpup_bitmap_alloc(rf->npages);
+	rf->seen = gpup_vfio_bitmap_alloc(rf->npages);
 	if (!rf->stage || !rf->seen)
 		goto err_free;
 	rf->bulk = gpup_vfio_use_bulk(gdev);
@@ -597,15 +597,15 @@ struct gpup_resume_file *gpup_resume_file_new(struct gpup_vfio_dev *gdev)
 	if (ret)
 		goto err_free;
 	/* Geometry is checked against the caps in gpup_resume_header(). */
-	gpup_parser_init(&rf->parser, &lim);
-	ret = gpup_mig_file_init(&rf->mf, gdev, "gpup_vfio_resume",
-				 &gpup_resume_fops, O_WRONLY);
+	gpup_vfio_parser_init(&rf->parser, &lim);
+	ret = gpup_vfio_file_init(&rf->mf, gdev, "gpup_vfio_resume",
+				  &gpup_resume_fops, O_WRONLY);
 	if (ret)
 		goto err_free;
 	return rf;
 
 err_free:
-	gpup_bitmap_free(rf->seen);
+	gpup_vfio_bitmap_free(rf->seen);
 	kvfree(rf->stage);
 	gpup_resume_bufs_free(rf);
 	kfree(rf);
@@ -613,14 +613,14 @@ err_free:
 }
 
 /**
- * gpup_resume_file_finish() - RESUMING -> STOP: restore the mutable data
+ * gpup_vfio_resume_finish() - RESUMING -> STOP: restore the mutable data
  * @rf: the resume file
  *
  * Context: the caller holds the device's state_mutex.
  * Return: 0; the stream's error; -ENODATA if the stream did not reach
  * its END record; or the error of restore_mutable.
  */
-int gpup_resume_file_finish(struct gpup_resume_file *rf)
+int gpup_vfio_resume_finish(struct gpup_resume_file *rf)
 {
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
 	int ret;
@@ -628,7 +628,7 @@ int gpup_resume_file_finish(struct gpup_resume_file *rf)
 	mutex_lock(&rf->mf.lock);
 	ret = rf->mf.error;
 	if (!ret)
-		ret = gpup_parser_finish(&rf->parser);
+		ret = gpup_vfio_parser_finish(&rf->parser);
 	if (!ret && !rf->complete)
 		ret = -ENODATA;
 	if (!ret)

@@ -17,7 +17,7 @@
  * checksums and hands out while the others run.  Records go out in the
  * order their runs were submitted.  A slot's pages belong to its
  * transfer until the transfer completed: disabling the file waits for
- * its transfers (gpup_save_file_drain()), and so does release, before
+ * its transfers (gpup_vfio_save_drain()), and so does release, before
  * anything is freed.  The provider completes every transfer before
  * reset_vf returns and before it unregisters, so neither wait can hang
  * on a reset or a provider going away.
@@ -48,7 +48,7 @@
 
 #include <gpup_compat.h>
 
-#include "gpup_vfio.h"
+#include "file.h"
 #include "trace.h"
 
 enum gpup_save_phase {
@@ -176,12 +176,12 @@ struct gpup_save_file {
 };
 
 /**
- * gpup_save_file_filp() - the struct file of a save file
+ * gpup_vfio_save_filp() - the struct file of a save file
  * @sf: the save file
  *
  * Return: its anon file.
  */
-struct file *gpup_save_file_filp(struct gpup_save_file *sf)
+struct file *gpup_vfio_save_filp(struct gpup_save_file *sf)
 {
 	return sf->mf.filp;
 }
@@ -212,7 +212,7 @@ static u64 gpup_save_win_bytes(const struct gpup_save_file *sf)
 }
 
 /**
- * gpup_save_full_size() - bytes of a whole save stream
+ * gpup_vfio_save_full_size() - bytes of a whole save stream
  * @gdev: the VF
  * @imm: bytes of immutable data
  * @mut: bytes of mutable data
@@ -220,10 +220,10 @@ static u64 gpup_save_win_bytes(const struct gpup_save_file *sf)
  * Return: the size of the stream STOP_COPY produces from STOP: header,
  * IMMUTABLE, one pass over VRAM, MUTABLE and END.
  */
-u64 gpup_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
-			size_t mut)
+u64 gpup_vfio_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
+			     size_t mut)
 {
-	return gpup_stream_full_size(imm, gdev->caps.vram_size,
+	return gpup_vfio_stream_full_size(imm, gdev->caps.vram_size,
 				     gdev->caps.page_size, GPUP_RUN_BYTES, mut);
 }
 
@@ -286,7 +286,7 @@ static int gpup_save_submit(struct gpup_save_file *sf, u64 first, u32 n)
 	slot->first = first;
 	slot->n = n;
 	slot->initial = sf->phase == GPUP_SAVE_FULL;
-	gpup_vram_run_build((struct gpup_vram_run *)(gpup_slot_rec(slot) +
+	gpup_vfio_vram_run_build((struct gpup_vram_run *)(gpup_slot_rec(slot) +
 						     GPUP_REC_HDR_SIZE),
 			    first, n);
 
@@ -371,11 +371,11 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	if (slot->status)
 		return slot->status;
 
-	crc = gpup_crc(GPUP_CRC_INIT, rec + GPUP_REC_HDR_SIZE,
-		       GPUP_VRAM_RUN_SIZE + len);
-	ret = gpup_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)rec,
-				 GPUP_REC_VRAM, 0, GPUP_VRAM_RUN_SIZE + len,
-				 gpup_crc_final(crc));
+	crc = gpup_vfio_crc(GPUP_CRC_INIT, rec + GPUP_REC_HDR_SIZE,
+			    GPUP_VRAM_RUN_SIZE + len);
+	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)rec,
+				      GPUP_REC_VRAM, 0, GPUP_VRAM_RUN_SIZE + len,
+				 gpup_vfio_crc_final(crc));
 	if (ret)
 		return ret;
 	sf->out = rec;
@@ -526,8 +526,8 @@ static int gpup_save_next(struct gpup_save_file *sf)
 		case GPUP_SAVE_MUTABLE:
 			if (!sf->stop_copy)
 				return -ENOMSG;
-			ret = gpup_rec_hdr_build(&sf->w,
-						 (struct gpup_rec_hdr *)sf->tail,
+			ret = gpup_vfio_rec_hdr_build(&sf->w,
+						      (struct gpup_rec_hdr *)sf->tail,
 						 GPUP_REC_MUTABLE, 0,
 						 sf->mut_len, sf->mut_crc);
 			if (ret)
@@ -543,8 +543,8 @@ static int gpup_save_next(struct gpup_save_file *sf)
 				sf->out_len = sf->mut_len;
 				return 0;
 			}
-			ret = gpup_end_build(&sf->w,
-					     (struct gpup_rec_hdr *)sf->tail,
+			ret = gpup_vfio_end_build(&sf->w,
+						  (struct gpup_rec_hdr *)sf->tail,
 					     (struct gpup_end *)(sf->tail +
 						GPUP_REC_HDR_SIZE));
 			if (ret)
@@ -571,7 +571,7 @@ static int gpup_save_refill_locked(struct gpup_save_file *sf)
 
 	if (mf->error)
 		return mf->error;
-	ret = gpup_mig_file_alive(mf);
+	ret = gpup_vfio_file_alive(mf);
 	if (ret)
 		return ret;
 	if (sf->out_pos < sf->out_len)
@@ -696,7 +696,7 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
 }
 
 /**
- * gpup_save_file_pending() - bytes a save file still holds
+ * gpup_vfio_save_pending() - bytes a save file still holds
  * @sf: the save file
  * @initial: initial bytes left (header, IMMUTABLE, the full VRAM pass)
  * @dirty: other bytes: dirty pages so far, and with @precopy false the
@@ -707,7 +707,7 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
  * size, given a provider whose whole-VRAM dirty count is.
  * Return: 0 or -errno.
  */
-int gpup_save_file_pending(struct gpup_save_file *sf, u64 *initial,
+int gpup_vfio_save_pending(struct gpup_save_file *sf, u64 *initial,
 			   u64 *dirty, bool precopy)
 {
 	int ret;
@@ -775,7 +775,7 @@ static __poll_t gpup_save_poll(struct file *filp, poll_table *wait)
 
 	poll_wait(filp, &mf->gdev->waitq, wait);
 	mutex_lock(&mf->lock);
-	if (mf->error || gpup_mig_file_alive(mf)) {
+	if (mf->error || gpup_vfio_file_alive(mf)) {
 		mask = EPOLLERR;
 	} else if (sf->phase == GPUP_SAVE_DIRTY && !sf->stop_copy &&
 		   sf->out_pos == sf->out_len && !sf->win_pending &&
@@ -802,7 +802,7 @@ static void gpup_save_drain_locked(struct gpup_save_file *sf)
 }
 
 /**
- * gpup_save_file_drain() - wait for a save file's transfers in flight
+ * gpup_vfio_save_drain() - wait for a save file's transfers in flight
  * @sf: the save file, being disabled
  *
  * The provider completes every transfer it accepted (before reset_vf
@@ -811,7 +811,7 @@ static void gpup_save_drain_locked(struct gpup_save_file *sf)
  *
  * Context: the caller holds the device's state_mutex (or is release).
  */
-void gpup_save_file_drain(struct gpup_save_file *sf)
+void gpup_vfio_save_drain(struct gpup_save_file *sf)
 {
 	mutex_lock(&sf->mf.lock);
 	gpup_save_drain_locked(sf);
@@ -869,12 +869,12 @@ static int gpup_save_release(struct inode *inode, struct file *filp)
 	struct gpup_save_file *sf = filp->private_data;
 
 	/* Never free pages a transfer still writes. */
-	gpup_save_file_drain(sf);
+	gpup_vfio_save_drain(sf);
 	kvfree(sf->head);
 	kvfree(sf->mut);
-	gpup_bitmap_free(sf->win);
+	gpup_vfio_bitmap_free(sf->win);
 	gpup_save_slots_free(sf);
-	gpup_mig_file_fini(&sf->mf);
+	gpup_vfio_file_fini(&sf->mf);
 	kfree(sf);
 	return 0;
 }
@@ -936,7 +936,7 @@ out:
 }
 
 /**
- * gpup_save_file_new() - start a save stream
+ * gpup_vfio_save_new() - start a save stream
  * @gdev: the VF, prepared as migration source
  * @precopy: entered from RUNNING (dirty tracking runs, data is read in
  *	PRE_COPY); else from STOP, and the stream is complete at once
@@ -947,7 +947,7 @@ out:
  * Context: the caller holds @gdev->state_mutex.
  * Return: the file or ERR_PTR().
  */
-struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
+struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 					  bool precopy)
 {
 	const struct gpup_migration_caps *caps = &gdev->caps;
@@ -969,12 +969,12 @@ struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
 	ret = gpup_save_slots_alloc(sf);
 	if (ret)
 		goto err_free;
-	sf->win = gpup_bitmap_alloc(sf->run_pages);
+	sf->win = gpup_vfio_bitmap_alloc(sf->run_pages);
 	ret = -ENOMEM;
 	if (!sf->win)
 		goto err_free;
-	ret = gpup_mig_file_init(&sf->mf, gdev, "gpup_vfio_save",
-				 &gpup_save_fops, O_RDONLY);
+	ret = gpup_vfio_file_init(&sf->mf, gdev, "gpup_vfio_save",
+				  &gpup_save_fops, O_RDONLY);
 	if (ret)
 		goto err_free;
 
@@ -983,24 +983,24 @@ struct gpup_save_file *gpup_save_file_new(struct gpup_vfio_dev *gdev,
 			     &sf->head, &imm_len);
 	if (ret)
 		goto err_put;
-	gpup_writer_init(&sf->w);
-	gpup_stream_hdr_build((struct gpup_stream_hdr *)sf->head,
-			      caps->provider_id, caps->profile_id,
+	gpup_vfio_writer_init(&sf->w);
+	gpup_vfio_stream_hdr_build((struct gpup_stream_hdr *)sf->head,
+				   caps->provider_id, caps->profile_id,
 			      caps->page_size, caps->vram_size);
-	ret = gpup_writer_hdr(&sf->w, (struct gpup_stream_hdr *)sf->head);
+	ret = gpup_vfio_writer_hdr(&sf->w, (struct gpup_stream_hdr *)sf->head);
 	if (ret)
 		goto err_put;
-	crc = gpup_crc(GPUP_CRC_INIT, sf->head + pre, imm_len);
-	ret = gpup_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)(sf->head +
+	crc = gpup_vfio_crc(GPUP_CRC_INIT, sf->head + pre, imm_len);
+	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)(sf->head +
 					GPUP_STREAM_HDR_SIZE),
 				 GPUP_REC_IMMUTABLE, 0, imm_len,
-				 gpup_crc_final(crc));
+				 gpup_vfio_crc_final(crc));
 	if (ret)
 		goto err_put;
 	sf->head_len = pre + imm_len;
 
 	if (!precopy) {
-		ret = gpup_save_file_stop_copy(sf);
+		ret = gpup_vfio_save_stop_copy(sf);
 		if (ret)
 			goto err_put;
 	}
@@ -1010,14 +1010,14 @@ err_put:
 	fput(sf->mf.filp);
 	return ERR_PTR(ret);
 err_free:
-	gpup_bitmap_free(sf->win);
+	gpup_vfio_bitmap_free(sf->win);
 	gpup_save_slots_free(sf);
 	kfree(sf);
 	return ERR_PTR(ret);
 }
 
 /**
- * gpup_save_file_stop_copy() - the device entered STOP_COPY
+ * gpup_vfio_save_stop_copy() - the device entered STOP_COPY
  * @sf: the save file
  *
  * Saves the mutable data (the VF is paused); reads then run to the END
@@ -1026,7 +1026,7 @@ err_free:
  * Context: the caller holds the device's state_mutex.
  * Return: 0 or -errno; on error the file is as it was.
  */
-int gpup_save_file_stop_copy(struct gpup_save_file *sf)
+int gpup_vfio_save_stop_copy(struct gpup_save_file *sf)
 {
 	u8 *mut;
 	size_t len;
@@ -1042,7 +1042,7 @@ int gpup_save_file_stop_copy(struct gpup_save_file *sf)
 		goto out;
 	sf->mut = mut;
 	sf->mut_len = len;
-	sf->mut_crc = gpup_crc_final(gpup_crc(GPUP_CRC_INIT, mut, len));
+	sf->mut_crc = gpup_vfio_crc_final(gpup_vfio_crc(GPUP_CRC_INIT, mut, len));
 	sf->stop_copy = true;
 out:
 	mutex_unlock(&sf->mf.lock);

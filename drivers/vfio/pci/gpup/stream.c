@@ -43,18 +43,18 @@ enum gpup_phase {
 };
 
 /**
- * gpup_crc() - continue a CRC32C over more bytes
+ * gpup_vfio_crc() - continue a CRC32C over more bytes
  * @crc_state: %GPUP_CRC_INIT to start, or what the last call returned
  * @buf: the bytes
  * @len: how many
  *
  * A payload CRC may be computed in chunks:
- * gpup_crc_final(gpup_crc(gpup_crc(GPUP_CRC_INIT, a, n), b, m)) equals
- * gpup_crc32c() of a and b concatenated.
+ * gpup_vfio_crc_final(gpup_vfio_crc(gpup_vfio_crc(GPUP_CRC_INIT, a, n), b, m)) equals
+ * gpup_vfio_crc32c() of a and b concatenated.
  *
- * Return: the new CRC state (not the CRC value; see gpup_crc_final()).
+ * Return: the new CRC state (not the CRC value; see gpup_vfio_crc_final()).
  */
-u32 gpup_crc(u32 crc_state, const void *buf, size_t len)
+u32 gpup_vfio_crc(u32 crc_state, const void *buf, size_t len)
 {
 	const u8 *p = buf;
 
@@ -69,18 +69,18 @@ u32 gpup_crc(u32 crc_state, const void *buf, size_t len)
 }
 
 /**
- * gpup_crc_final() - the CRC32C value of a CRC state
- * @crc_state: state from gpup_crc()
+ * gpup_vfio_crc_final() - the CRC32C value of a CRC state
+ * @crc_state: state from gpup_vfio_crc()
  *
  * Return: the value to store in or compare with a stream CRC field.
  */
-u32 gpup_crc_final(u32 crc_state)
+u32 gpup_vfio_crc_final(u32 crc_state)
 {
 	return ~crc_state;
 }
 
 /**
- * gpup_crc32c() - CRC32C of a buffer, as the stream stores it
+ * gpup_vfio_crc32c() - CRC32C of a buffer, as the stream stores it
  * @buf: the bytes
  * @len: how many
  *
@@ -89,9 +89,9 @@ u32 gpup_crc_final(u32 crc_state)
  *
  * Return: the CRC value.
  */
-u32 gpup_crc32c(const void *buf, size_t len)
+u32 gpup_vfio_crc32c(const void *buf, size_t len)
 {
-	return gpup_crc_final(gpup_crc(GPUP_CRC_INIT, buf, len));
+	return gpup_vfio_crc_final(gpup_vfio_crc(GPUP_CRC_INIT, buf, len));
 }
 
 static bool gpup_page_size_ok(u32 page_size)
@@ -108,12 +108,12 @@ static bool gpup_rec_known(u16 type)
 }
 
 /**
- * gpup_parser_init() - start reading a stream
+ * gpup_vfio_parser_init() - start reading a stream
  * @p: the parser
  * @lim: what the stream may hold; copied
  */
-void gpup_parser_init(struct gpup_parser *p,
-		      const struct gpup_stream_limits *lim)
+void gpup_vfio_parser_init(struct gpup_parser *p,
+			   const struct gpup_stream_limits *lim)
 {
 	memset(p, 0, sizeof(*p));
 	p->lim = *lim;
@@ -178,7 +178,7 @@ static int gpup_check_hdr(struct gpup_parser *p)
 	if (p->fill < GPUP_STREAM_HDR_SIZE)
 		return 0;
 
-	if (gpup_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc)) !=
+	if (gpup_vfio_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc)) !=
 	    le32_to_cpu(h->hdr_crc))
 		return -EBADMSG;
 	if (le32_to_cpu(h->flags) || le32_to_cpu(h->reserved) ||
@@ -228,7 +228,7 @@ static int gpup_check_rec(struct gpup_parser *p, u16 type, u16 flags,
 	const struct gpup_rec_hdr *rh = &p->u.rec;
 	u32 run;
 
-	if (gpup_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc)) !=
+	if (gpup_vfio_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc)) !=
 	    le32_to_cpu(rh->hcrc))
 		return -EBADMSG;
 	if (flags & ~GPUP_REC_F_OPTIONAL)
@@ -300,7 +300,7 @@ static long gpup_feed_rec(struct gpup_parser *p, const u8 *in, size_t len,
 	if (p->nrecords == U32_MAX)
 		return gpup_fail(p, -EPROTO);
 	p->nrecords++;
-	p->chain = gpup_crc(p->chain, rh, GPUP_REC_CHAIN_LEN);
+	p->chain = gpup_vfio_crc(p->chain, rh, GPUP_REC_CHAIN_LEN);
 	if (type == GPUP_REC_IMMUTABLE)
 		p->phase = GPUP_PH_IMM;
 	else if (type == GPUP_REC_MUTABLE)
@@ -313,7 +313,7 @@ static long gpup_feed_rec(struct gpup_parser *p, const u8 *in, size_t len,
 		p->state = GPUP_S_DATA;
 	} else {
 		/* An empty payload: check its CRC, RECORD_END comes next. */
-		if (gpup_crc_final(p->crc) != p->rec_crc)
+		if (gpup_vfio_crc_final(p->crc) != p->rec_crc)
 			return gpup_fail(p, -EBADMSG);
 		p->pending = true;
 	}
@@ -331,7 +331,7 @@ static long gpup_feed_run(struct gpup_parser *p, const u8 *in, size_t len,
 	if (p->fill < GPUP_VRAM_RUN_SIZE)
 		return n;
 	p->fill = 0;
-	p->crc = gpup_crc(p->crc, run, GPUP_VRAM_RUN_SIZE);
+	p->crc = gpup_vfio_crc(p->crc, run, GPUP_VRAM_RUN_SIZE);
 	p->rec_off = GPUP_VRAM_RUN_SIZE;
 
 	first = le64_to_cpu(run->first_page);
@@ -354,9 +354,9 @@ static long gpup_feed_data(struct gpup_parser *p, const u8 *in, size_t len,
 {
 	u32 n = min_t(size_t, len, p->rec_len - p->rec_off);
 
-	p->crc = gpup_crc(p->crc, in, n);
+	p->crc = gpup_vfio_crc(p->crc, in, n);
 	if (p->rec_off + n == p->rec_len &&
-	    gpup_crc_final(p->crc) != p->rec_crc)
+	    gpup_vfio_crc_final(p->crc) != p->rec_crc)
 		return gpup_fail(p, -EBADMSG);
 
 	if (gpup_rec_known(p->rec_type)) {
@@ -385,13 +385,13 @@ static long gpup_feed_end(struct gpup_parser *p, const u8 *in, size_t len,
 
 	if (p->fill < GPUP_END_SIZE)
 		return n;
-	if (gpup_crc32c(end, GPUP_END_SIZE) != p->rec_crc)
+	if (gpup_vfio_crc32c(end, GPUP_END_SIZE) != p->rec_crc)
 		return gpup_fail(p, -EBADMSG);
 	if (le32_to_cpu(end->reserved) || le32_to_cpu(end->reserved2) ||
 	    le32_to_cpu(end->nrecords) != p->nrecords ||
 	    le64_to_cpu(end->stream_bytes) != p->end_at)
 		return gpup_fail(p, -EPROTO);
-	if (le32_to_cpu(end->chain) != gpup_crc_final(p->chain))
+	if (le32_to_cpu(end->chain) != gpup_vfio_crc_final(p->chain))
 		return gpup_fail(p, -EBADMSG);
 
 	p->state = GPUP_S_DONE;
@@ -403,7 +403,7 @@ static long gpup_feed_end(struct gpup_parser *p, const u8 *in, size_t len,
 }
 
 /**
- * gpup_parser_feed() - feed stream bytes to the parser
+ * gpup_vfio_parser_feed() - feed stream bytes to the parser
  * @p: the parser
  * @buf: the next bytes of the stream
  * @len: how many; may be 0
@@ -421,8 +421,8 @@ static long gpup_feed_end(struct gpup_parser *p, const u8 *in, size_t len,
  *
  * Return: bytes consumed, at least 1 if @len is not 0, or a negative errno.
  */
-long gpup_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
-		      struct gpup_event *ev)
+long gpup_vfio_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
+			   struct gpup_event *ev)
 {
 	const u8 *in = buf;
 
@@ -456,13 +456,13 @@ long gpup_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
 }
 
 /**
- * gpup_parser_finish() - check that the stream is complete
+ * gpup_vfio_parser_finish() - check that the stream is complete
  * @p: the parser
  *
  * Return: 0 if the END record was verified, the sticky error if feeding
  * failed, else -ENODATA (the stream stopped short).
  */
-int gpup_parser_finish(const struct gpup_parser *p)
+int gpup_vfio_parser_finish(const struct gpup_parser *p)
 {
 	if (p->err)
 		return p->err;
@@ -470,12 +470,12 @@ int gpup_parser_finish(const struct gpup_parser *p)
 }
 
 /**
- * gpup_writer_init() - start writing a stream
+ * gpup_vfio_writer_init() - start writing a stream
  * @w: the writer
  *
- * Next: gpup_stream_hdr_build() and gpup_writer_hdr().
+ * Next: gpup_vfio_stream_hdr_build() and gpup_vfio_writer_hdr().
  */
-void gpup_writer_init(struct gpup_writer *w)
+void gpup_vfio_writer_init(struct gpup_writer *w)
 {
 	memset(w, 0, sizeof(*w));
 	w->chain = GPUP_CRC_INIT;
@@ -483,15 +483,15 @@ void gpup_writer_init(struct gpup_writer *w)
 }
 
 /**
- * gpup_stream_hdr_build() - fill in a stream header
+ * gpup_vfio_stream_hdr_build() - fill in a stream header
  * @h: the header to fill in, CRC included
  * @provider_id: provider id to record
  * @profile_id: VF profile id to record
  * @page_size: VRAM page size
  * @vram_size: VRAM bytes, a multiple of @page_size
  */
-void gpup_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
-			   u32 profile_id, u32 page_size, u64 vram_size)
+void gpup_vfio_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
+				u32 profile_id, u32 page_size, u64 vram_size)
 {
 	u32 crc;
 
@@ -504,19 +504,19 @@ void gpup_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
 	h->profile_id = cpu_to_le32(profile_id);
 	h->page_size = cpu_to_le32(page_size);
 	h->vram_size = cpu_to_le64(vram_size);
-	crc = gpup_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc));
+	crc = gpup_vfio_crc32c(h, offsetof(struct gpup_stream_hdr, hdr_crc));
 	h->hdr_crc = cpu_to_le32(crc);
 }
 
 /**
- * gpup_writer_hdr() - account the stream header in the writer
- * @w: the writer, fresh from gpup_writer_init()
- * @h: the header from gpup_stream_hdr_build()
+ * gpup_vfio_writer_hdr() - account the stream header in the writer
+ * @w: the writer, fresh from gpup_vfio_writer_init()
+ * @h: the header from gpup_vfio_stream_hdr_build()
  *
  * Return: 0; -EPROTO if the header was accounted before; -EINVAL if its
  * page_size or vram_size is not valid.
  */
-int gpup_writer_hdr(struct gpup_writer *w, const struct gpup_stream_hdr *h)
+int gpup_vfio_writer_hdr(struct gpup_writer *w, const struct gpup_stream_hdr *h)
 {
 	u32 page_size = le32_to_cpu(h->page_size);
 
@@ -540,20 +540,20 @@ static void gpup_rec_hdr_fill(struct gpup_rec_hdr *rh, u16 type, u16 flags,
 	rh->flags = cpu_to_le16(flags);
 	rh->len = cpu_to_le32(len);
 	rh->crc = cpu_to_le32(payload_crc);
-	crc = gpup_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc));
+	crc = gpup_vfio_crc32c(rh, offsetof(struct gpup_rec_hdr, hcrc));
 	rh->hcrc = cpu_to_le32(crc);
 }
 
 /**
- * gpup_rec_hdr_build() - fill in a record header and account the record
+ * gpup_vfio_rec_hdr_build() - fill in a record header and account the record
  * @w: the writer
  * @rh: the header to fill in
  * @type: GPUP_REC_IMMUTABLE, _VRAM, _MUTABLE, or an unknown type with
- *	%GPUP_REC_F_OPTIONAL in @flags; END is built by gpup_end_build()
+ *	%GPUP_REC_F_OPTIONAL in @flags; END is built by gpup_vfio_end_build()
  * @flags: GPUP_REC_F_* bits
  * @len: payload bytes that will follow the header; for VRAM
- *	gpup_vram_rec_size() less %GPUP_REC_HDR_SIZE
- * @payload_crc: gpup_crc32c() of the whole payload (for VRAM the struct
+ *	gpup_vfio_vram_rec_size() less %GPUP_REC_HDR_SIZE
+ * @payload_crc: gpup_vfio_crc32c() of the whole payload (for VRAM the struct
  *	gpup_vram_run included)
  *
  * The caller emits @rh, then the @len payload bytes, before anything it
@@ -565,8 +565,8 @@ static void gpup_rec_hdr_fill(struct gpup_rec_hdr *rh, u16 type, u16 flags,
  * reserved @flags, an unknown mandatory or END @type, or a VRAM @len that
  * is not a whole number (at least one) of pages plus the run header.
  */
-int gpup_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
-		       u16 type, u16 flags, u32 len, u32 payload_crc)
+int gpup_vfio_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
+			    u16 type, u16 flags, u32 len, u32 payload_crc)
 {
 	u8 next = w->phase;
 
@@ -601,7 +601,7 @@ int gpup_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
 	}
 
 	gpup_rec_hdr_fill(rh, type, flags, len, payload_crc);
-	w->chain = gpup_crc(w->chain, rh, GPUP_REC_CHAIN_LEN);
+	w->chain = gpup_vfio_crc(w->chain, rh, GPUP_REC_CHAIN_LEN);
 	w->nrecords++;
 	w->stream_bytes += GPUP_REC_HDR_SIZE + (u64)len;
 	w->phase = next;
@@ -609,12 +609,12 @@ int gpup_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
 }
 
 /**
- * gpup_vram_run_build() - fill in the run header of a VRAM payload
+ * gpup_vfio_vram_run_build() - fill in the run header of a VRAM payload
  * @r: the run header
  * @first_page: first VRAM page of the run
  * @npages: pages that follow, at least 1
  */
-void gpup_vram_run_build(struct gpup_vram_run *r, u64 first_page, u32 npages)
+void gpup_vfio_vram_run_build(struct gpup_vram_run *r, u64 first_page, u32 npages)
 {
 	memset(r, 0, sizeof(*r));
 	r->first_page = cpu_to_le64(first_page);
@@ -622,7 +622,7 @@ void gpup_vram_run_build(struct gpup_vram_run *r, u64 first_page, u32 npages)
 }
 
 /**
- * gpup_end_build() - fill in the END record, the last of the stream
+ * gpup_vfio_end_build() - fill in the END record, the last of the stream
  * @w: the writer, after the MUTABLE record
  * @rh: the END record header to fill in
  * @end: the END payload to fill in
@@ -631,36 +631,36 @@ void gpup_vram_run_build(struct gpup_vram_run *r, u64 first_page, u32 npages)
  *
  * Return: 0, or -EPROTO (and nothing filled in) before MUTABLE or after END.
  */
-int gpup_end_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
-		   struct gpup_end *end)
+int gpup_vfio_end_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
+			struct gpup_end *end)
 {
 	if (w->phase != GPUP_PH_MUT)
 		return -EPROTO;
 	memset(end, 0, sizeof(*end));
 	end->nrecords = cpu_to_le32(w->nrecords);
 	end->stream_bytes = cpu_to_le64(w->stream_bytes);
-	end->chain = cpu_to_le32(gpup_crc_final(w->chain));
+	end->chain = cpu_to_le32(gpup_vfio_crc_final(w->chain));
 	gpup_rec_hdr_fill(rh, GPUP_REC_END, 0, GPUP_END_SIZE,
-			  gpup_crc32c(end, GPUP_END_SIZE));
+			  gpup_vfio_crc32c(end, GPUP_END_SIZE));
 	w->stream_bytes += GPUP_END_REC_SIZE;
 	w->phase = GPUP_PH_DONE;
 	return 0;
 }
 
 /**
- * gpup_vram_rec_size() - bytes of one VRAM record
+ * gpup_vfio_vram_rec_size() - bytes of one VRAM record
  * @npages: pages in the run
  * @page_size: VRAM page size
  *
  * Return: record header + run header + @npages pages.
  */
-u64 gpup_vram_rec_size(u32 npages, u32 page_size)
+u64 gpup_vfio_vram_rec_size(u32 npages, u32 page_size)
 {
 	return GPUP_REC_HDR_SIZE + GPUP_VRAM_RUN_SIZE + (u64)npages * page_size;
 }
 
 /**
- * gpup_vram_runs_size() - bytes of the VRAM records carrying some pages
+ * gpup_vfio_vram_runs_size() - bytes of the VRAM records carrying some pages
  * @npages: pages to send
  * @page_size: VRAM page size
  * @run_bytes: most page bytes the writer puts in one record; rounded down
@@ -672,7 +672,7 @@ u64 gpup_vram_rec_size(u32 npages, u32 page_size)
  *
  * Return: the bytes, or 0 if @page_size is 0.
  */
-u64 gpup_vram_runs_size(u64 npages, u32 page_size, u32 run_bytes)
+u64 gpup_vfio_vram_runs_size(u64 npages, u32 page_size, u32 run_bytes)
 {
 	u32 per_run;
 	u64 nruns;
@@ -688,34 +688,34 @@ u64 gpup_vram_runs_size(u64 npages, u32 page_size, u32 run_bytes)
 }
 
 /**
- * gpup_stream_full_size() - bytes of a whole stream sending all of VRAM once
+ * gpup_vfio_stream_full_size() - bytes of a whole stream sending all of VRAM once
  * @immutable_len: IMMUTABLE payload bytes
  * @vram_size: VRAM bytes, a multiple of @page_size
  * @page_size: VRAM page size
- * @run_bytes: most page bytes per VRAM record, as for gpup_vram_runs_size()
+ * @run_bytes: most page bytes per VRAM record, as for gpup_vfio_vram_runs_size()
  * @mutable_len: MUTABLE payload bytes
  *
  * Return: stream header + IMMUTABLE + VRAM records + MUTABLE + END, or 0
  * if @page_size is 0.
  */
-u64 gpup_stream_full_size(u64 immutable_len, u64 vram_size, u32 page_size,
-			  u32 run_bytes, u64 mutable_len)
+u64 gpup_vfio_stream_full_size(u64 immutable_len, u64 vram_size, u32 page_size,
+			       u32 run_bytes, u64 mutable_len)
 {
 	if (!page_size)
 		return 0;
 	return GPUP_STREAM_HDR_SIZE + GPUP_REC_HDR_SIZE + immutable_len +
-	       gpup_vram_runs_size(div_u64(vram_size, page_size), page_size,
-				   run_bytes) +
+	       gpup_vfio_vram_runs_size(div_u64(vram_size, page_size), page_size,
+					run_bytes) +
 	       GPUP_REC_HDR_SIZE + mutable_len + GPUP_END_REC_SIZE;
 }
 
 /**
- * gpup_rec_type_name() - name of a record type, for logs
+ * gpup_vfio_rec_type_name() - name of a record type, for logs
  * @type: GPUP_REC_*
  *
  * Return: "IMMUTABLE", "VRAM", "MUTABLE", "END" or "UNKNOWN".
  */
-const char *gpup_rec_type_name(u16 type)
+const char *gpup_vfio_rec_type_name(u16 type)
 {
 	switch (type) {
 	case GPUP_REC_IMMUTABLE:

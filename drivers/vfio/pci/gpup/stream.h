@@ -8,7 +8,7 @@
  * stream, serialised by its user.
  *
  * Layout, every field little endian, every CRC a CRC32C (Castagnoli) stored
- * as gpup_crc32c() computes it, that is ~crc32c(~0, data, len):
+ * as gpup_vfio_crc32c() computes it, that is ~crc32c(~0, data, len):
  *
  *  ======================= ================================================
  *  struct gpup_stream_hdr  48 bytes, once, first
@@ -25,19 +25,19 @@
  * unknown type with %GPUP_REC_F_OPTIONAL set may appear anywhere between
  * the stream header and END; readers check and skip it.
  *
- * The parser reports, through gpup_parser_feed(): HEADER; for each record
+ * The parser reports, through gpup_vfio_parser_feed(): HEADER; for each record
  * RECORD, for VRAM a VRAM_RUN, DATA chunks (none for a skipped record),
  * RECORD_END; finally END.  DATA chunks follow the caller's buffers, not
  * page boundaries, and a payload is known good only at its RECORD_END: a
  * reader must not commit an IMMUTABLE or MUTABLE payload before it, and
  * VRAM it wrote from a record that then fails holds garbage.
  *
- * Writing: gpup_writer_init(), gpup_stream_hdr_build() + gpup_writer_hdr(),
- * then per record the payload CRC (gpup_crc() in pieces or gpup_crc32c())
- * and gpup_rec_hdr_build(), finally gpup_end_build().  The structs are
+ * Writing: gpup_vfio_writer_init(), gpup_vfio_stream_hdr_build() + gpup_vfio_writer_hdr(),
+ * then per record the payload CRC (gpup_vfio_crc() in pieces or gpup_vfio_crc32c())
+ * and gpup_vfio_rec_hdr_build(), finally gpup_vfio_end_build().  The structs are
  * packed; they may sit at any alignment and are emitted as they are.
  *
- * Errors of gpup_parser_feed() and gpup_parser_finish():
+ * Errors of gpup_vfio_parser_feed() and gpup_vfio_parser_finish():
  *
  *  ================ =======================================================
  *  -EPROTO          bad structure: bad magic or hdr_len, a reserved field or
@@ -55,7 +55,7 @@
  *                   max_vram_run, an optional record past max_optional, END
  *                   len not 24); reported when the record header completes,
  *                   before any of its payload is consumed
- *  -ENODATA         gpup_parser_finish() before the END record was verified
+ *  -ENODATA         gpup_vfio_parser_finish() before the END record was verified
  *  -EINVAL          page_size or vram_size of the stream differ from the
  *                   non-zero struct gpup_stream_limits values
  *  ================ =======================================================
@@ -225,7 +225,7 @@ struct gpup_stream_info {
 };
 
 /**
- * enum gpup_event_kind - what one gpup_parser_feed() call reports
+ * enum gpup_event_kind - what one gpup_vfio_parser_feed() call reports
  * @GPUP_EV_NONE: nothing to act on: the bytes went into the parser's own
  *	buffer or were the skipped payload of an optional record
  * @GPUP_EV_HEADER: the stream header was verified; see &gpup_event.hdr
@@ -252,7 +252,7 @@ enum gpup_event_kind {
 };
 
 /**
- * struct gpup_event - one event of gpup_parser_feed()
+ * struct gpup_event - one event of gpup_vfio_parser_feed()
  * @kind: the event; fields not named for it are 0
  * @type: record type (RECORD, VRAM_RUN, DATA, RECORD_END)
  * @flags: record flags (same events)
@@ -288,7 +288,7 @@ struct gpup_event {
 
 /**
  * struct gpup_parser - state of one incremental stream reader
- * @lim: the limits given to gpup_parser_init()
+ * @lim: the limits given to gpup_vfio_parser_init()
  * @info: the stream header, once %GPUP_EV_HEADER was reported
  * @pos: stream bytes consumed so far
  * @total_pages: vram_size / page_size of the stream
@@ -315,7 +315,7 @@ struct gpup_event {
  * @u.run: as a VRAM run header
  * @u.end: as an END payload
  *
- * Opaque to users except @pos and @info.  Set up by gpup_parser_init().
+ * Opaque to users except @pos and @info.  Set up by gpup_vfio_parser_init().
  */
 struct gpup_parser {
 	struct gpup_stream_limits lim;
@@ -367,34 +367,34 @@ struct gpup_writer {
 	u8 phase;
 };
 
-/* The initial state of a CRC computed with gpup_crc(). */
+/* The initial state of a CRC computed with gpup_vfio_crc(). */
 #define GPUP_CRC_INIT		0xffffffffU
 
-u32 gpup_crc(u32 crc_state, const void *buf, size_t len);
-u32 gpup_crc_final(u32 crc_state);
-u32 gpup_crc32c(const void *buf, size_t len);
+u32 gpup_vfio_crc(u32 crc_state, const void *buf, size_t len);
+u32 gpup_vfio_crc_final(u32 crc_state);
+u32 gpup_vfio_crc32c(const void *buf, size_t len);
 
-void gpup_parser_init(struct gpup_parser *p,
-		      const struct gpup_stream_limits *lim);
-long gpup_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
-		      struct gpup_event *ev);
-int gpup_parser_finish(const struct gpup_parser *p);
+void gpup_vfio_parser_init(struct gpup_parser *p,
+			   const struct gpup_stream_limits *lim);
+long gpup_vfio_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
+			   struct gpup_event *ev);
+int gpup_vfio_parser_finish(const struct gpup_parser *p);
 
-void gpup_writer_init(struct gpup_writer *w);
-void gpup_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
-			   u32 profile_id, u32 page_size, u64 vram_size);
-int gpup_writer_hdr(struct gpup_writer *w, const struct gpup_stream_hdr *h);
-int gpup_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
-		       u16 type, u16 flags, u32 len, u32 payload_crc);
-void gpup_vram_run_build(struct gpup_vram_run *r, u64 first_page,
-			 u32 npages);
-int gpup_end_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
-		   struct gpup_end *end);
+void gpup_vfio_writer_init(struct gpup_writer *w);
+void gpup_vfio_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
+				u32 profile_id, u32 page_size, u64 vram_size);
+int gpup_vfio_writer_hdr(struct gpup_writer *w, const struct gpup_stream_hdr *h);
+int gpup_vfio_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
+			    u16 type, u16 flags, u32 len, u32 payload_crc);
+void gpup_vfio_vram_run_build(struct gpup_vram_run *r, u64 first_page,
+			      u32 npages);
+int gpup_vfio_end_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
+			struct gpup_end *end);
 
-u64 gpup_vram_rec_size(u32 npages, u32 page_size);
-u64 gpup_vram_runs_size(u64 npages, u32 page_size, u32 run_bytes);
-u64 gpup_stream_full_size(u64 immutable_len, u64 vram_size, u32 page_size,
-			  u32 run_bytes, u64 mutable_len);
-const char *gpup_rec_type_name(u16 type);
+u64 gpup_vfio_vram_rec_size(u32 npages, u32 page_size);
+u64 gpup_vfio_vram_runs_size(u64 npages, u32 page_size, u32 run_bytes);
+u64 gpup_vfio_stream_full_size(u64 immutable_len, u64 vram_size, u32 page_size,
+			       u32 run_bytes, u64 mutable_len);
+const char *gpup_vfio_rec_type_name(u16 type);
 
 #endif /* GPUP_STREAM_H */
