@@ -34,7 +34,7 @@ ifneq ($(C),)
 KBUILD_ARGS += C=$(C)
 endif
 
-.PHONY: all modules modclean clean deps check check-unit check-guest check-lint \
+.PHONY: all modules modclean clean deps print-kdir check check-unit check-guest check-lint \
 	check-debug check-sid check-two-hosts debug-kernel selftests smoke demo demo-two-hosts bench help \
 	install uninstall deb
 
@@ -89,6 +89,10 @@ deb:
 	cd $(DEB_STAGE) && dpkg-buildpackage -b -us -uc -nc \
 		>$(BUILD)/deb/build.log 2>&1 || { tail -n 30 $(BUILD)/deb/build.log; exit 1; }
 	@ls $(BUILD)/deb/gpup-vfio-dkms_$(VERSION)_all.deb
+
+# The kernel build tree the modules are built against (scripts/check).
+print-kdir:
+	@echo $(KDIR)
 
 # Module objects only; `clean` also drops build/ (test outputs, results).
 modclean:

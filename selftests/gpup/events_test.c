@@ -7,7 +7,9 @@
  * (CAPS_CHANGED), is taken to ERROR, or refuses to migrate, in every
  * migration state: poll() on its data_fd reports EPOLLERR, read() and
  * write() fail, one kernel log line, and a VFIO_DEVICE_RESET recovers.
- * gpup_sim's debugfs "event" and "pf_event" files inject the events.
+ * So is one whose reset_done fails in that state.  gpup_sim's debugfs
+ * "event" and "pf_event" files inject the events, its "fault" file the
+ * failing reset_done.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -173,7 +175,8 @@ TEST_F(flr, reset_done_failure_is_error)
 	EXPECT_EQ(0, gpup_sim_violations(e->vf[A]));
 }
 
-enum ev_kind { EV_RESET, EV_ERROR, EV_PF_ERROR, EV_CAPS };
+/* The four events, and a function reset whose reset_done fails. */
+enum ev_kind { EV_RESET, EV_ERROR, EV_PF_ERROR, EV_CAPS, EV_FLR_FAIL };
 
 FIXTURE_VARIANT(ev) {
 	int state;		/* the state the events hit */
@@ -217,11 +220,11 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 {
 	int t = st == VFIO_DEVICE_STATE_RESUMING ? B : A;
 	int o = t == A ? B : A, dev = e->v[t].device, fd = -1;
-	bool caps = kind == EV_CAPS;
+	bool caps = kind == EV_CAPS, quiet = caps || kind == EV_FLR_FAIL;
 	char buf[4096], val[32], d[GPUP_DIGEST_LEN];
+	long logs, p0, d0, p1, d1;
 	struct pollfd pfd;
 	ssize_t n;
-	long logs;
 
 	ASSERT_EQ(0, gpup_sim_run(e->vf[t], 10));
 	ASSERT_EQ(0, gpup_mig_set(dev, st, &fd));
@@ -247,6 +250,15 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	case EV_CAPS:
 		snprintf(val, sizeof(val), "caps %u", e->profile == 1 ? 2 : 1);
 		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "event", val));
+		break;
+	case EV_FLR_FAIL:
+		/* Prepared, reset, but the PF cannot finish its FLR. */
+		ASSERT_EQ(0, flr_counts(e->vf[t], &p0, &d0));
+		ASSERT_EQ(0, gpup_sim_write(e->vf[t], "fault", "reset_done -5"));
+		EXPECT_EQ(-EIO, gpup_device_reset(dev));
+		ASSERT_EQ(0, flr_counts(e->vf[t], &p1, &d1));
+		EXPECT_EQ(p0 + 1, p1);
+		EXPECT_EQ(d0, d1);
 		break;
 	}
 
@@ -283,7 +295,7 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	if (fd >= 0)
 		close(fd);
 	/* One line per failure, however often it was met. */
-	EXPECT_EQ(logs + (caps ? 0 : 1), log_lines(e->vf[t]));
+	EXPECT_EQ(logs + (quiet ? 0 : 1), log_lines(e->vf[t]));
 
 	/* The bystander is in ERROR only after a PF-wide failure. */
 	if (kind == EV_PF_ERROR) {
@@ -310,12 +322,12 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	EXPECT_EQ(0, gpup_sim_violations(e->vf[o]));
 }
 
-/* The four events, one after the other, in the variant's state. */
+/* The four events and the failed FLR, one after the other, in the state. */
 TEST_F(ev, in_state)
 {
 	enum ev_kind kind;
 
-	for (kind = EV_RESET; kind <= EV_CAPS; kind++)
+	for (kind = EV_RESET; kind <= EV_FLR_FAIL; kind++)
 		event_in_state(_metadata, &self->e, variant->state, kind);
 }
 
