@@ -54,17 +54,17 @@ modinfo_ok() {
 }
 check "modinfo: version, description, parameters, vfio_pci alias" modinfo_ok
 # modprobe by name, from <path part>: the provider pulls in gpup_core and
-# nothing of VFIO; the variant driver pulls in gpup_core and vfio_pci_core.
+# nothing of VFIO (what modprobe would load for it, whatever an earlier
+# test left loaded); the variant driver comes with its own modprobe.
 loads() {	# loads <path part>
 	in_root modprobe gpup_sim &&
 	grep -q '^gpup_core ' /proc/modules &&
 	grep -q '^gpup_sim ' /proc/modules &&
 	! grep -q '^gpup_vfio_pci ' /proc/modules &&
-	! grep -q '^vfio_pci_core ' /proc/modules &&
+	in_root modprobe --show-depends gpup_sim | grep -q gpup_core &&
+	! in_root modprobe --show-depends gpup_sim | grep -q vfio &&
 	in_root modprobe gpup_vfio_pci &&
 	grep -q '^gpup_vfio_pci ' /proc/modules &&
-	in_root modinfo -F depends gpup_sim | grep -q gpup_core &&
-	! in_root modinfo -F depends gpup_sim | grep -q vfio &&
 	dkms_loaded "$1"
 }
 check "modprobe: gpup_sim loads gpup_core alone, gpup_vfio_pci then, from updates/dkms" loads /updates/dkms/
