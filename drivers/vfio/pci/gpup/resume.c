@@ -540,7 +540,8 @@ static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 	for (i = 0; i < (rf->bulk ? GPUP_RESUME_BUFS : 1); i++) {
 		b = &rf->buf[i];
 		init_completion(&b->done);
-		b->data = __vmalloc(rf->gather_cap, GFP_KERNEL_ACCOUNT);
+		b->data = __vmalloc(rf->gather_cap,
+				    GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!b->data)
 			return -ENOMEM;
 		if (!rf->bulk)

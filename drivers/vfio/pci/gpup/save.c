@@ -842,7 +842,8 @@ static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 	for (i = 0; i < sf->depth; i++) {
 		slot = &sf->slot[i];
 		init_completion(&slot->done);
-		slot->buf = __vmalloc(PAGE_SIZE + len, GFP_KERNEL_ACCOUNT);
+		slot->buf = __vmalloc(PAGE_SIZE + len,
+				      GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slot->buf)
 			return -ENOMEM;
 		if (!sf->bulk)
