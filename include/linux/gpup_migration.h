@@ -295,8 +295,8 @@ struct gpup_vram_xfer {
  *	Every accepted transfer of @vf completes (its @done returned)
  *	before @reset_vf of @vf returns, and every one of the PF before
  *	gpup_unregister_pf() is called.  Without the op, or with the
- *	gpup_vfio_pci parameter bulk_xfer=N, VRAM moves by @vram_read and
- *	@vram_write.  There is no DDI for it: GPU-P's VRAM paging is the
+ *	gpup_vfio_pci parameter bulk_xfer=N (its default), VRAM moves by
+ *	@vram_read and @vram_write.  There is no DDI for it: GPU-P's VRAM paging is the
  *	kernel driver's own business.
  *
  * @reset_vf: bring @vf back to its power-on state, as a function level

@@ -367,7 +367,7 @@ static int bench_xfer(unsigned int mb)
 		ret = xfer_pass(&s, true, &sb, &rb);
 	if (!ret)
 		ret = xfer_pass(&s, false, &sp, &rp);
-	gpup_write_file(BULK_PARAM, "Y");
+	gpup_write_file(BULK_PARAM, "N");
 	teardown(&s);
 	if (ret)
 		return ret;

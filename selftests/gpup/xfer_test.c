@@ -66,7 +66,7 @@ FIXTURE_TEARDOWN(xfer)
 		gpup_vfio_close(&self->v[i]);
 		gpup_unbind(self->vf[i]);
 	}
-	gpup_write_file(BULK_PARAM, "Y");
+	gpup_write_file(BULK_PARAM, "N");
 	gpup_set_numvfs(self->pf, 0);
 }
 

@@ -26,9 +26,9 @@
 /* Page bitmaps are sized in unsigned int bits: 2^31 pages is 8 TiB of 4K. */
 #define GPUP_MAX_PAGES		BIT_ULL(31)
 
-bool gpup_vfio_bulk_xfer = true;
+bool gpup_vfio_bulk_xfer;
 module_param_named(bulk_xfer, gpup_vfio_bulk_xfer, bool, 0644);
-MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default Y); N: vram_read/vram_write, one range at a time. Read when a data_fd is made");
+MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default N: vram_read/vram_write, one range at a time). Read when a data_fd is made");
 
 static bool gpup_vfio_caps_ok(struct pci_dev *pdev,
 			      const struct gpup_migration_caps *caps)
