@@ -29,26 +29,6 @@
 
 #include "gpup_sim.h"
 
-static struct gpup_sim_vf *gpup_sim_ev_lock(struct pci_dev *pdev,
-					    unsigned int idx)
-{
-	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
-
-	down_read(&pf->vfs_rwsem);
-	if (idx < pf->nvfs) {
-		mutex_lock(&pf->vfs[idx].lock);
-		return &pf->vfs[idx];
-	}
-	up_read(&pf->vfs_rwsem);
-	return NULL;
-}
-
-static void gpup_sim_ev_unlock(struct gpup_sim_vf *vf)
-{
-	mutex_unlock(&vf->lock);
-	up_read(&vf->pf->vfs_rwsem);
-}
-
 /*
  * reset_prepare: the VF's engines stop until reset_done, and its copy
  * engine work (vram_xfer) is finished first, as a PF fences a VF's
@@ -63,18 +43,18 @@ static void gpup_sim_reset_prepare(struct pci_dev *pdev, unsigned int idx)
 	if (idx < pf->nvfs)
 		gpup_sim_xfer_flush(&pf->vfs[idx]);
 	up_read(&pf->vfs_rwsem);
-	vf = gpup_sim_ev_lock(pdev, idx);
+	vf = gpup_sim_vf_lock(pdev, idx);
 	if (!vf)
 		return;
 	vf->quiesced = true;
 	vf->flr_prepares++;
-	gpup_sim_ev_unlock(vf);
+	gpup_sim_vf_unlock(vf);
 }
 
 /* reset_done: the sim's FLR handling is instant; a fault may fail it. */
 static int gpup_sim_reset_done(struct pci_dev *pdev, unsigned int idx)
 {
-	struct gpup_sim_vf *vf = gpup_sim_ev_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
 	int err = 0;
 
 	if (!vf)
@@ -90,7 +70,7 @@ static int gpup_sim_reset_done(struct pci_dev *pdev, unsigned int idx)
 	vf->quiesced = false;
 	vf->flr_dones++;
 out:
-	gpup_sim_ev_unlock(vf);
+	gpup_sim_vf_unlock(vf);
 	return err;
 }
 

@@ -267,6 +267,9 @@ long gpup_sim_dma_log_read_locked(struct gpup_sim_vf *vf, u64 iova,
 void gpup_sim_dma_log_stop_locked(struct gpup_sim_vf *vf);
 unsigned long gpup_sim_dma_logged_count_locked(struct gpup_sim_vf *vf);
 
+struct gpup_sim_vf *gpup_sim_vf_lock(struct pci_dev *pdev, unsigned int idx);
+void gpup_sim_vf_unlock(struct gpup_sim_vf *vf);
+
 /* events.c */
 void gpup_sim_events_ops(struct gpup_migration_ops *ops);
 void gpup_sim_events_debugfs(struct gpup_sim_vf *vf, struct dentry *d);

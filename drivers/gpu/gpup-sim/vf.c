@@ -406,9 +406,15 @@ int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start)
 	return 0;
 }
 
-/* Find and lock the VF @idx of @pdev; NULL if it has no state. */
-static struct gpup_sim_vf *gpup_sim_vf_lock(struct pci_dev *pdev,
-					    unsigned int idx)
+/**
+ * gpup_sim_vf_lock() - find and lock a VF of a PF
+ * @pdev: the PF
+ * @idx: VF index
+ *
+ * Return: the VF, its lock and the PF's vfs_rwsem (read) held, or NULL if
+ * it has no state.
+ */
+struct gpup_sim_vf *gpup_sim_vf_lock(struct pci_dev *pdev, unsigned int idx)
 {
 	struct gpup_sim_pf *pf = pci_get_drvdata(pdev);
 	struct gpup_sim_vf *vf = NULL;
@@ -423,7 +429,11 @@ static struct gpup_sim_vf *gpup_sim_vf_lock(struct pci_dev *pdev,
 	return vf;
 }
 
-static void gpup_sim_vf_unlock(struct gpup_sim_vf *vf)
+/**
+ * gpup_sim_vf_unlock() - undo gpup_sim_vf_lock()
+ * @vf: the VF
+ */
+void gpup_sim_vf_unlock(struct gpup_sim_vf *vf)
 {
 	mutex_unlock(&vf->lock);
 	up_read(&vf->pf->vfs_rwsem);

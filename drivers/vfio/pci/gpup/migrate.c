@@ -50,6 +50,24 @@ static void gpup_vfio_notify(struct gpup_provider_client *client,
 	schedule_work(&gdev->event_work);
 }
 
+/* The attached provider's caps for the VF now; caller holds op_lock. */
+static int gpup_vfio_query_caps_locked(struct gpup_vfio_dev *gdev,
+				       struct gpup_migration_caps *caps)
+{
+	int ret;
+
+	lockdep_assert_held(&gdev->op_lock);
+	if (!gdev->prov)
+		return -ENODEV;
+	ret = gpup_provider_enter(gdev->prov);
+	if (ret)
+		return ret;
+	ret = GPUP_OPS(gdev)->query_caps(GPUP_PF(gdev), gdev->vf_id, caps);
+	gpup_provider_exit(gdev->prov);
+	trace_gpup_vfio_op(gdev->vf_id, "query_caps", 0, ret);
+	return ret;
+}
+
 /*
  * Make @prov (referenced by gpup_provider_get(), may be NULL) the
  * device's provider, checking its caps against those the driver bound
@@ -72,12 +90,7 @@ static void gpup_vfio_attach_locked(struct gpup_vfio_dev *gdev,
 	gdev->client.vf = gdev->vf_id;
 	gdev->client.notify = gpup_vfio_notify;
 	gpup_provider_attach(prov, &gdev->client);
-	ret = gpup_provider_enter(prov);
-	if (!ret) {
-		ret = prov->ops->query_caps(prov->pf, gdev->vf_id, &caps);
-		gpup_provider_exit(prov);
-		trace_gpup_vfio_op(gdev->vf_id, "query_caps", 0, ret);
-	}
+	ret = gpup_vfio_query_caps_locked(gdev, &caps);
 	if (!ret && gpup_vfio_caps_match(&caps, &gdev->caps)) {
 		gdev->caps_ok = true;
 		return;
@@ -115,18 +128,9 @@ static bool gpup_vfio_recheck_caps_locked(struct gpup_vfio_dev *gdev)
 {
 	struct gpup_migration_caps caps = { };
 	bool was_ok = gdev->caps_ok;
-	int ret = -ENODEV;
+	int ret;
 
-	lockdep_assert_held(&gdev->op_lock);
-	if (gdev->prov) {
-		ret = gpup_provider_enter(gdev->prov);
-		if (!ret) {
-			ret = GPUP_OPS(gdev)->query_caps(GPUP_PF(gdev),
-							 gdev->vf_id, &caps);
-			gpup_provider_exit(gdev->prov);
-			trace_gpup_vfio_op(gdev->vf_id, "query_caps", 1, ret);
-		}
-	}
+	ret = gpup_vfio_query_caps_locked(gdev, &caps);
 	gdev->caps_ok = !ret && gpup_vfio_caps_match(&caps, &gdev->caps);
 	if (was_ok && !gdev->caps_ok)
 		pci_warn(gdev->core.pdev, "gpup: VF re-provisioned (%d: profile %u -> %u, VRAM %llu -> %llu bytes): migration refused\n",
@@ -282,6 +286,16 @@ static void gpup_vfio_end_locked(struct gpup_vfio_dev *gdev)
 	gpup_vfio_end_migration_locked(gdev);
 }
 
+/* Into ERROR: the files disabled, the migration ended, DMA logging off. */
+static void gpup_vfio_to_error_locked(struct gpup_vfio_dev *gdev)
+{
+	gpup_vfio_end_locked(gdev);
+	mutex_lock(&gdev->op_lock);
+	gpup_vfio_log_stop_locked(gdev);
+	mutex_unlock(&gdev->op_lock);
+	gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
+}
+
 /**
  * gpup_vfio_events_locked() - act on the provider's events
  * @gdev: the VF; the caller holds state_mutex
@@ -320,11 +334,7 @@ static void gpup_vfio_events_locked(struct gpup_vfio_dev *gdev)
 		return;
 	if (!failed && !(changed && gdev->mig_state != VFIO_DEVICE_STATE_RUNNING))
 		return;
-	gpup_vfio_end_locked(gdev);
-	mutex_lock(&gdev->op_lock);
-	gpup_vfio_log_stop_locked(gdev);
-	mutex_unlock(&gdev->op_lock);
-	gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
+	gpup_vfio_to_error_locked(gdev);
 	atomic_set(&gdev->stats.last_error, failed ? -EIO : -ESTALE);
 	wake_up_interruptible_all(&gdev->waitq);
 }
@@ -473,13 +483,8 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 		trace_gpup_vfio_arc(gdev->vf_id, gdev->mig_state, next,
 				    PTR_ERR_OR_ZERO(res));
 		if (IS_ERR(res)) {
-			if (gpup_vfio_fatal(gdev->mig_state)) {
-				gpup_vfio_end_locked(gdev);
-				mutex_lock(&gdev->op_lock);
-				gpup_vfio_log_stop_locked(gdev);
-				mutex_unlock(&gdev->op_lock);
-				gdev->mig_state = VFIO_DEVICE_STATE_ERROR;
-			}
+			if (gpup_vfio_fatal(gdev->mig_state))
+				gpup_vfio_to_error_locked(gdev);
 			/* An arc failed by an event: the device is in ERROR. */
 			gpup_vfio_events_locked(gdev);
 			break;
