@@ -34,7 +34,8 @@
  *             completes (through done()) with that errno
  *   xfer_stats r: vram_xfer counters, "name value" lines: submitted,
  *             async (completed through done()), errors, in_flight,
- *             max_in_flight; w: 0 clears them but in_flight
+ *             max_in_flight, segments (of the submitted transfers),
+ *             max_segments (of one); w: 0 clears them but in_flight
  *   xfer_delay rw: microseconds the transfer worker sleeps before each
  *             transfer (0 to 1000000), so that transfers stay in flight
  *   flr, event, pf_event: see events.c
@@ -236,9 +237,10 @@ static int gpup_sim_xfer_stats_show(struct seq_file *s, void *unused)
 	struct gpup_sim_vf *vf = s->private;
 
 	mutex_lock(&vf->lock);
-	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\n",
+	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\nsegments %llu\nmax_segments %u\n",
 		   vf->xfer_submitted, vf->xfer_async, vf->xfer_errors,
-		   vf->xfer_inflight, vf->xfer_max_inflight);
+		   vf->xfer_inflight, vf->xfer_max_inflight,
+		   vf->xfer_segments, vf->xfer_max_segments);
 	mutex_unlock(&vf->lock);
 	return 0;
 }
@@ -359,6 +361,8 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 			vf->xfer_async = 0;
 			vf->xfer_errors = 0;
 			vf->xfer_max_inflight = vf->xfer_inflight;
+			vf->xfer_segments = 0;
+			vf->xfer_max_segments = 0;
 		}
 	} else if (!strcmp(name, "xfer_delay")) {
 		if (v > USEC_PER_SEC)

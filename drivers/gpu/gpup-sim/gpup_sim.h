@@ -151,6 +151,8 @@ enum gpup_sim_fault_kind {
  * @xfer_inflight: transfers accepted and not completed
  * @xfer_max_inflight: the most @xfer_inflight has been since the
  *	counters were cleared
+ * @xfer_segments: segments of the accepted transfers
+ * @xfer_max_segments: the most segments of one accepted transfer
  * @xfer_work: the worker that runs @xfer_queue, on gpup_sim_xfer_wq;
  *	flushed by reset_vf, before the PF unregisters and when the VF
  *	state goes
@@ -205,6 +207,8 @@ struct gpup_sim_vf {
 	u64 xfer_errors;
 	unsigned int xfer_inflight;
 	unsigned int xfer_max_inflight;
+	u64 xfer_segments;
+	unsigned int xfer_max_segments;
 	struct work_struct xfer_work;
 	struct delayed_work work;
 	struct dentry *dir;

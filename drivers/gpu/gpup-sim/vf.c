@@ -827,7 +827,8 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 static struct workqueue_struct *gpup_sim_xfer_wq;
 
 /**
- * struct gpup_sim_xfer - a transfer in a VF's queue
+ * struct gpup_sim_xfer - a transfer in a VF's queue, from when it was
+ *	accepted until it completed (the worker's current one is first)
  * @node: entry in &gpup_sim_vf.xfer_queue
  * @xfer: the variant driver's transfer
  * @status: an error to complete it with instead of copying (an injected
@@ -856,6 +857,44 @@ static u64 gpup_sim_xfer_bytes(struct gpup_sim_vf *vf,
 		total += sg->len;
 	}
 	return total;
+}
+
+/* Whether a segment of @a and one of @b share a byte (@a == @b: two). */
+static bool gpup_sim_segs_overlap(const struct gpup_vram_xfer *a,
+				  const struct gpup_vram_xfer *b)
+{
+	const struct gpup_vram_seg *s, *t;
+	unsigned int i, j;
+
+	for (i = 0; i < a->nsegs; i++) {
+		s = &a->segs[i];
+		for (j = a == b ? i + 1 : 0; j < b->nsegs; j++) {
+			t = &b->segs[j];
+			if (s->offset < t->offset + t->len &&
+			    t->offset < s->offset + s->len)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Whether restore transfer @x writes a page that an accepted one, not
+ * completed, writes too: the two may complete in any order, so the
+ * contract leaves such a pair to the variant driver to avoid.
+ */
+static bool gpup_sim_xfer_races_locked(struct gpup_sim_vf *vf,
+				       const struct gpup_vram_xfer *x)
+{
+	struct gpup_sim_xfer *t;
+
+	if (x->dir != GPUP_XFER_RESTORE)
+		return false;
+	list_for_each_entry(t, &vf->xfer_queue, node)
+		if (t->xfer->dir == GPUP_XFER_RESTORE &&
+		    gpup_sim_segs_overlap(x, t->xfer))
+			return true;
+	return false;
 }
 
 /* Copy @x's bytes between VRAM and its pages; caller holds @vf->lock. */
@@ -894,10 +933,9 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 
 	for (;;) {
 		mutex_lock(&vf->lock);
+		/* It stays queued, in flight, until it completed. */
 		t = list_first_entry_or_null(&vf->xfer_queue,
 					     struct gpup_sim_xfer, node);
-		if (t)
-			list_del(&t->node);
 		delay = vf->xfer_delay_us;
 		mutex_unlock(&vf->lock);
 		if (!t)
@@ -912,6 +950,7 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 			vf->xfer_errors++;
 		vf->xfer_async++;
 		vf->xfer_inflight--;
+		list_del(&t->node);
 		mutex_unlock(&vf->lock);
 		t->xfer->done(t->xfer, status);
 		kfree(t);
@@ -948,8 +987,12 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
 				     !xfer->nsegs || !bytes || !xfer->pages ||
 				     !xfer->done ||
 				     xfer->npages != DIV_ROUND_UP_ULL(bytes,
-								      PAGE_SIZE),
+								      PAGE_SIZE) ||
+				     gpup_sim_segs_overlap(xfer, xfer),
 				     op, "with bad segments or pages")) {
+		err = -EINVAL;
+	} else if (gpup_sim_violated(vf, gpup_sim_xfer_races_locked(vf, xfer),
+				     op, "over a page a restore in flight writes")) {
 		err = -EINVAL;
 	} else {
 		t->xfer = xfer;
@@ -958,6 +1001,9 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
 				      &t->status);
 		list_add_tail(&t->node, &vf->xfer_queue);
 		vf->xfer_submitted++;
+		vf->xfer_segments += xfer->nsegs;
+		vf->xfer_max_segments = max(vf->xfer_max_segments,
+					    xfer->nsegs);
 		vf->xfer_inflight++;
 		vf->xfer_max_inflight = max(vf->xfer_max_inflight,
 					    vf->xfer_inflight);
