@@ -291,7 +291,8 @@ struct gpup_vram_xfer {
  *	refused (-EINVAL: bad segments, -EBUSY: wrong state, -ENOMEM), and
  *	@xfer->done is not called.  A provider may run several transfers
  *	of a VF at once and complete them in any order; the variant
- *	driver keeps a few in flight while it checksums earlier ones.
+ *	driver keeps a few in flight while it checksums earlier ones, and
+ *	never has two restore transfers in flight that write one page.
  *	Every accepted transfer of @vf completes (its @done returned)
  *	before @reset_vf of @vf returns, and every one of the PF before
  *	gpup_unregister_pf() is called.  Without the op, or with the

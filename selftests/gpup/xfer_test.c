@@ -2,7 +2,11 @@
 /*
  * Bulk VRAM transfer (the optional provider op vram_xfer): a migration
  * in bulk keeps several transfers in flight and proves the VF identical;
- * bulk_xfer=N moves VRAM by vram_read/vram_write only; an injected
+ * a dirty pass's scattered pages go in transfers of several segments,
+ * and in a small VRAM, where later passes send pages again, neither a
+ * transfer's segments nor two restores in flight overlap (the sim counts
+ * either as a violation); bulk_xfer=N moves VRAM by vram_read/vram_write
+ * only; an injected
  * transfer error fails read() cleanly and leaves the source as it was;
  * a reset, or leaving STOP_COPY, with transfers in flight neither hangs
  * nor leaves one running; on the destination, an injected error fails
@@ -24,8 +28,56 @@
 #define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
 /* 16 MiB of VRAM in runs of 256 KiB: the transfers of one full pass. */
 #define FULL_PASS_RUNS	((GPUP_SIM_VRAM_MB << 20) / (256 << 10))
+/* The most runs gpup_vfio_pci puts in one transfer (GPUP_SLOT_RUNS). */
+#define MAX_SEGS	64
 
 enum { A, B, C };
+
+/* Both fixtures: NVF VFs of @vram_mb MiB on gpup_vfio_pci, in bulk. */
+static void vfs_setup(struct __test_metadata *_metadata, char *pf,
+		      char vf[NVF][GPUP_BDF_LEN], struct gpup_vfio *v,
+		      int vram_mb)
+{
+	int i;
+
+	ASSERT_EQ(0, gpup_setup_pf_vram(pf, NVF, vram_mb));
+	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "Y"));
+	for (i = 0; i < NVF; i++)
+		ASSERT_EQ(0, gpup_vf_bdf(pf, i, vf[i]));
+	/* C stands for "A, had it not moved" (see migration_test). */
+	ASSERT_EQ(0, gpup_sim_twin(vf[C], vf[A]));
+	for (i = 0; i < NVF; i++) {
+		ASSERT_EQ(0, gpup_bind_override(vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(vf[i], &v[i]));
+		ASSERT_EQ(0, gpup_sim_write(vf[i], "xfer_stats", "0"));
+	}
+}
+
+static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
+			 char vf[NVF][GPUP_BDF_LEN], struct gpup_vfio *v,
+			 int vram_mb)
+{
+	int i;
+
+	for (i = 0; i < NVF; i++) {
+		EXPECT_EQ(0, gpup_sim_violations(vf[i]))
+			TH_LOG("VF %s", vf[i]);
+		/* No transfer outlives what made it. */
+		EXPECT_EQ(0, gpup_sim_xfer_stat(vf[i], "in_flight"))
+			TH_LOG("VF %s", vf[i]);
+		gpup_sim_write(vf[i], "xfer_delay", "0");
+	}
+	for (i = 0; i < NVF; i++) {
+		gpup_vfio_close(&v[i]);
+		gpup_unbind(vf[i]);
+	}
+	/* The module's default. */
+	gpup_write_file(BULK_PARAM, "N");
+	gpup_set_numvfs(pf, 0);
+	/* The other tests expect gpup_sim's default VRAM. */
+	if (vram_mb != GPUP_SIM_VRAM_MB)
+		gpup_setup_pf(pf, 0);
+}
 
 FIXTURE(xfer) {
 	char pf[GPUP_BDF_LEN];
@@ -35,39 +87,31 @@ FIXTURE(xfer) {
 
 FIXTURE_SETUP(xfer)
 {
-	int i;
-
-	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
-	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "Y"));
-	for (i = 0; i < NVF; i++)
-		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
-	/* C stands for "A, had it not moved" (see migration_test). */
-	ASSERT_EQ(0, gpup_sim_twin(self->vf[C], self->vf[A]));
-	for (i = 0; i < NVF; i++) {
-		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
-		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
-		ASSERT_EQ(0, gpup_sim_write(self->vf[i], "xfer_stats", "0"));
-	}
+	vfs_setup(_metadata, self->pf, self->vf, self->v, GPUP_SIM_VRAM_MB);
 }
 
 FIXTURE_TEARDOWN(xfer)
 {
-	int i;
+	vfs_teardown(_metadata, self->pf, self->vf, self->v, GPUP_SIM_VRAM_MB);
+}
 
-	for (i = 0; i < NVF; i++) {
-		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
-			TH_LOG("VF %s", self->vf[i]);
-		/* No transfer outlives what made it. */
-		EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[i], "in_flight"))
-			TH_LOG("VF %s", self->vf[i]);
-		gpup_sim_write(self->vf[i], "xfer_delay", "0");
-	}
-	for (i = 0; i < NVF; i++) {
-		gpup_vfio_close(&self->v[i]);
-		gpup_unbind(self->vf[i]);
-	}
-	gpup_write_file(BULK_PARAM, "N");
-	gpup_set_numvfs(self->pf, 0);
+/* 1 MiB, four windows: a dirty pass sends pages the last one sent. */
+#define SMALL_VRAM_MB	1
+
+FIXTURE(small) {
+	char pf[GPUP_BDF_LEN];
+	char vf[NVF][GPUP_BDF_LEN];
+	struct gpup_vfio v[NVF];
+};
+
+FIXTURE_SETUP(small)
+{
+	vfs_setup(_metadata, self->pf, self->vf, self->v, SMALL_VRAM_MB);
+}
+
+FIXTURE_TEARDOWN(small)
+{
+	vfs_teardown(_metadata, self->pf, self->vf, self->v, SMALL_VRAM_MB);
 }
 
 static int dev(struct _test_data_xfer *self, int i)
@@ -127,6 +171,20 @@ static void expect_bulk(struct __test_metadata *_metadata, const char *vf,
 	EXPECT_GT(gpup_sim_xfer_stat(vf, "max_in_flight"), 1);
 }
 
+/* Some transfer of @vf carried several runs, none more than MAX_SEGS. */
+static void expect_gathered(struct __test_metadata *_metadata, const char *vf)
+{
+	long n = gpup_sim_xfer_stat(vf, "submitted");
+	long segs = gpup_sim_xfer_stat(vf, "segments");
+	long most = gpup_sim_xfer_stat(vf, "max_segments");
+
+	ksft_print_msg("VF %s: %ld transfers, %ld segments, at most %ld in one\n",
+		       vf, n, segs, most);
+	EXPECT_GT(segs, n);
+	EXPECT_GT(most, 1);
+	EXPECT_LE(most, MAX_SEGS);
+}
+
 TEST_F_TIMEOUT(xfer, bulk_roundtrip, 300)
 {
 	roundtrip(_metadata, self);
@@ -148,6 +206,33 @@ TEST_F_TIMEOUT(xfer, bulk_precopy_running, 300)
 	expect_same(_metadata, self->vf[B], self->vf[C]);
 	/* The full pass and at least one dirty page per round. */
 	expect_bulk(_metadata, self->vf[A], FULL_PASS_RUNS + 4);
+	/*
+	 * Seven steps write 28 pages all over VRAM: a dirty pass's runs
+	 * share transfers, on both sides, up to MAX_SEGS each.
+	 */
+	expect_gathered(_metadata, self->vf[A]);
+	expect_gathered(_metadata, self->vf[B]);
+}
+
+/*
+ * Pre-copy passes in a VRAM of four windows send pages again and again:
+ * two steps a round dirty 8 of its 256 pages, so the destination's
+ * gather buffer holds the runs of several passes, and a later pass's
+ * page is one it holds or one a transfer in flight writes.  It never
+ * gathers a page twice into one transfer and never writes a page while
+ * a transfer that writes it is in flight (the sim's violations, checked
+ * at teardown), and the VF is identical.
+ */
+TEST_F_TIMEOUT(small, precopy_sends_pages_again, 300)
+{
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_migrate_precopy(self->vf[A], self->v[A].device,
+					  self->v[B].device, 20, 2));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 20 * 2 + 12));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+	expect_gathered(_metadata, self->vf[A]);
+	expect_gathered(_metadata, self->vf[B]);
 }
 
 TEST_F_TIMEOUT(xfer, per_range_roundtrip, 300)

@@ -7,12 +7,14 @@
  * parser.  VRAM payload is gathered into whole pages before it reaches
  * the provider's vram_write: a page-aligned range of at most one run, or
  * the rest of a record at its end, whatever the write() and record
- * boundaries.  In bulk (the provider has vram_xfer and bulk_xfer=Y) the
- * gathered pages go out as one vram_xfer transfer instead, and gathering
- * goes on in a second buffer while it runs: a buffer is gathered into
- * again only once its last transfer completed.  Its pages count as
- * written (@seen) when it completed.  The END record, RESUMING -> STOP,
- * disabling the file and release wait for both buffers
+ * boundaries.  In bulk (the provider has vram_xfer and bulk_xfer=Y) a
+ * buffer gathers the runs of several records, up to GPUP_RESUME_SEGS
+ * segments of VRAM that do not overlap, and goes out as one vram_xfer
+ * transfer when it is full, at a record other than VRAM and at END;
+ * gathering goes on in a second buffer while it runs: a buffer is
+ * gathered into again only once its last transfer completed.  Its pages
+ * count as written (@seen) when it completed.  The END record, RESUMING
+ * -> STOP, disabling the file and release wait for both buffers
  * (gpup_resume_drain_locked()).  The IMMUTABLE record
  * reaches restore_immutable as soon as it is complete; the MUTABLE record
  * is kept for RESUMING -> STOP.
@@ -39,12 +41,18 @@
 
 /* Gather buffers of a resume file in bulk: one gathers, one transfers. */
 #define GPUP_RESUME_BUFS	2
+/*
+ * VRAM segments one gather buffer holds at most (1 per range): a run's
+ * worth of single pages.
+ */
+#define GPUP_RESUME_SEGS	64
 
 /**
  * struct gpup_resume_buf - a gather buffer and its transfer
  * @data: vmalloc'ed, gather_cap bytes
  * @pages: the pages of @data (bulk only)
- * @seg: the VRAM range of @xfer
+ * @seg: the VRAM ranges of the gathered bytes, in their order in @data
+ * @nsegs: entries in @seg
  * @xfer: the transfer (bulk only)
  * @done: completed by @xfer's done()
  * @status: @xfer's result
@@ -54,7 +62,8 @@
 struct gpup_resume_buf {
 	u8 *data;
 	struct page **pages;
-	struct gpup_vram_seg seg;
+	struct gpup_vram_seg seg[GPUP_RESUME_SEGS];
+	unsigned int nsegs;
 	struct gpup_vram_xfer xfer;
 	struct completion done;
 	int status;
@@ -74,7 +83,6 @@ struct gpup_resume_buf {
  *	vram_write, from @buf[0] only
  * @buf: the gather buffers
  * @cur: the buffer being gathered into
- * @gather_off: VRAM byte offset of @gather's first byte
  * @gather_len: bytes in @gather
  * @imm: IMMUTABLE payload being received
  * @imm_len: its length
@@ -94,7 +102,6 @@ struct gpup_resume_file {
 	bool bulk;
 	struct gpup_resume_buf buf[GPUP_RESUME_BUFS];
 	unsigned int cur;
-	u64 gather_off;
 	size_t gather_len;
 	u8 *imm;
 	size_t imm_len;
@@ -159,14 +166,17 @@ static void gpup_resume_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	complete(&b->done);
 }
 
-/* The pages of @seg are in VRAM now. */
+/* The pages of @b's segments are in VRAM now. */
 static void gpup_resume_written(struct gpup_resume_file *rf,
-				const struct gpup_vram_seg *seg)
+				const struct gpup_resume_buf *b)
 {
 	u32 ps = rf->mf.gdev->caps.page_size;
+	unsigned int i;
 
-	/* The parser kept the run inside the VRAM size. */
-	bitmap_set(rf->seen, div_u64(seg->offset, ps), div_u64(seg->len, ps));
+	/* The parser kept the runs inside the VRAM size. */
+	for (i = 0; i < b->nsegs; i++)
+		bitmap_set(rf->seen, div_u64(b->seg[i].offset, ps),
+			   div_u64(b->seg[i].len, ps));
 }
 
 /*
@@ -182,11 +192,11 @@ static int gpup_resume_wait(struct gpup_resume_file *rf,
 	wait_for_completion(&b->done);
 	b->inflight = false;
 	/* As vram_write: the bytes moved, or the error. */
-	trace_gpup_vfio_op(rf->mf.gdev->vf_id, "vram_xfer", b->seg.offset,
-			   b->status ? b->status : b->seg.len);
+	trace_gpup_vfio_op(rf->mf.gdev->vf_id, "vram_xfer", b->seg[0].offset,
+			   b->status ?: (s64)b->xfer.npages << PAGE_SHIFT);
 	if (b->status)
 		return b->status;
-	gpup_resume_written(rf, &b->seg);
+	gpup_resume_written(rf, b);
 	return 0;
 }
 
@@ -228,8 +238,7 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	struct gpup_resume_buf *b = &rf->buf[rf->cur];
 	int ret;
 
-	b->seg.offset = rf->gather_off;
-	b->seg.len = rf->gather_len;
+	b->xfer.nsegs = b->nsegs;
 	b->xfer.npages = DIV_ROUND_UP(rf->gather_len, PAGE_SIZE);
 	b->status = 0;
 	reinit_completion(&b->done);
@@ -244,22 +253,24 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	if (ret == -EINPROGRESS) {
 		b->inflight = true;
 	} else {
-		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", b->seg.offset,
-				   ret ? ret : b->seg.len);
+		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", b->seg[0].offset,
+				   ret ?: (s64)rf->gather_len);
 		if (ret)
 			return ret;
-		gpup_resume_written(rf, &b->seg);
+		gpup_resume_written(rf, b);
 	}
 	rf->cur = (rf->cur + 1) % GPUP_RESUME_BUFS;
 	rf->gather = rf->buf[rf->cur].data;
-	return gpup_resume_wait(rf, &rf->buf[rf->cur]);
+	ret = gpup_resume_wait(rf, &rf->buf[rf->cur]);
+	rf->buf[rf->cur].nsegs = 0;
+	return ret;
 }
 
 /* Hand the gathered pages to the provider: a page-aligned range. */
 static int gpup_resume_flush(struct gpup_resume_file *rf)
 {
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
-	struct gpup_vram_seg seg;
+	struct gpup_resume_buf *b = &rf->buf[rf->cur];
 	struct iov_iter it;
 	struct kvec kv;
 	ssize_t put;
@@ -280,19 +291,64 @@ static int gpup_resume_flush(struct gpup_resume_file *rf)
 	if (ret)
 		return ret;
 	put = GPUP_OPS(gdev)->vram_write(GPUP_PF(gdev), gdev->vf_id,
-					 rf->gather_off, rf->gather_len, &it);
+					 b->seg[0].offset, rf->gather_len, &it);
 	gpup_vfio_op_exit(gdev);
-	trace_gpup_vfio_op(gdev->vf_id, "vram_write", rf->gather_off, put);
+	trace_gpup_vfio_op(gdev->vf_id, "vram_write", b->seg[0].offset, put);
 	if (put < 0)
 		return put;
 	if (put != rf->gather_len)
 		return -EIO;
-	seg.offset = rf->gather_off;
-	seg.len = rf->gather_len;
-	gpup_resume_written(rf, &seg);
+	gpup_resume_written(rf, b);
+	b->nsegs = 0;
 done:
-	rf->gather_off += rf->gather_len;
 	rf->gather_len = 0;
+	return 0;
+}
+
+/* Whether one of @b's segments has a byte of [@start, @end). */
+static bool gpup_resume_overlaps(const struct gpup_resume_buf *b, u64 start,
+				 u64 end)
+{
+	unsigned int i;
+
+	for (i = 0; i < b->nsegs; i++)
+		if (start < b->seg[i].offset + b->seg[i].len &&
+		    b->seg[i].offset < end)
+			return true;
+	return false;
+}
+
+/*
+ * A VRAM run of @npages from @first_page begins (bulk).  A later pass may
+ * send a page again, and transfers may complete in any order: if the
+ * other buffer's transfer in flight has a page of the run, it completes
+ * first; if the gather buffer has one, or no segment left for the run,
+ * it goes out first.  Either way the run's bytes reach VRAM after the
+ * older ones.  Else the run is gathered after what the buffer holds.
+ */
+static int gpup_resume_run(struct gpup_resume_file *rf, u64 first_page,
+			   u32 npages)
+{
+	u32 ps = rf->mf.gdev->caps.page_size;
+	struct gpup_resume_buf *b = &rf->buf[rf->cur], *o;
+	u64 start = first_page * ps, end = start + (u64)npages * ps;
+	unsigned int i;
+	int ret;
+
+	if (!rf->bulk)
+		return 0;
+	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+		o = &rf->buf[i];
+		if (o != b && o->inflight &&
+		    gpup_resume_overlaps(o, start, end)) {
+			ret = gpup_resume_wait(rf, o);
+			if (ret)
+				return ret;
+		}
+	}
+	if (b->nsegs == GPUP_RESUME_SEGS ||
+	    gpup_resume_overlaps(b, start, end))
+		return gpup_resume_flush(rf);
 	return 0;
 }
 
@@ -303,13 +359,24 @@ static int gpup_resume_vram(struct gpup_resume_file *rf,
 	const u8 *data = ev->data;
 	u64 off = ev->vram_offset;
 	size_t len = ev->data_len, n;
+	struct gpup_resume_buf *b;
+	struct gpup_vram_seg *seg;
 	int ret;
 
 	while (len) {
-		if (!rf->gather_len)
-			rf->gather_off = off;
+		b = &rf->buf[rf->cur];
+		seg = b->nsegs ? &b->seg[b->nsegs - 1] : NULL;
+		if (!seg || seg->offset + seg->len != off) {
+			/* gpup_resume_run() left room for the run's segment. */
+			if (WARN_ON_ONCE(b->nsegs == GPUP_RESUME_SEGS))
+				return -EIO;
+			seg = &b->seg[b->nsegs++];
+			seg->offset = off;
+			seg->len = 0;
+		}
 		n = min(len, rf->gather_cap - rf->gather_len);
 		memcpy(rf->gather + rf->gather_len, data, n);
+		seg->len += n;
 		rf->gather_len += n;
 		data += n;
 		off += n;
@@ -346,9 +413,12 @@ static int gpup_resume_record_end(struct gpup_resume_file *rf,
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
 	int ret;
 
-	/* A VRAM record holds whole pages: its end ends a page. */
+	/*
+	 * A VRAM record holds whole pages: its end ends a page.  In bulk
+	 * the next runs are gathered after it.
+	 */
 	if (ev->type == GPUP_REC_VRAM)
-		return gpup_resume_flush(rf);
+		return rf->bulk ? 0 : gpup_resume_flush(rf);
 	if (ev->type != GPUP_REC_IMMUTABLE)
 		return 0;
 	/* The compatibility check, as early as the stream allows. */
@@ -386,7 +456,14 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 			ret = gpup_resume_header(rf, &ev);
 			break;
 		case GPUP_EV_RECORD:
-			ret = gpup_resume_record(rf, &ev);
+			/* What was gathered goes out before other records. */
+			ret = ev.type == GPUP_REC_VRAM ? 0 :
+			      gpup_resume_flush(rf);
+			if (!ret)
+				ret = gpup_resume_record(rf, &ev);
+			break;
+		case GPUP_EV_VRAM_RUN:
+			ret = gpup_resume_run(rf, ev.first_page, ev.npages);
 			break;
 		case GPUP_EV_DATA:
 			ret = gpup_resume_data(rf, &ev);
@@ -396,7 +473,9 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 			break;
 		case GPUP_EV_END:
 			/* Every transfer done, so that @seen is up to date. */
-			ret = gpup_resume_drain_locked(rf);
+			ret = gpup_resume_flush(rf);
+			if (!ret)
+				ret = gpup_resume_drain_locked(rf);
 			if (ret)
 				break;
 			/* A stream that left a VRAM page out is not whole. */
@@ -553,8 +632,7 @@ static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 		for (j = 0; j < npages; j++)
 			b->pages[j] = vmalloc_to_page(b->data + j * PAGE_SIZE);
 		b->xfer.dir = GPUP_XFER_RESTORE;
-		b->xfer.segs = &b->seg;
-		b->xfer.nsegs = 1;
+		b->xfer.segs = b->seg;
 		b->xfer.pages = b->pages;
 		b->xfer.done = gpup_resume_xfer_done;
 		b->xfer.priv = b;

@@ -9,12 +9,17 @@
  * (GPUP_RUN_BYTES) each, the slots, so the memory a migration needs does
  * not grow with VRAM.
  *
- * Each VRAM record is one run read into a slot.  Per range (the provider
- * has no vram_xfer, or bulk_xfer=N) there is one slot, read by vram_read
- * when read() needs the next record.  In bulk, up to GPUP_XFER_DEPTH
- * slots are in flight as vram_xfer transfers: each refill submits runs
- * into the free slots and then waits for the oldest, whose record it
- * checksums and hands out while the others run.  Records go out in the
+ * Each VRAM record is one run of pages.  A slot holds the runs of one
+ * window of the full pass, or up to GPUP_SLOT_RUNS runs of dirty pages
+ * from as many windows as it takes to fill it, their bytes back to back;
+ * its records go out one by one, each as two pieces, its headers then its
+ * bytes.  Per range (the provider has no vram_xfer, or bulk_xfer=N) there
+ * is one slot, filled by one vram_read per run when read() needs the next
+ * record.  In bulk, up to GPUP_XFER_DEPTH slots are in flight, each as one
+ * vram_xfer transfer of one segment per run: each refill submits the free
+ * slots and then waits for the oldest, whose records it checksums and
+ * hands out while the others run.  A dirty pass of scattered pages thus
+ * costs a transfer per 256 KiB, not per page.  Records go out in the
  * order their runs were submitted.  A slot's pages belong to its
  * transfer until the transfer completed: disabling the file waits for
  * its transfers (gpup_vfio_save_drain()), and so does release, before
@@ -62,16 +67,21 @@ enum gpup_save_phase {
 
 /* A VRAM record's bytes besides its pages. */
 #define GPUP_VRAM_REC_EXTRA	(GPUP_REC_HDR_SIZE + GPUP_VRAM_RUN_SIZE)
-/* vram_xfer transfers a save file keeps in flight, one run each. */
+/* vram_xfer transfers a save file keeps in flight, one slot each. */
 #define GPUP_XFER_DEPTH		4
+/*
+ * Runs (records, and segments of its transfer) one slot holds at most:
+ * a window's worth of single pages.
+ */
+#define GPUP_SLOT_RUNS		64
 
 /**
  * enum gpup_slot_state - what a slot holds
  * @GPUP_SLOT_FREE: nothing; may be submitted
- * @GPUP_SLOT_INFLIGHT: a run whose vram_xfer was queued: its pages are
+ * @GPUP_SLOT_INFLIGHT: runs whose vram_xfer was queued: the pages are
  *	the provider's until @done completes
- * @GPUP_SLOT_READY: a run read (or failed: @status), waiting for its
- *	turn, or the record being read out
+ * @GPUP_SLOT_READY: runs read (or failed: @status), waiting for their
+ *	turn, or the slot whose records are being read out
  */
 enum gpup_slot_state {
 	GPUP_SLOT_FREE,
@@ -80,31 +90,40 @@ enum gpup_slot_state {
 };
 
 /**
- * struct gpup_save_slot - the buffer of one VRAM record
- * @buf: vmalloc'ed, PAGE_SIZE of room that ends with the record and run
- *	headers, then the run's bytes: the record is contiguous
- * @pages: the pages of the run's bytes in @buf (bulk only)
- * @seg: the run in VRAM bytes, for @xfer
+ * struct gpup_save_slot - the buffer of a few VRAM records
+ * @buf: vmalloc'ed, one window (run_pages pages): the runs' bytes back
+ *	to back
+ * @pages: the pages of @buf (bulk only)
+ * @seg: the runs in VRAM bytes, @nruns of them, for @xfer
  * @xfer: the transfer (bulk only)
  * @done: completed by @xfer's done()
- * @status: @xfer's result, or the synchronous read's
- * @first: first page of the run
- * @n: pages in the run
- * @initial: the run belongs to the full pass (initial data)
+ * @status: @xfer's result, or the synchronous reads'
+ * @nruns: runs in the slot, at least 1 once filled
+ * @npages: pages of all its runs
+ * @next: the run whose record goes out next (or is going out)
+ * @next_off: where run @next's bytes start in @buf
+ * @hdr_out: @rec, the headers of run @next, is the piece being read; its
+ *	bytes are the next piece
+ * @initial: the runs belong to the full pass (initial data)
  * @state: see enum gpup_slot_state; written under the file's lock, never
  *	by the provider
+ * @rec: the record and run headers of run @next
  */
 struct gpup_save_slot {
 	u8 *buf;
 	struct page **pages;
-	struct gpup_vram_seg seg;
+	struct gpup_vram_seg seg[GPUP_SLOT_RUNS];
 	struct gpup_vram_xfer xfer;
 	struct completion done;
 	int status;
-	u64 first;
-	u32 n;
+	unsigned int nruns;
+	u32 npages;
+	unsigned int next;
+	size_t next_off;
+	bool hdr_out;
 	bool initial;
 	enum gpup_slot_state state;
+	u8 rec[GPUP_VRAM_REC_EXTRA] __aligned(8);
 };
 
 /**
@@ -118,7 +137,8 @@ struct gpup_save_slot {
  * @slot: the VRAM record buffers, a ring
  * @slot_head: the oldest slot submitted and not handed out
  * @queued: slots submitted and not handed out, from @slot_head on
- * @out_slot: the slot whose record is in @out; freed at the next refill
+ * @out_slot: the slot whose records are going out, taken off the ring;
+ *	free again once the last one was read
  * @w: the stream writer (record chain, counts)
  * @phase: where the stream stands
  * @tracking: dirty tracking runs (pre-copy): dirty passes follow the full
@@ -250,12 +270,6 @@ static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
 	return ret;
 }
 
-/* The record of @slot: its headers end where the run's bytes begin. */
-static u8 *gpup_slot_rec(const struct gpup_save_slot *slot)
-{
-	return slot->buf + PAGE_SIZE - GPUP_VRAM_REC_EXTRA;
-}
-
 static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 {
 	struct gpup_save_slot *slot = xfer->priv;
@@ -265,39 +279,57 @@ static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	complete(&slot->done);
 }
 
+/* Bytes of the records of @slot's runs from @from on. */
+static u64 gpup_slot_bytes(const struct gpup_save_slot *slot,
+			   unsigned int from)
+{
+	u64 bytes = 0;
+
+	for (; from < slot->nruns; from++)
+		bytes += GPUP_VRAM_REC_EXTRA + slot->seg[from].len;
+	return bytes;
+}
+
+/* Bytes of @sf->out_slot's records still to go out after the piece. */
+static u64 gpup_save_out_left(const struct gpup_save_file *sf)
+{
+	const struct gpup_save_slot *slot = sf->out_slot;
+
+	if (!slot)
+		return 0;
+	/* While its headers go out, run @next's bytes are still to come. */
+	return gpup_slot_bytes(slot, slot->next) -
+	       (slot->hdr_out ? GPUP_VRAM_REC_EXTRA : 0);
+}
+
 /*
- * Read pages [@first, @first + @n) into the next free slot: queue a
- * vram_xfer, or copy them now with vram_read.  Returns 0 with the slot
- * queued, or -errno.
+ * Read @slot's runs: queue one vram_xfer for all of them, or copy them
+ * now, one vram_read each.  Returns 0 with the slot queued, or -errno.
  */
-static int gpup_save_submit(struct gpup_save_file *sf, u64 first, u32 n)
+static int gpup_save_submit(struct gpup_save_file *sf,
+			    struct gpup_save_slot *slot)
 {
 	struct gpup_vfio_dev *gdev = sf->mf.gdev;
-	struct gpup_save_slot *slot;
-	size_t len = (size_t)n * gdev->caps.page_size;
+	const struct gpup_vram_seg *seg;
 	struct iov_iter it;
 	struct kvec kv;
+	unsigned int i;
+	size_t off = 0;
 	ssize_t got;
 	int ret;
 
-	slot = &sf->slot[(sf->slot_head + sf->queued) % sf->depth];
-	if (WARN_ON_ONCE(slot->state != GPUP_SLOT_FREE))
-		return -EIO;
-	slot->first = first;
-	slot->n = n;
 	slot->initial = sf->phase == GPUP_SAVE_FULL;
-	gpup_vfio_vram_run_build((struct gpup_vram_run *)(gpup_slot_rec(slot) +
-						     GPUP_REC_HDR_SIZE),
-			    first, n);
-
+	slot->next = 0;
+	slot->next_off = 0;
+	slot->hdr_out = false;
+	slot->status = 0;
 	ret = gpup_vfio_op_enter(gdev, sf->mf.gen);
 	if (ret)
 		return ret;
 	if (sf->bulk) {
-		slot->seg.offset = first * gdev->caps.page_size;
-		slot->seg.len = len;
-		slot->xfer.npages = len >> PAGE_SHIFT;
-		slot->status = 0;
+		slot->xfer.nsegs = slot->nruns;
+		slot->xfer.npages = ((size_t)slot->npages *
+				     gdev->caps.page_size) >> PAGE_SHIFT;
 		reinit_completion(&slot->done);
 		ret = -EOPNOTSUPP;
 		if (GPUP_OPS(gdev)->vram_xfer)
@@ -307,7 +339,7 @@ static int gpup_save_submit(struct gpup_save_file *sf, u64 first, u32 n)
 		/* Traced with its bytes when handed out, here if refused. */
 		if (ret && ret != -EINPROGRESS)
 			trace_gpup_vfio_op(gdev->vf_id, "vram_xfer",
-					   slot->seg.offset, ret);
+					   slot->seg[0].offset, ret);
 		if (ret == -EINPROGRESS) {
 			slot->state = GPUP_SLOT_INFLIGHT;
 			ret = 0;
@@ -315,16 +347,20 @@ static int gpup_save_submit(struct gpup_save_file *sf, u64 first, u32 n)
 			slot->state = GPUP_SLOT_READY;
 		}
 	} else {
-		kv.iov_base = slot->buf + PAGE_SIZE;
-		kv.iov_len = len;
-		iov_iter_kvec(&it, ITER_DEST, &kv, 1, len);
-		got = GPUP_OPS(gdev)->vram_read(GPUP_PF(gdev), gdev->vf_id,
-						first * gdev->caps.page_size,
-						len, &it);
-		trace_gpup_vfio_op(gdev->vf_id, "vram_read",
-				   first * gdev->caps.page_size, got);
-		ret = got < 0 ? got : got != len ? -EIO : 0;
-		slot->status = 0;
+		for (i = 0; i < slot->nruns && !ret; i++) {
+			seg = &slot->seg[i];
+			kv.iov_base = slot->buf + off;
+			kv.iov_len = seg->len;
+			iov_iter_kvec(&it, ITER_DEST, &kv, 1, seg->len);
+			got = GPUP_OPS(gdev)->vram_read(GPUP_PF(gdev),
+							gdev->vf_id,
+							seg->offset, seg->len,
+							&it);
+			trace_gpup_vfio_op(gdev->vf_id, "vram_read",
+					   seg->offset, got);
+			ret = got < 0 ? got : got != seg->len ? -EIO : 0;
+			off += seg->len;
+		}
 		if (!ret)
 			slot->state = GPUP_SLOT_READY;
 	}
@@ -349,13 +385,55 @@ static int gpup_save_slot_wait(struct gpup_save_slot *slot, bool killable)
 	return 0;
 }
 
-/* Hand out the oldest queued slot as the current piece. */
+/*
+ * The next piece of @sf->out_slot: the record and run headers of its
+ * next run, checksummed over the run's bytes, then those bytes.  Returns
+ * 0 with a piece, 1 once every run went out, or -errno.
+ */
+static int gpup_save_piece(struct gpup_save_file *sf)
+{
+	struct gpup_save_slot *slot = sf->out_slot;
+	u32 ps = sf->mf.gdev->caps.page_size;
+	const struct gpup_vram_seg *seg;
+	const u8 *data;
+	u32 crc;
+	int ret;
+
+	if (slot->next == slot->nruns)
+		return 1;
+	seg = &slot->seg[slot->next];
+	data = slot->buf + slot->next_off;
+	sf->out_initial = slot->initial;
+	if (slot->hdr_out) {
+		sf->out = data;
+		sf->out_len = seg->len;
+		slot->hdr_out = false;
+		slot->next_off += seg->len;
+		slot->next++;
+		return 0;
+	}
+	gpup_vfio_vram_run_build((struct gpup_vram_run *)(slot->rec +
+						     GPUP_REC_HDR_SIZE),
+			    div_u64(seg->offset, ps), div_u64(seg->len, ps));
+	crc = gpup_vfio_crc(GPUP_CRC_INIT, slot->rec + GPUP_REC_HDR_SIZE,
+			    GPUP_VRAM_RUN_SIZE);
+	crc = gpup_vfio_crc(crc, data, seg->len);
+	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)slot->rec,
+				      GPUP_REC_VRAM, 0,
+				      GPUP_VRAM_RUN_SIZE + seg->len,
+				      gpup_vfio_crc_final(crc));
+	if (ret)
+		return ret;
+	sf->out = slot->rec;
+	sf->out_len = GPUP_VRAM_REC_EXTRA;
+	slot->hdr_out = true;
+	return 0;
+}
+
+/* Take the oldest queued slot off the ring; its first piece is current. */
 static int gpup_save_take(struct gpup_save_file *sf)
 {
 	struct gpup_save_slot *slot = &sf->slot[sf->slot_head];
-	size_t len = (size_t)slot->n * sf->mf.gdev->caps.page_size;
-	u8 *rec = gpup_slot_rec(slot);
-	u32 crc;
 	int ret;
 
 	ret = gpup_save_slot_wait(slot, true);
@@ -366,31 +444,24 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	sf->out_slot = slot;
 	if (sf->bulk)
 		trace_gpup_vfio_op(sf->mf.gdev->vf_id, "vram_xfer",
-				   slot->seg.offset,
-				   slot->status ? slot->status : len);
+				   slot->seg[0].offset, slot->status ?:
+				   (s64)slot->npages *
+				   sf->mf.gdev->caps.page_size);
 	if (slot->status)
 		return slot->status;
-
-	crc = gpup_vfio_crc(GPUP_CRC_INIT, rec + GPUP_REC_HDR_SIZE,
-			    GPUP_VRAM_RUN_SIZE + len);
-	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)rec,
-				      GPUP_REC_VRAM, 0, GPUP_VRAM_RUN_SIZE + len,
-				 gpup_vfio_crc_final(crc));
-	if (ret)
-		return ret;
-	sf->out = rec;
-	sf->out_len = GPUP_VRAM_REC_EXTRA + len;
-	sf->out_initial = slot->initial;
-	return 0;
+	return gpup_save_piece(sf);
 }
 
 /*
- * The next run of the current pass: the full pass's next window, its
- * dirty bits cleared; or a run of the dirty pages of the current window,
- * querying (and clearing) the next window's bits when it is used up.
- * Returns 1 with a run, 0 at the end of the pass, or -errno.
+ * The next run of the current pass, if it has at most @room pages: the
+ * full pass's next window, its dirty bits cleared; or a run of the dirty
+ * pages of the current window, querying (and clearing) the next window's
+ * bits when it is used up.  Returns 1 with a run, 2 if the next run has
+ * more than @room pages (it stays next), 0 at the end of the pass, or
+ * -errno.
  */
-static int gpup_save_next_run(struct gpup_save_file *sf, u64 *first, u32 *n)
+static int gpup_save_next_run(struct gpup_save_file *sf, u32 room,
+			      u64 *first, u32 *n)
 {
 	unsigned long start, end;
 	long ret;
@@ -400,6 +471,8 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u64 *first, u32 *n)
 		if (sf->cursor >= sf->npages)
 			return 0;
 		w = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+		if (w > room)
+			return 2;
 		if (sf->tracking) {
 			ret = gpup_save_query(sf, sf->cursor, w, NULL, true);
 			if (ret < 0)
@@ -415,6 +488,8 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u64 *first, u32 *n)
 			start = find_next_bit(sf->win, sf->win_len,
 					      sf->win_next);
 			end = find_next_zero_bit(sf->win, sf->win_len, start);
+			if (end - start > room)
+				return 2;
 			sf->win_next = end;
 			sf->win_pending -= end - start;
 			*first = sf->win_first + start;
@@ -436,23 +511,65 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u64 *first, u32 *n)
 }
 
 /*
- * Submit runs of the current pass into the free slots, then hand out
- * the oldest.  Returns 0 with a piece, 1 when the pass has nothing left,
- * or -errno.
+ * Fill @slot with runs of the current pass: one window of the full pass,
+ * or dirty runs until GPUP_SLOT_RUNS of them or a window's pages.
+ * Returns 1 with runs in it, 0 if the pass has none left, or -errno.
+ */
+static int gpup_save_fill(struct gpup_save_file *sf,
+			  struct gpup_save_slot *slot)
+{
+	u32 ps = sf->mf.gdev->caps.page_size, n;
+	struct gpup_vram_seg *seg;
+	u64 first;
+	int ret;
+
+	slot->nruns = 0;
+	slot->npages = 0;
+	do {
+		ret = gpup_save_next_run(sf, sf->run_pages - slot->npages,
+					 &first, &n);
+		if (ret != 1)
+			break;
+		seg = &slot->seg[slot->nruns++];
+		seg->offset = first * ps;
+		seg->len = (u64)n * ps;
+		slot->npages += n;
+	} while (slot->nruns < GPUP_SLOT_RUNS &&
+		 slot->npages < sf->run_pages);
+	if (ret < 0)
+		return ret;
+	return slot->nruns ? 1 : 0;
+}
+
+/*
+ * The next piece of the current pass: the next of the slot going out;
+ * else, with the free slots filled and submitted, the first of the
+ * oldest.  Returns 0 with a piece, 1 when the pass has nothing left, or
+ * -errno.
  */
 static int gpup_save_vram_step(struct gpup_save_file *sf)
 {
-	u64 first;
-	u32 n;
+	struct gpup_save_slot *slot;
 	int ret;
 
+	if (sf->out_slot) {
+		ret = gpup_save_piece(sf);
+		if (ret != 1)
+			return ret;
+		/* Its last record was read out: the slot is free again. */
+		sf->out_slot->state = GPUP_SLOT_FREE;
+		sf->out_slot = NULL;
+	}
 	while (sf->queued < sf->depth) {
-		ret = gpup_save_next_run(sf, &first, &n);
+		slot = &sf->slot[(sf->slot_head + sf->queued) % sf->depth];
+		if (WARN_ON_ONCE(slot->state != GPUP_SLOT_FREE))
+			return -EIO;
+		ret = gpup_save_fill(sf, slot);
 		if (ret < 0)
 			return ret;
 		if (!ret)
 			break;
-		ret = gpup_save_submit(sf, first, n);
+		ret = gpup_save_submit(sf, slot);
 		if (ret)
 			return ret;
 	}
@@ -490,11 +607,6 @@ static int gpup_save_next(struct gpup_save_file *sf)
 	sf->out_pos = 0;
 	sf->out_len = 0;
 	sf->out_initial = false;
-	if (sf->out_slot) {
-		/* Its record was read out: the slot is free again. */
-		sf->out_slot->state = GPUP_SLOT_FREE;
-		sf->out_slot = NULL;
-	}
 	for (;;) {
 		switch (sf->phase) {
 		case GPUP_SAVE_HEAD:
@@ -654,17 +766,16 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
 	long ret;
 
 	if (sf->out_initial)
-		in += rest;
+		in += rest + gpup_save_out_left(sf);
 	else
-		dt += rest;
+		dt += rest + gpup_save_out_left(sf);
 	if (sf->phase == GPUP_SAVE_HEAD)
 		in += sf->head_len;
 	if (sf->phase <= GPUP_SAVE_FULL)
 		in += gpup_save_run_bytes(sf, sf->npages - sf->cursor);
 	for (i = 0; i < sf->queued; i++) {
 		slot = &sf->slot[(sf->slot_head + i) % sf->depth];
-		bytes = GPUP_VRAM_REC_EXTRA +
-			(u64)slot->n * gdev->caps.page_size;
+		bytes = gpup_slot_bytes(slot, 0);
 		if (slot->initial)
 			in += bytes;
 		else
@@ -779,7 +890,7 @@ static __poll_t gpup_save_poll(struct file *filp, poll_table *wait)
 		mask = EPOLLERR;
 	} else if (sf->phase == GPUP_SAVE_DIRTY && !sf->stop_copy &&
 		   sf->out_pos == sf->out_len && !sf->win_pending &&
-		   !sf->queued) {
+		   !sf->queued && !gpup_save_out_left(sf)) {
 		/* Between pieces of a dirty pass: data iff pages are dirty. */
 		ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
 		if (ret < 0)
@@ -829,7 +940,7 @@ static void gpup_save_slots_free(struct gpup_save_file *sf)
 }
 
 /*
- * @sf->depth slots of one run each; in bulk, with their pages and
+ * @sf->depth slots of one window each; in bulk, with their pages and
  * transfers set up.
  */
 static int gpup_save_slots_alloc(struct gpup_save_file *sf)
@@ -838,12 +949,10 @@ static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 	unsigned int npages = len >> PAGE_SHIFT, i, j;
 	struct gpup_save_slot *slot;
 
-	BUILD_BUG_ON(GPUP_VRAM_REC_EXTRA > PAGE_SIZE);
 	for (i = 0; i < sf->depth; i++) {
 		slot = &sf->slot[i];
 		init_completion(&slot->done);
-		slot->buf = __vmalloc(PAGE_SIZE + len,
-				      GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+		slot->buf = __vmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slot->buf)
 			return -ENOMEM;
 		if (!sf->bulk)
@@ -853,11 +962,10 @@ static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 		if (!slot->pages)
 			return -ENOMEM;
 		for (j = 0; j < npages; j++)
-			slot->pages[j] = vmalloc_to_page(slot->buf + PAGE_SIZE +
+			slot->pages[j] = vmalloc_to_page(slot->buf +
 							 j * PAGE_SIZE);
 		slot->xfer.dir = GPUP_XFER_SAVE;
-		slot->xfer.segs = &slot->seg;
-		slot->xfer.nsegs = 1;
+		slot->xfer.segs = slot->seg;
 		slot->xfer.pages = slot->pages;
 		slot->xfer.done = gpup_save_xfer_done;
 		slot->xfer.priv = slot;
