@@ -2,7 +2,8 @@
 /*
  * gpup benchmark (not a test): data_fd throughput against memcpy in the
  * same guest, save and restore throughput in bulk (vram_xfer) and per
- * range, stop-copy bytes and blackout time with and without pre-copy,
+ * range, of whole VRAM and of dirty passes of scattered pages, stop-copy
+ * bytes and blackout time with and without pre-copy,
  * and the kernel memory a save takes.  Prints one line per
  * figure: "BENCH <name> <value>".
  *
@@ -367,6 +368,7 @@ static int bench_xfer(unsigned int mb)
 		ret = xfer_pass(&s, true, &sb, &rb);
 	if (!ret)
 		ret = xfer_pass(&s, false, &sp, &rp);
+	/* The module's default. */
 	gpup_write_file(BULK_PARAM, "N");
 	teardown(&s);
 	if (ret)
@@ -471,6 +473,103 @@ static int bench_blackout(struct vfs *s, unsigned int mb, bool precopy,
 out:
 	gpup_buf_free(&b);
 	return ret;
+}
+
+#define DIRTY_ROUNDS	4
+
+/*
+ * Pre-copy dirty passes of scattered pages, VF 0 to VF 1, with bulk_xfer
+ * at @bulk: after the full pass, DIRTY_ROUNDS rounds of @steps steps (4
+ * random pages each) and the dirty pass that sends them.  MB/s of the
+ * dirty passes' bytes through read() (@save) and write() (@restore);
+ * in bulk, the runs per transfer on the source (@segs).  The migration
+ * is then abandoned: the source runs on, the destination is reset.
+ */
+static int dirty_passes(struct vfs *s, bool bulk, unsigned long steps,
+			double *save, double *restore, double *segs)
+{
+	int src = s->v[0].device, dst = s->v[1].device, sfd = -1, dfd = -1;
+	struct gpup_buf b = { 0 };
+	double ts = 0, tr = 0, t;
+	size_t pre, dirty = 0;
+	bool used;
+	int r, ret;
+
+	ret = gpup_write_file(BULK_PARAM, bulk ? "Y" : "N");
+	if (!ret)
+		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
+	if (!ret)
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd);
+	if (!ret)
+		ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1);
+	if (!ret)
+		ret = gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE);
+	if (!ret)
+		ret = gpup_sim_write(s->vf[0], "xfer_stats", "0");
+	for (r = 0; r < DIRTY_ROUNDS && !ret; r++) {
+		pre = b.len;
+		ret = gpup_sim_run(s->vf[0], steps);
+		if (ret)
+			break;
+		t = now();
+		ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1);
+		ts += now() - t;
+		if (ret)
+			break;
+		t = now();
+		ret = gpup_write_stream(dfd, b.data + pre, b.len - pre,
+					GPUP_CHUNK_WRITE);
+		tr += now() - t;
+		dirty += b.len - pre;
+	}
+	if (!ret && (!dirty || ts <= 0 || tr <= 0))
+		ret = -EIO;
+	if (!ret) {
+		*save = dirty / ts / 1e6;
+		*restore = dirty / tr / 1e6;
+		t = gpup_sim_xfer_stat(s->vf[0], "submitted");
+		used = t > 0;
+		*segs = used ? gpup_sim_xfer_stat(s->vf[0], "segments") / t : 0;
+		/* The path taken is the one asked for. */
+		if (used != bulk)
+			ret = -EPROTO;
+	}
+	if (sfd >= 0)
+		close(sfd);
+	if (dfd >= 0)
+		close(dfd);
+	if (!ret)
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (!ret)
+		ret = gpup_device_reset(dst);
+	gpup_buf_free(&b);
+	return ret;
+}
+
+/*
+ * Dirty passes in bulk against per range: a sixteenth of VRAM's pages
+ * written a round, scattered, so that most runs are one page.
+ */
+static int bench_dirty(struct vfs *s, unsigned int mb)
+{
+	unsigned long steps = ((unsigned long)mb << 20) / 4096 / 16 / 4;
+	double sb = 0, rb = 0, sp = 0, rp = 0, segs = 0, none;
+	int ret;
+
+	ret = dirty_passes(s, true, steps, &sb, &rb, &segs);
+	if (!ret)
+		ret = dirty_passes(s, false, steps, &sp, &rp, &none);
+	gpup_write_file(BULK_PARAM, "N");
+	if (ret)
+		return ret;
+	bench("dirty_save_bulk", mb, "_MBps", sb);
+	bench("dirty_save_per_range", mb, "_MBps", sp);
+	bench("dirty_save_bulk_vs_per_range", mb, "_ratio", sb / sp);
+	bench("dirty_restore_bulk", mb, "_MBps", rb);
+	bench("dirty_restore_per_range", mb, "_MBps", rp);
+	bench("dirty_restore_bulk_vs_per_range", mb, "_ratio", rb / rp);
+	bench("dirty_bulk_runs_per_transfer", mb, "", segs);
+	return 0;
 }
 
 /* read() until -ENOMSG (or the end): the bytes read, or -errno. */
@@ -582,6 +681,8 @@ int main(int argc, char **argv)
 			ret = bench_precopy_info(&s, mb);
 		if (!ret)
 			ret = bench_throughput(&s, mb);
+		if (!ret)
+			ret = bench_dirty(&s, mb);
 		/* A 1% dirty working set: it grows with VRAM. */
 		if (!ret)
 			ret = bench_blackout(&s, mb, false, steps,
