@@ -289,6 +289,20 @@ out:
 
 #define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
 
+/* <what>_bulk and <what>_per_range in MB/s, and their ratio. */
+static void bench_bulk_vs(const char *what, unsigned int mb, double bulk,
+			  double per_range)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s_bulk", what);
+	bench(name, mb, "_MBps", bulk);
+	snprintf(name, sizeof(name), "%s_per_range", what);
+	bench(name, mb, "_MBps", per_range);
+	snprintf(name, sizeof(name), "%s_bulk_vs_per_range", what);
+	bench(name, mb, "_ratio", bulk / per_range);
+}
+
 /*
  * One STOP_COPY save of VF 0 read in 1 MiB pieces, and its restore into
  * the same VF (STOP -> RESUMING, written in 32 KiB pieces), with the
@@ -373,12 +387,8 @@ static int bench_xfer(unsigned int mb)
 	teardown(&s);
 	if (ret)
 		return ret;
-	bench("save_bulk", mb, "_MBps", sb);
-	bench("save_per_range", mb, "_MBps", sp);
-	bench("save_bulk_vs_per_range", mb, "_ratio", sb / sp);
-	bench("restore_bulk", mb, "_MBps", rb);
-	bench("restore_per_range", mb, "_MBps", rp);
-	bench("restore_bulk_vs_per_range", mb, "_ratio", rb / rp);
+	bench_bulk_vs("save", mb, sb, sp);
+	bench_bulk_vs("restore", mb, rb, rp);
 	return 0;
 }
 
@@ -562,12 +572,8 @@ static int bench_dirty(struct vfs *s, unsigned int mb)
 	gpup_write_file(BULK_PARAM, "N");
 	if (ret)
 		return ret;
-	bench("dirty_save_bulk", mb, "_MBps", sb);
-	bench("dirty_save_per_range", mb, "_MBps", sp);
-	bench("dirty_save_bulk_vs_per_range", mb, "_ratio", sb / sp);
-	bench("dirty_restore_bulk", mb, "_MBps", rb);
-	bench("dirty_restore_per_range", mb, "_MBps", rp);
-	bench("dirty_restore_bulk_vs_per_range", mb, "_ratio", rb / rp);
+	bench_bulk_vs("dirty_save", mb, sb, sp);
+	bench_bulk_vs("dirty_restore", mb, rb, rp);
 	bench("dirty_bulk_runs_per_transfer", mb, "", segs);
 	return 0;
 }
