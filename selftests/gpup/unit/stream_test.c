@@ -248,6 +248,16 @@ static void raw_end(struct raw *r)
 	raw_end_vals(r, r->nrec, r->b.len, gpup_vfio_crc_final(r->chain), 0);
 }
 
+/* Flag the END record just written optional, its hcrc still right. */
+static void raw_flag_end(struct raw *r)
+{
+	struct gpup_rec_hdr *rh = (struct gpup_rec_hdr *)
+		(r->b.p + r->b.len - GPUP_END_REC_SIZE);
+
+	rh->flags = cpu_to_le16(GPUP_REC_F_OPTIONAL);
+	rh->hcrc = cpu_to_le32(gpup_vfio_crc32c(rh, 12));
+}
+
 /*
  * The small stream of the truncation and bit flip tests: IMMUTABLE of 100
  * bytes, an optional unknown record, one VRAM page, MUTABLE of 200 bytes.
@@ -1162,6 +1172,20 @@ static bool test_known_with_optional_flag(void)
 	raw_end(&r);
 	ok &= EXPECT_REFUSED(&r.b, -EPROTO);
 	buf_free(&r.b);
+
+	/*
+	 * END is the stream's seal: its header is exactly what the writer
+	 * builds, flags 0 (stream_fuzz found an END flagged optional
+	 * accepted).
+	 */
+	raw_init(&r);
+	raw_std_hdr(&r);
+	raw_blob(&r, GPUP_REC_IMMUTABLE, 0, 100);
+	raw_blob(&r, GPUP_REC_MUTABLE, 0, 200);
+	raw_end(&r);
+	raw_flag_end(&r);
+	ok &= EXPECT_REFUSED(&r.b, -EPROTO);
+	buf_free(&r.b);
 	return ok;
 }
 
@@ -1615,7 +1639,7 @@ static const struct {
 	{ "valid record orders", test_valid_orders },
 	{ "unknown mandatory type gives -EPROTO", test_unknown_mandatory },
 	{ "unknown optional records are skipped", test_unknown_optional },
-	{ "known type with the optional flag is not skipped",
+	{ "known type with the optional flag is not skipped; END refuses it",
 	  test_known_with_optional_flag },
 	{ "IMMUTABLE past max_immutable gives -EMSGSIZE first",
 	  test_emsgsize_immutable },
@@ -1687,6 +1711,12 @@ static int write_corpus(const char *dir)
 	ret |= write_seed(dir, n++, p_fix, sizeof(p_fix), &r.b);
 	r.b.len -= 10;
 	ret |= write_seed(dir, n++, p_odd, sizeof(p_odd), &r.b);
+	buf_free(&r.b);
+
+	/* What stream_fuzz once found accepted: END flagged optional. */
+	build_small(&r);
+	raw_flag_end(&r);
+	ret |= write_seed(dir, n++, p_fix, sizeof(p_fix), &r.b);
 	buf_free(&r.b);
 
 	build_types(&r, t_min, 3);

@@ -253,7 +253,8 @@ static int gpup_check_rec(struct gpup_parser *p, u16 type, u16 flags,
 			return -EPROTO;
 		return len > lim->max_mutable ? -EMSGSIZE : 0;
 	case GPUP_REC_END:
-		if (p->phase != GPUP_PH_MUT)
+		/* The seal is exactly what the writer builds: flags 0. */
+		if (p->phase != GPUP_PH_MUT || flags)
 			return -EPROTO;
 		return len != GPUP_END_SIZE ? -EMSGSIZE : 0;
 	default:

@@ -41,11 +41,13 @@
  *
  *  ================ =======================================================
  *  -EPROTO          bad structure: bad magic or hdr_len, a reserved field or
- *                   flag not zero, bad page_size or vram_size, an unknown type
- *                   without %GPUP_REC_F_OPTIONAL, a missing, duplicate or
- *                   out-of-order record, a bad VRAM run (npages 0, pages out
- *                   of range, npages not matching len), END nrecords or
- *                   stream_bytes not matching, any byte after END
+ *                   flag not zero, END with any flag (even
+ *                   %GPUP_REC_F_OPTIONAL), bad page_size or vram_size, an
+ *                   unknown type without %GPUP_REC_F_OPTIONAL, a missing,
+ *                   duplicate or out-of-order record, a bad VRAM run
+ *                   (npages 0, pages out of range, npages not matching len),
+ *                   END nrecords or stream_bytes not matching, any byte
+ *                   after END
  *  -EBADMSG         a CRC mismatch: stream header, record header (hcrc),
  *                   payload (crc) or the END chain
  *  -EPROTONOSUPPORT stream major version is not 1 (any minor is accepted);
