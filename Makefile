@@ -4,20 +4,21 @@
 # lint and benchmark lanes.  `make help` lists the targets.
 
 # KDIR= on the command line or in the environment wins.  Otherwise the
-# running kernel's build tree, else the newest installed Debian 6.12
-# headers (the kernel the test guest boots; the machine's own kernel has no
+# running kernel's build tree, else the headers of the Debian 6.12 release
+# that `make deps` installed for the build and the test guest (scripts/deps
+# --kver: the one place that decides it; the machine's own kernel has no
 # build tree).  Expanded only when used (=, not :=), so that on a fresh
 # machine it sees the headers that the `deps` prerequisite just installed.
-gpup-newest-headers = $(shell ls -d /usr/src/linux-headers-6.12.*+deb12-amd64 \
-	2>/dev/null | sort -V | tail -n 1)
+gpup-kver = $(shell scripts/deps --kver 2>/dev/null)
 ifeq ($(KDIR),)
 KDIR = $(or $(patsubst %/Makefile,%,$(wildcard \
-	/lib/modules/$(shell uname -r)/build/Makefile)),$(gpup-newest-headers))
+	/lib/modules/$(shell uname -r)/build/Makefile)),$(if $(gpup-kver),\
+	/usr/src/linux-headers-$(gpup-kver)))
 endif
 # The kernel release of KDIR, for the guest runner: it boots
 # /boot/vmlinuz-$(KVER) with /lib/modules/$(KVER), the kernel the modules
 # were built for.  Empty for a KDIR of another shape (the runner then
-# picks the newest Debian 6.12).
+# asks scripts/deps --kver).
 export KVER = $(filter-out /%,$(patsubst /lib/modules/%/build,%,$(patsubst \
 	/usr/src/linux-headers-%,%,$(KDIR))))
 
@@ -46,7 +47,7 @@ deps:
 # No deps here: building (and make install) needs only the kernel's
 # headers, for the running kernel or the KDIR given.
 modules:
-	@test -n "$(KDIR)" || { echo "no kernel build tree: install linux-headers-$$(uname -r) or give KDIR=" >&2; exit 1; }
+	@test -n "$(KDIR)" || { echo "no kernel build tree: install linux-headers-$$(uname -r), run make deps (Debian 6.12: $$(scripts/deps --kver 2>&1)) or give KDIR=" >&2; exit 1; }
 	$(MAKE) $(KBUILD_ARGS) modules
 
 selftests: deps
