@@ -162,7 +162,7 @@ static void gpup_resume_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	struct gpup_resume_buf *b = xfer->priv;
 
 	/* Nothing but the completion: the file may go once it fired. */
-	b->status = status > 0 ? -EIO : status;
+	b->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
 	complete(&b->done);
 }
 
@@ -256,7 +256,7 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", b->seg[0].offset,
 				   ret ?: (s64)rf->gather_len);
 		if (ret)
-			return ret;
+			return gpup_vfio_op_err(ret);
 		gpup_resume_written(rf, b);
 	}
 	rf->cur = (rf->cur + 1) % GPUP_RESUME_BUFS;
@@ -295,7 +295,7 @@ static int gpup_resume_flush(struct gpup_resume_file *rf)
 	gpup_vfio_op_exit(gdev);
 	trace_gpup_vfio_op(gdev->vf_id, "vram_write", b->seg[0].offset, put);
 	if (put < 0)
-		return put;
+		return gpup_vfio_op_err(put);
 	if (put != rf->gather_len)
 		return -EIO;
 	gpup_resume_written(rf, b);
@@ -320,23 +320,32 @@ static bool gpup_resume_overlaps(const struct gpup_resume_buf *b, u64 start,
 
 /*
  * A VRAM run of @npages from @first_page begins (bulk).  A later pass may
- * send a page again, and transfers may complete in any order: if the
- * other buffer's transfer in flight has a page of the run, it completes
- * first; if the gather buffer has one, or no segment left for the run,
- * it goes out first.  Either way the run's bytes reach VRAM after the
- * older ones.  Else the run is gathered after what the buffer holds.
+ * send a page again, and transfers may complete in any order.  If the
+ * gather buffer has a page of the run, or no segment left for it, the
+ * buffer goes out first, and gathering moves to the other one.  Then any
+ * transfer in flight with a page of the run (the one just submitted
+ * among them) completes before the run is gathered, so that no two
+ * restores of one page are ever in flight, and the run's bytes reach
+ * VRAM after the older ones.
  */
 static int gpup_resume_run(struct gpup_resume_file *rf, u64 first_page,
 			   u32 npages)
 {
 	u32 ps = rf->mf.gdev->caps.page_size;
-	struct gpup_resume_buf *b = &rf->buf[rf->cur], *o;
 	u64 start = first_page * ps, end = start + (u64)npages * ps;
+	struct gpup_resume_buf *b = &rf->buf[rf->cur], *o;
 	unsigned int i;
 	int ret;
 
 	if (!rf->bulk)
 		return 0;
+	if (b->nsegs == GPUP_RESUME_SEGS ||
+	    gpup_resume_overlaps(b, start, end)) {
+		ret = gpup_resume_flush(rf);
+		if (ret)
+			return ret;
+		b = &rf->buf[rf->cur];
+	}
 	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
 		o = &rf->buf[i];
 		if (o != b && o->inflight &&
@@ -346,9 +355,6 @@ static int gpup_resume_run(struct gpup_resume_file *rf, u64 first_page,
 				return ret;
 		}
 	}
-	if (b->nsegs == GPUP_RESUME_SEGS ||
-	    gpup_resume_overlaps(b, start, end))
-		return gpup_resume_flush(rf);
 	return 0;
 }
 
@@ -429,7 +435,7 @@ static int gpup_resume_record_end(struct gpup_resume_file *rf,
 						rf->imm, rf->imm_len);
 	gpup_vfio_op_exit(gdev);
 	trace_gpup_vfio_op(gdev->vf_id, "restore_immutable", rf->imm_len, ret);
-	return ret;
+	return gpup_vfio_op_err(ret);
 }
 
 /*
