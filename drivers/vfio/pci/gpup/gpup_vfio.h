@@ -193,6 +193,7 @@ bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);
 bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev);
 void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev);
+long gpup_vfio_op_err(long ret);
 int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
 			size_t *imm, size_t *mut);
 

@@ -65,6 +65,37 @@ void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev)
 }
 
 /**
+ * gpup_vfio_op_err() - a provider's error as a data_fd may pass it on
+ * @ret: what a provider op returned, or a transfer's completion status
+ *
+ * read() and write() on a data_fd give three errnos meanings of their
+ * own, after which the stream goes on: -EINTR (a signal came, nothing was
+ * lost), -ENOMSG (pre-copy has nothing for now) and -EAGAIN (try again).
+ * A provider's error of that family is none of these: the data its call
+ * was to move is lost, and a stream that went on would lack it.  Such an
+ * error becomes -EIO, which fails the stream for good, as every other
+ * provider error does.
+ *
+ * Return: -EIO for -EINTR, -EAGAIN, -ENOMSG and the -ERESTART* codes;
+ * @ret otherwise.
+ */
+long gpup_vfio_op_err(long ret)
+{
+	switch (ret) {
+	case -EINTR:
+	case -EAGAIN:
+	case -ENOMSG:
+	case -ERESTARTSYS:
+	case -ERESTARTNOINTR:
+	case -ERESTARTNOHAND:
+	case -ERESTART_RESTARTBLOCK:
+		return -EIO;
+	default:
+		return ret;
+	}
+}
+
+/**
  * gpup_vfio_save_size() - bytes of the immutable and mutable data now
  * @gdev: the VF
  * @gen: as for gpup_vfio_op_enter()

@@ -267,7 +267,7 @@ static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
 	trace_gpup_vfio_op(gdev->vf_id, "query_dirty", clear, ret);
 	if (ret > (long)count)
 		return -EIO;
-	return ret;
+	return gpup_vfio_op_err(ret);
 }
 
 static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
@@ -275,7 +275,7 @@ static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	struct gpup_save_slot *slot = xfer->priv;
 
 	/* Nothing but the completion: the file may go once it fired. */
-	slot->status = status > 0 ? -EIO : status;
+	slot->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
 	complete(&slot->done);
 }
 
@@ -346,6 +346,7 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 		} else if (!ret) {
 			slot->state = GPUP_SLOT_READY;
 		}
+		ret = gpup_vfio_op_err(ret);
 	} else {
 		for (i = 0; i < slot->nruns && !ret; i++) {
 			seg = &slot->seg[i];
@@ -358,7 +359,8 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 							&it);
 			trace_gpup_vfio_op(gdev->vf_id, "vram_read",
 					   seg->offset, got);
-			ret = got < 0 ? got : got != seg->len ? -EIO : 0;
+			ret = got < 0 ? gpup_vfio_op_err(got) :
+			      got != seg->len ? -EIO : 0;
 			off += seg->len;
 		}
 		if (!ret)
@@ -1017,7 +1019,7 @@ static int gpup_save_blob(struct gpup_save_file *sf, bool mutable, u32 max,
 		return ret;
 	save = mutable ? GPUP_OPS(gdev)->save_mutable :
 			 GPUP_OPS(gdev)->save_immutable;
-	ret = save(GPUP_PF(gdev), gdev->vf_id, NULL, &size);
+	ret = gpup_vfio_op_err(save(GPUP_PF(gdev), gdev->vf_id, NULL, &size));
 	if (ret)
 		goto out;
 	ret = -EIO;
@@ -1028,7 +1030,8 @@ static int gpup_save_blob(struct gpup_save_file *sf, bool mutable, u32 max,
 	buf = kvzalloc(room_before + room, GFP_KERNEL_ACCOUNT);
 	if (!buf)
 		goto out;
-	ret = save(GPUP_PF(gdev), gdev->vf_id, buf + room_before, &size);
+	ret = gpup_vfio_op_err(save(GPUP_PF(gdev), gdev->vf_id,
+				    buf + room_before, &size));
 	if (!ret && size > room)
 		ret = -EIO;
 	if (!ret) {
