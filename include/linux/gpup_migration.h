@@ -188,8 +188,10 @@ struct gpup_vram_xfer {
  *	Returns 0, or -EOPNOTSUPP if the VF cannot migrate.
  *
  * @prepare_live_migration: a migration starts with @vf on @side.  Ports
- *	DxgkDdiPrepareLiveMigration.  For %GPUP_MIG_SOURCE the VF is running;
- *	for %GPUP_MIG_TARGET it is paused and about to receive data.
+ *	DxgkDdiPrepareLiveMigration.  For %GPUP_MIG_SOURCE the VF is running
+ *	(RUNNING -> PRE_COPY) or already paused (RUNNING_P2P ->
+ *	PRE_COPY_P2P, STOP -> STOP_COPY); for %GPUP_MIG_TARGET it is paused
+ *	and about to receive data.
  *	Returns 0 or -errno; on error no migration is in progress.
  *
  * @end_live_migration: the migration of @vf ended, successfully or not,
@@ -224,9 +226,9 @@ struct gpup_vram_xfer {
  *	now.  Valid in every state of the VF (running or paused, migrating
  *	or not) and must not change it; the mutable size of a running VF
  *	may be an estimate, at most caps.max_mutable_size.  The variant
- *	driver asks it for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE and
- *	VFIO_MIG_GET_PRECOPY_INFO at any time; without it, it takes the
- *	caps' maxima instead.  There is no DDI for it: the GPU-P size query
+ *	driver asks it for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE at any time
+ *	(VFIO_MIG_GET_PRECOPY_INFO answers from the save file's own state);
+ *	without it, it takes the caps' maxima instead.  There is no DDI for it: the GPU-P size query
  *	is the first call of the Save DDIs, which for the mutable data is
  *	only valid while the VF is paused.
  *
@@ -304,8 +306,9 @@ struct gpup_vram_xfer {
  *	reset does: unpaused, not migrating, no dirty tracking, engine state
  *	and VRAM cleared, nothing of the last user left.  Called in any
  *	state: from the VF's reset_done (FLR, VFIO_DEVICE_RESET, the reset
- *	at open), before the ioctl returns and with the vfio-pci core's
- *	memory lock held, so it must not wait for the VF's userspace; when
+ *	at open), before the ioctl returns and, for VFIO_DEVICE_RESET and a
+ *	hot reset, with the vfio-pci core's memory lock held, so it must not
+ *	wait for the VF's userspace; when
  *	the VFIO device is closed (the close scrub); and to leave the VFIO
  *	ERROR state.  Returns 0 or -errno.
  *
@@ -352,10 +355,12 @@ struct gpup_vram_xfer {
  * VFIO_DEVICE_RESET, the reset at open, a hot reset) between the VF
  * driver's reset_prepare and reset_done handlers; a PF whose firmware
  * keeps per-VF state must take part: quiesce the VF before, and wait
- * for its own FLR handling after.  Both ops are optional; called with
- * the vfio-pci core's memory lock held, so they must not wait for the
- * VF's userspace.  There is no GPU-P DDI for them: on Windows the PF
- * driver sees a VF's FLR through its own interrupt.
+ * for its own FLR handling after.  Both ops are optional; called, for
+ * VFIO_DEVICE_RESET and a hot reset, with the vfio-pci core's memory
+ * lock held (the reset at open runs before userspace has the device,
+ * without it), so they must not wait for the VF's userspace.  There is
+ * no GPU-P DDI for them: on Windows the PF driver sees a VF's FLR
+ * through its own interrupt.
  *
  * @reset_prepare: optional.  A reset of @vf is about to happen: stop
  *	scheduling it and fence its engines, so that the reset finds it
@@ -422,8 +427,10 @@ struct gpup_migration_ops {
  *	data now.  A hint; one per batch of pages is enough.
  * @GPUP_VF_EVENT_RESET: the VF was reset underneath the variant driver
  *	(a PF-initiated FLR, an engine reset that lost its context): the
- *	state a migration was saving or restoring is gone.  The device goes
- *	to the VFIO ERROR state; the arc running fails, the data_fds fail,
+ *	state a migration was saving or restoring is gone.  The arc
+ *	running and the data_fds fail at once; the device state does not
+ *	change by itself (vfio.h allows no asynchronous transition), but
+ *	the user's next arc fails with -EIO into the VFIO ERROR state,
  *	until userspace resets the device.
  * @GPUP_VF_EVENT_ERROR: the VF failed and cannot run or migrate until it
  *	is reset (a GPU hang, a firmware error).  Handled as

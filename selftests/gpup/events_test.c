@@ -4,12 +4,14 @@
  * the provider around every function reset, and a failed reset_done
  * leaves the device in ERROR; a VF the PF resets or loses underneath
  * (gpup_vf_notify() / gpup_pf_notify() RESET or ERROR), or re-provisions
- * (CAPS_CHANGED), is taken to ERROR, or refuses to migrate, in every
- * migration state: poll() on its data_fd reports EPOLLERR, read() and
- * write() fail, one kernel log line, and a VFIO_DEVICE_RESET recovers.
- * So is one whose reset_done fails in that state.  gpup_sim's debugfs
- * "event" and "pf_event" files inject the events, its "fault" file the
- * failing reset_done.
+ * (CAPS_CHANGED), in every migration state: the driver changes no state
+ * on its own (vfio.h: no asynchronous state transitions), so the state
+ * reads as it was; poll() on its data_fd reports EPOLLERR, read() and
+ * write() fail, one kernel log line; the user's next arc fails, and
+ * lands in ERROR (new caps in RUNNING: refused, the state kept); and a
+ * VFIO_DEVICE_RESET recovers.  So is one whose reset_done fails in that
+ * state.  gpup_sim's debugfs "event" and "pf_event" files inject the
+ * events, its "fault" file the failing reset_done.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -175,6 +177,37 @@ TEST_F(flr, reset_done_failure_is_error)
 	EXPECT_EQ(0, gpup_sim_violations(e->vf[A]));
 }
 
+/*
+ * New caps wake a poll() asleep at pre-copy's temporary end (nothing
+ * dirty) with EPOLLERR, with no state query to notice them first.
+ */
+TEST_F(flr, caps_wake_poll_at_temporary_end)
+{
+	struct env *e = &self->e;
+	int dev = e->v[A].device, fd;
+	struct gpup_buf b = { 0 };
+	struct pollfd pfd;
+	char val[32];
+
+	ASSERT_EQ(0, gpup_sim_run(e->vf[A], 10));
+	ASSERT_EQ(0, gpup_mig_set(dev, VFIO_DEVICE_STATE_PRE_COPY, &fd));
+	ASSERT_EQ(0, gpup_read_stream(fd, &b, GPUP_CHUNK_READ, 1));
+	gpup_buf_free(&b);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	ASSERT_EQ(0, poll(&pfd, 1, 0));
+	snprintf(val, sizeof(val), "caps %u", e->profile == 1 ? 2 : 1);
+	ASSERT_EQ(0, gpup_sim_write(e->vf[A], "event", val));
+	ASSERT_EQ(1, poll(&pfd, 1, 10000));
+	EXPECT_TRUE(pfd.revents & POLLERR);
+	EXPECT_EQ(VFIO_DEVICE_STATE_PRE_COPY, state_of(dev));
+	close(fd);
+	snprintf(val, sizeof(val), "caps %u", e->profile);
+	ASSERT_EQ(0, gpup_sim_write(e->vf[A], "event", val));
+	EXPECT_EQ(0, gpup_device_reset(dev));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
+}
+
 /* The four events, and a function reset whose reset_done fails. */
 enum ev_kind { EV_RESET, EV_ERROR, EV_PF_ERROR, EV_CAPS, EV_FLR_FAIL };
 
@@ -209,6 +242,13 @@ FIXTURE_VARIANT_ADD(ev, stop_copy) {
 FIXTURE_VARIANT_ADD(ev, resuming) {
 	.state = VFIO_DEVICE_STATE_RESUMING,
 };
+
+/* An arc away from @st, as QEMU makes one: RUNNING -> STOP, else -> RUNNING. */
+static int next_arc(int st)
+{
+	return st == VFIO_DEVICE_STATE_RUNNING ? VFIO_DEVICE_STATE_STOP :
+						 VFIO_DEVICE_STATE_RUNNING;
+}
 
 /*
  * Event @kind in state @st.  The device under test is VF A, or VF B as
@@ -263,12 +303,15 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	}
 
 	/*
-	 * A failure is in force at once: the data_fd's poll wakes with
-	 * EPOLLERR and I/O fails before anyone looked at the state.  New
-	 * caps are checked with the state mutex: the state query first.
+	 * No state changes by itself: the state reads as the user set it,
+	 * with no arc in between (a failed reset is the user's own act).
 	 */
-	if (caps && st != VFIO_DEVICE_STATE_RUNNING)
-		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
+	if (kind != EV_FLR_FAIL)
+		EXPECT_EQ(st, state_of(dev));
+	/*
+	 * A failure is in force at once: the data_fd's poll wakes with
+	 * EPOLLERR and I/O fails.
+	 */
 	if (fd >= 0) {
 		pfd.fd = fd;
 		pfd.events = st == VFIO_DEVICE_STATE_RESUMING ? POLLOUT : POLLIN;
@@ -281,12 +324,20 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 		EXPECT_EQ(-1, n);
 	}
 
+	if (kind != EV_FLR_FAIL)
+		EXPECT_EQ(st, state_of(dev));
 	if (caps && st == VFIO_DEVICE_STATE_RUNNING) {
 		/* Not migrating: it stays, but refuses to start one. */
-		EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
 		EXPECT_EQ(-ESTALE, gpup_mig_set(dev, VFIO_DEVICE_STATE_STOP,
 						NULL));
-	} else {
+		EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
+	} else if (kind != EV_FLR_FAIL) {
+		/* The user's next arc fails, and the device is in ERROR. */
+		EXPECT_EQ(caps ? -ESTALE : -EIO,
+			  gpup_mig_set(dev, next_arc(st), NULL));
+		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
+	}
+	if (!(caps && st == VFIO_DEVICE_STATE_RUNNING)) {
 		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev));
 		EXPECT_EQ(-EINVAL, gpup_mig_set(dev, VFIO_DEVICE_STATE_RUNNING,
 						NULL));
@@ -297,8 +348,14 @@ static void event_in_state(struct __test_metadata *_metadata, struct env *e,
 	/* One line per failure, however often it was met. */
 	EXPECT_EQ(logs + (quiet ? 0 : 1), log_lines(e->vf[t]));
 
-	/* The bystander is in ERROR only after a PF-wide failure. */
+	/*
+	 * Only a PF-wide failure touches the bystander, which stays in
+	 * RUNNING, its next arc failing into ERROR.
+	 */
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(e->v[o].device));
 	if (kind == EV_PF_ERROR) {
+		EXPECT_EQ(-EIO, gpup_mig_set(e->v[o].device,
+					     VFIO_DEVICE_STATE_STOP, NULL));
 		EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(e->v[o].device));
 		EXPECT_EQ(0, gpup_device_reset(e->v[o].device));
 	}

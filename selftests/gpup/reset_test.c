@@ -26,6 +26,8 @@
 
 enum { A, B, C };
 
+#define HOOKS_PARAM	"/sys/module/gpup_vfio_pci/parameters/test_hooks"
+
 FIXTURE(rst) {
 	char pf[GPUP_BDF_LEN];
 	char vf[NVF][GPUP_BDF_LEN];
@@ -41,6 +43,8 @@ FIXTURE_SETUP(rst)
 	for (i = 0; i < NVF; i++)
 		gpup_vfio_init(&self->v[i]);
 	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
+	/* The debugfs hold hook, for the VFs bound from now on. */
+	ASSERT_EQ(0, gpup_write_file(HOOKS_PARAM, "Y"));
 	for (i = 0; i < NVF; i++) {
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
 		ASSERT_EQ(0, gpup_sim_digest(self->vf[i], self->poweron[i]));
@@ -59,6 +63,7 @@ FIXTURE_TEARDOWN(rst)
 	for (i = 0; i < NVF; i++)
 		gpup_unbind(self->vf[i]);
 	gpup_set_numvfs(self->pf, 0);
+	gpup_write_file(HOOKS_PARAM, "N");
 }
 
 static int dev(struct _test_data_rst *self, int i)
@@ -115,6 +120,36 @@ TEST_F(rst, reset_while_state_mutex_held)
 	EXPECT_EQ(ENODEV, errno);
 	close(fd);
 	EXPECT_EQ(0, gpup_sim_violations(self->vf[A]));
+}
+
+/*
+ * The hold hook is a test instrument: a VF bound without the module
+ * parameter test_hooks (a user's modprobe) has no hold or held file.
+ */
+TEST_F(rst, test_hooks_off_by_default)
+{
+	char path[256];
+
+	gpup_vfio_close(&self->v[C]);
+	ASSERT_EQ(0, gpup_unbind(self->vf[C]));
+	ASSERT_EQ(0, gpup_write_file(HOOKS_PARAM, "N"));
+	ASSERT_EQ(0, gpup_bind_override(self->vf[C], "gpup_vfio_pci"));
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/debug/gpup_vfio_pci/%s/status", self->vf[C]);
+	EXPECT_EQ(0, access(path, R_OK));
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/debug/gpup_vfio_pci/%s/hold", self->vf[C]);
+	EXPECT_EQ(-1, access(path, F_OK));
+	EXPECT_EQ(ENOENT, errno);
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/debug/gpup_vfio_pci/%s/held", self->vf[C]);
+	EXPECT_EQ(-1, access(path, F_OK));
+	/* Bound again with the parameter set, the VF has them. */
+	ASSERT_EQ(0, gpup_unbind(self->vf[C]));
+	ASSERT_EQ(0, gpup_write_file(HOOKS_PARAM, "Y"));
+	ASSERT_EQ(0, gpup_bind_override(self->vf[C], "gpup_vfio_pci"));
+	EXPECT_EQ(0, access(path, R_OK));
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[C], &self->v[C]));
 }
 
 /* A completed migration: closing the destination scrubs it. */

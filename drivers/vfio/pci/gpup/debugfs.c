@@ -3,6 +3,10 @@
  * debugfs of gpup_vfio_pci: /sys/kernel/debug/gpup_vfio_pci/<VF>/
  *
  *   status  r: migration state, flags, geometry, counters
+ *
+ * and, for VFs bound while the module parameter test_hooks is set (the
+ * selftests set it; a user's modprobe has none of this):
+ *
  *   hold    test hook: a read() takes the device's state mutex and keeps
  *           it until "0" is written here (or the reader gets a signal),
  *           as any thread that holds it for long would (an arc calling a
@@ -125,6 +129,8 @@ void gpup_vfio_debugfs_init(struct gpup_vfio_dev *gdev)
 					   gpup_vfio_debugfs_root);
 	debugfs_create_file("status", 0444, gdev->debugfs, gdev,
 			    &gpup_vfio_status_fops);
+	if (!READ_ONCE(gpup_vfio_test_hooks))
+		return;
 	debugfs_create_file("hold", 0600, gdev->debugfs, gdev,
 			    &gpup_vfio_hold_fops);
 	debugfs_create_bool("held", 0444, gdev->debugfs, &gdev->held);

@@ -123,8 +123,9 @@ struct gpup_vfio_stats {
  * @events: GPUP_VFIO_EV_* bits the provider's events set (atomic bit
  *	operations: set under the provider's spinlock, read anywhere,
  *	cleared under @op_lock by open, close and reset)
- * @event_work: takes the device to ERROR or checks the caps again after
- *	an event, with @state_mutex (events arrive in atomic context)
+ * @event_work: logs a failure and checks the caps again after an event,
+ *	with @state_mutex (events arrive in atomic context); it changes no
+ *	state
  * @waitq: poll() of the data_fds waits here; woken on every state change,
  *	reset and close, and when the provider reports new dirty pages or a
  *	failure
@@ -186,6 +187,8 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 
 /* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
 extern bool gpup_vfio_bulk_xfer;
+/* main.c: module parameter test_hooks, debugfs's hold and held files */
+extern bool gpup_vfio_test_hooks;
 
 /* ops.c: provider calls for one VF, serialised, fenced, checked against @gen */
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,

@@ -30,6 +30,10 @@ bool gpup_vfio_bulk_xfer;
 module_param_named(bulk_xfer, gpup_vfio_bulk_xfer, bool, 0644);
 MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default N: vram_read/vram_write, one range at a time). Read when a data_fd is made");
 
+bool gpup_vfio_test_hooks;
+module_param_named(test_hooks, gpup_vfio_test_hooks, bool, 0644);
+MODULE_PARM_DESC(test_hooks, "debugfs test hooks (hold, held) for the VFs bound from then on; for the selftests only (default N: none)");
+
 static bool gpup_vfio_caps_ok(struct pci_dev *pdev,
 			      const struct gpup_migration_caps *caps)
 {

@@ -18,9 +18,10 @@
  * An event from the provider, under its clients_lock (interrupts off).
  * A failure is in force at once: the FAILED bit makes every later
  * provider call fail, so the arc or read() running fails at its next
- * call, and poll() reports EPOLLERR as soon as it is woken.  The state
- * change itself needs state_mutex and is left to the work (or to the
- * next migration call, whichever comes first).
+ * call, and poll() reports EPOLLERR as soon as it is woken.  The device
+ * state does not change: vfio.h allows no asynchronous transition, so
+ * the user's next arc fails instead (gpup_vfio_event_err_locked()).  The
+ * work only logs the failure, and checks new caps.
  */
 static void gpup_vfio_notify(struct gpup_provider_client *client,
 			     enum gpup_vf_event event)
@@ -297,19 +298,15 @@ static void gpup_vfio_to_error_locked(struct gpup_vfio_dev *gdev)
 }
 
 /**
- * gpup_vfio_events_locked() - act on the provider's events
+ * gpup_vfio_events_locked() - take note of the provider's events
  * @gdev: the VF; the caller holds state_mutex
  *
- * A VF the provider reset or lost goes to ERROR, whatever its state: the
- * state a migration was moving is gone, and the device needs a reset
- * before it may migrate again.  Caps that changed under a migration in
- * progress end it the same way; in RUNNING they only refuse the next
- * arc.  Logs each failure once.
+ * Checks caps the provider says changed, and logs a failure (the
+ * provider reset or lost the VF) once.  Changes no state: see
+ * gpup_vfio_event_err_locked() for what the events do to the next arc.
  */
 static void gpup_vfio_events_locked(struct gpup_vfio_dev *gdev)
 {
-	bool failed, changed = false;
-
 	lockdep_assert_held(&gdev->state_mutex);
 	if (!READ_ONCE(gdev->events))
 		return;
@@ -318,25 +315,53 @@ static void gpup_vfio_events_locked(struct gpup_vfio_dev *gdev)
 		mutex_unlock(&gdev->op_lock);
 		return;
 	}
-	if (test_and_clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events))
-		changed = gpup_vfio_recheck_caps_locked(gdev);
-	failed = test_bit(GPUP_VFIO_EV_FAILED, &gdev->events);
-	if (failed && !gdev->fail_logged) {
+	/*
+	 * Caps that stopped (or started) matching change what a data_fd
+	 * answers: a poll() asleep at pre-copy's temporary end wakes to
+	 * EPOLLERR.
+	 */
+	if (test_and_clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events)) {
+		bool was_ok = gdev->caps_ok;
+
+		gpup_vfio_recheck_caps_locked(gdev);
+		if (gdev->caps_ok != was_ok)
+			wake_up_interruptible_all(&gdev->waitq);
+	}
+	if (test_bit(GPUP_VFIO_EV_FAILED, &gdev->events) &&
+	    !gdev->fail_logged) {
 		gdev->fail_logged = true;
-		pci_warn(gdev->core.pdev, "gpup: the provider %s the VF in state %s: device in ERROR until reset\n",
+		pci_warn(gdev->core.pdev, "gpup: the provider %s the VF in state %s: its data_fd fails, and the next state change ends in ERROR until reset\n",
 			 test_bit(GPUP_VFIO_EV_ERROR_SEEN, &gdev->events) ?
 			 "reported a failure of" : "reset",
 			 gpup_vfio_state_name(gdev->mig_state));
 	}
 	mutex_unlock(&gdev->op_lock);
+}
 
-	if (gdev->mig_state == VFIO_DEVICE_STATE_ERROR)
-		return;
-	if (!failed && !(changed && gdev->mig_state != VFIO_DEVICE_STATE_RUNNING))
-		return;
-	gpup_vfio_to_error_locked(gdev);
-	atomic_set(&gdev->stats.last_error, failed ? -EIO : -ESTALE);
-	wake_up_interruptible_all(&gdev->waitq);
+/*
+ * The error with which the provider's events fail the next arc from the
+ * current state, which then lands in ERROR (vfio.h's "any -> ERROR"):
+ * -EIO once the provider reset or lost the VF, whatever the state, since
+ * the state a migration was moving, or the VF the user was running, is
+ * gone; -ESTALE for caps that changed while the device is not in
+ * RUNNING (leaving the state needs the provider; in RUNNING,
+ * gpup_vfio_check_caps() refuses the arc and the state stays).
+ * 0 if the events ask for nothing.  Caller holds state_mutex.
+ */
+static int gpup_vfio_event_err_locked(struct gpup_vfio_dev *gdev)
+{
+	int ret = 0;
+
+	lockdep_assert_held(&gdev->state_mutex);
+	gpup_vfio_events_locked(gdev);
+	mutex_lock(&gdev->op_lock);
+	if (gdev->opened && test_bit(GPUP_VFIO_EV_FAILED, &gdev->events))
+		ret = -EIO;
+	else if (gdev->opened && gdev->prov && !gdev->caps_ok &&
+		 gdev->mig_state != VFIO_DEVICE_STATE_RUNNING)
+		ret = -ESTALE;
+	mutex_unlock(&gdev->op_lock);
+	return ret;
 }
 
 static void gpup_vfio_event_work(struct work_struct *work)
@@ -459,10 +484,21 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 	int ret;
 
 	mutex_lock(&gdev->state_mutex);
-	gpup_vfio_events_locked(gdev);
+	ret = gpup_vfio_event_err_locked(gdev);
 	if (gdev->mig_state == VFIO_DEVICE_STATE_ERROR) {
 		/* Only a reset leaves ERROR. */
 		res = ERR_PTR(-EINVAL);
+		goto out;
+	}
+	if (new_state != gdev->mig_state && ret) {
+		/*
+		 * The provider lost what this arc would move: ERROR, for
+		 * a request that names a valid arc (else -EINVAL, as ever).
+		 */
+		res = ERR_PTR(vfio_mig_get_next_state(vdev, gdev->mig_state,
+						      new_state, &next) ?: ret);
+		if (PTR_ERR(res) == ret)
+			gpup_vfio_to_error_locked(gdev);
 		goto out;
 	}
 	if (new_state != gdev->mig_state) {
@@ -483,10 +519,14 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 		trace_gpup_vfio_arc(gdev->vf_id, gdev->mig_state, next,
 				    PTR_ERR_OR_ZERO(res));
 		if (IS_ERR(res)) {
-			if (gpup_vfio_fatal(gdev->mig_state))
+			/*
+			 * A failed RESUMING -> STOP, or an arc that an
+			 * event failed: the device is in ERROR.
+			 */
+			if (gdev->mig_state != VFIO_DEVICE_STATE_ERROR &&
+			    (gpup_vfio_fatal(gdev->mig_state) ||
+			     gpup_vfio_event_err_locked(gdev)))
 				gpup_vfio_to_error_locked(gdev);
-			/* An arc failed by an event: the device is in ERROR. */
-			gpup_vfio_events_locked(gdev);
 			break;
 		}
 		gpup_vfio_count_arc(gdev, gdev->mig_state, next);
@@ -713,11 +753,14 @@ void gpup_vfio_reset_prepare(struct pci_dev *pdev)
 	mutex_lock(&gdev->op_lock);
 	if (gdev->opened)
 		old = gpup_vfio_refresh_locked(gdev);
-	if (gdev->opened && gdev->prov && GPUP_OPS(gdev)->reset_prepare &&
-	    !gpup_provider_enter(gdev->prov)) {
-		GPUP_OPS(gdev)->reset_prepare(GPUP_PF(gdev), gdev->vf_id);
+	/* The ops may be freed once the provider is dead: fence first. */
+	if (gdev->opened && gdev->prov && !gpup_provider_enter(gdev->prov)) {
+		if (GPUP_OPS(gdev)->reset_prepare) {
+			GPUP_OPS(gdev)->reset_prepare(GPUP_PF(gdev),
+						      gdev->vf_id);
+			trace_gpup_vfio_op(gdev->vf_id, "reset_prepare", 0, 0);
+		}
 		gpup_provider_exit(gdev->prov);
-		trace_gpup_vfio_op(gdev->vf_id, "reset_prepare", 0, 0);
 	}
 	mutex_unlock(&gdev->op_lock);
 	gpup_provider_put(old);
