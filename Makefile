@@ -9,11 +9,12 @@
 # --kver: the one place that decides it; the machine's own kernel has no
 # build tree).  Expanded only when used (=, not :=), so that on a fresh
 # machine it sees the headers that the `deps` prerequisite just installed.
-gpup-kver = $(shell scripts/deps --kver 2>/dev/null)
+gpup-top := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+gpup-kver = $(shell $(gpup-top)/scripts/deps --kver 2>/dev/null)
 ifeq ($(KDIR),)
-KDIR = $(or $(patsubst %/Makefile,%,$(wildcard \
+KDIR = $(strip $(or $(patsubst %/Makefile,%,$(wildcard \
 	/lib/modules/$(shell uname -r)/build/Makefile)),$(if $(gpup-kver),\
-	/usr/src/linux-headers-$(gpup-kver)))
+	/usr/src/linux-headers-$(gpup-kver))))
 endif
 # The kernel release of KDIR, for the guest runner: it boots
 # /boot/vmlinuz-$(KVER) with /lib/modules/$(KVER), the kernel the modules
@@ -47,7 +48,7 @@ deps:
 # No deps here: building (and make install) needs only the kernel's
 # headers, for the running kernel or the KDIR given.
 modules:
-	@test -n "$(KDIR)" || { echo "no kernel build tree: install linux-headers-$$(uname -r), run make deps (Debian 6.12: $$(scripts/deps --kver 2>&1)) or give KDIR=" >&2; exit 1; }
+	@test -n "$(KDIR)" || { echo "no kernel build tree: install linux-headers-$$(uname -r), run make deps (Debian 6.12: $$($(gpup-top)/scripts/deps --kver 2>&1)) or give KDIR=" >&2; exit 1; }
 	$(MAKE) $(KBUILD_ARGS) modules
 
 selftests: deps
@@ -73,7 +74,7 @@ uninstall:
 # The Debian package of the DKMS sources, in the layout Debian's NAME-dkms
 # packages use (usr/src/gpup-vfio-VERSION, dh-dkms), built from a copy of
 # the sources in build/deb.  Needs debhelper and dh-dkms (make deps).
-VERSION := $(shell cat $(CURDIR)/VERSION)
+VERSION := $(shell cat $(gpup-top)/VERSION)
 DEB_STAGE = $(BUILD)/deb/gpup-vfio-$(VERSION)
 deb:
 	rm -rf $(BUILD)/deb
