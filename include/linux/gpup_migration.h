@@ -42,6 +42,7 @@
 
 #include <linux/bits.h>
 #include <linux/err.h>
+#include <linux/module.h>
 #include <linux/types.h>
 
 struct iov_iter;
@@ -146,10 +147,14 @@ enum gpup_xfer_dir {
  *	pages, rounded up
  * @done: called exactly once when a transfer that @vram_xfer queued
  *	(-EINPROGRESS) completes, with 0 or a negative errno in @status
- *	(-EIO for a failed copy).  Called in process context (a worker of
- *	the provider) with none of the variant driver's locks held; it
- *	must not call back into the provider.  After it returns the
- *	provider does not touch @pages, @segs or the structure again.
+ *	(-EIO for a failed copy), by gpup_xfer_complete(): a provider
+ *	calls that, never @done itself.  Called in process context (a
+ *	worker of the provider) with none of the variant driver's locks
+ *	held; it must not call back into the provider.  After it returns
+ *	the provider does not touch @pages, @segs or the structure again.
+ * @owner: the module of @done; the variant driver holds a reference on
+ *	it for each transfer queued, which gpup_xfer_complete() drops
+ *	once @done has returned, so that @done's code outlives its call
  * @priv: the variant driver's, untouched by the provider
  *
  * The variant driver fills every field but none is written by the
@@ -163,6 +168,7 @@ struct gpup_vram_xfer {
 	struct page **pages;
 	unsigned int npages;
 	void (*done)(struct gpup_vram_xfer *xfer, int status);
+	struct module *owner;
 	void *priv;
 };
 
@@ -288,11 +294,12 @@ struct gpup_vram_xfer {
  *	@vram_read or @vram_write, checked when the call is made; a save
  *	transfer must not change the VF or its dirty bits.  Returns 0 when
  *	the transfer is done already (@xfer->done is not called);
- *	-EINPROGRESS when it was queued, and @xfer->done is then called
- *	exactly once, later, with its result; any other -errno when it was
- *	refused (-EINVAL: bad segments, -EBUSY: wrong state, -ENOMEM), and
- *	@xfer->done is not called.  A provider may run several transfers
- *	of a VF at once and complete them in any order; the variant
+ *	-EINPROGRESS when it was queued, and the provider then calls
+ *	gpup_xfer_complete(@xfer, result) exactly once, later; any other
+ *	-errno when it was refused (-EINVAL: bad segments, -EBUSY: wrong
+ *	state, -ENOMEM), and @xfer->done is not called.  A provider may
+ *	run several transfers of a VF at once and complete them in any
+ *	order; the variant
  *	driver keeps a few in flight while it checksums earlier ones, and
  *	never has two restore transfers in flight that write one page.
  *	Every accepted transfer of @vf completes (its @done returned)
@@ -323,8 +330,14 @@ struct gpup_vram_xfer {
  * what its engines need.  There is no GPU-P DDI for them: on Windows the
  * hypervisor tracks the guest memory a VF writes in the IOMMU.  The
  * errnos are those of the NTSTATUS table, plus -E2BIG (too many ranges),
- * which no DDI has.  A provider that implements them sets
- * %GPUP_CAP_DMA_LOGGING for the VF.
+ * which no DDI has.  The three come together or not at all
+ * (gpup_register_pf() refuses two of them), and a provider that
+ * implements them sets %GPUP_CAP_DMA_LOGGING for each VF whose DMA it
+ * logs.  The variant driver offers logging only for a VF with both: the
+ * cap without the ops, or the ops without the cap, is a VF without
+ * logging, and DMA_LOGGING_START fails with -EOPNOTSUPP on it.  The cap
+ * is not part of the caps a migration stream depends on: a provider
+ * attached later with or without logging migrates the VF all the same.
  *
  * @dma_log_start: optional.  Start logging the DMA writes of @vf into
  *	the @nranges IOVA ranges at @ranges (sorted by IOVA, not
@@ -460,6 +473,7 @@ unsigned int gpup_unregister_pf(struct gpup_provider *prov);
 void gpup_vf_notify(struct gpup_provider *prov, unsigned int vf,
 		    enum gpup_vf_event event);
 void gpup_pf_notify(struct gpup_provider *prov, enum gpup_vf_event event);
+void gpup_xfer_complete(struct gpup_vram_xfer *xfer, int status);
 #else
 static inline struct gpup_provider *
 gpup_register_pf(struct pci_dev *pf, const struct gpup_migration_ops *ops)
@@ -480,6 +494,15 @@ static inline void gpup_vf_notify(struct gpup_provider *prov,
 static inline void gpup_pf_notify(struct gpup_provider *prov,
 				  enum gpup_vf_event event)
 {
+}
+
+static inline void gpup_xfer_complete(struct gpup_vram_xfer *xfer,
+				      int status)
+{
+	struct module *owner = xfer->owner;
+
+	xfer->done(xfer, status);
+	module_put(owner);
 }
 #endif
 

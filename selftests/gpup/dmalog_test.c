@@ -17,6 +17,7 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@
 #define BUF_IOVA	0x10000000ULL
 #define FILL		0xa5a5a5a5a5a5a5a5ULL
 #define DMA_MAGIC	0x47505544ULL	/* gpup_sim's GPUP_SIM_DMA_MAGIC */
+
+#define SIM_PARAM(name)	"/sys/module/gpup_sim/parameters/" name
 
 static const char *const no_log_line =
 	"gpup: no device DMA logging: kernel without CONFIG_IOMMUFD_DRIVER";
@@ -81,6 +84,10 @@ FIXTURE_TEARDOWN(dl)
 {
 	int i;
 
+	/* A test that changed the sim's logging leaves it as it was. */
+	gpup_write_file(SIM_PARAM("dma_log"), "0");
+	gpup_write_file(SIM_PARAM("dma_log_page_kb"), "0");
+	gpup_bind_override(self->pf, "gpup_sim");
 	for (i = 0; i < 2; i++)
 		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
 			TH_LOG("VF %s", self->vf[i]);
@@ -275,6 +282,190 @@ TEST_F(dl, report_is_exactly_what_was_written)
 			TH_LOG("pages %u-%u", p, p + 1);
 	EXPECT_EQ(0, gpup_dma_log_stop(dev(self, 0)));
 	free(before);
+}
+
+/*
+ * The provider rounds the log page up (64 KiB for 4 KiB asked): a log
+ * page that two REPORTs each cover in half is reported by each, and
+ * then by neither until it is written again, not forever.  A write
+ * between the two REPORTs is not lost: the half reported first shows it
+ * on its next REPORT.
+ */
+TEST_F(dl, report_over_two_halves_of_a_log_page)
+{
+	const u64 half = 8 * PAGE, a = BUF_IOVA, b = BUF_IOVA + 8 * PAGE;
+	struct gpup_dma_range r = { BUF_IOVA, BUF_PAGES * PAGE };
+	u64 map, ps = PAGE;
+
+	if (!self->logging)
+		SKIP(return, "%s", no_logging);
+	ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log_page_kb"), "64"));
+	ASSERT_EQ(0, set_window(self, 0, WIN_PAGES));
+	ASSERT_EQ(0, gpup_dma_log_start(dev(self, 0), &r, 1, &ps));
+	ASSERT_EQ(16 * PAGE, ps);
+	/* Step 0 writes pages 0 and 1: the first log page. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 1));
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), a, half, PAGE, &map));
+	EXPECT_EQ(0xffULL, map);
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), b, half, PAGE, &map));
+	EXPECT_EQ(0xffULL, map);
+	/* Both halves were reported: nothing is left to report. */
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), a, half, PAGE, &map));
+	EXPECT_EQ(0, map);
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), b, half, PAGE, &map));
+	EXPECT_EQ(0, map);
+
+	/* A write to the first half between the two REPORTs. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 1));
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), a, half, PAGE, &map));
+	EXPECT_EQ(0xffULL, map);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[0], 1));
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), b, half, PAGE, &map));
+	EXPECT_EQ(0xffULL, map);
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), a, half, PAGE, &map));
+	EXPECT_EQ(0xffULL, map) TH_LOG("the write between the REPORTs");
+	map = 0;
+	ASSERT_EQ(0, gpup_dma_log_report(dev(self, 0), a, 2 * half, PAGE,
+					 &map));
+	EXPECT_EQ(0, map);
+	EXPECT_EQ(0, gpup_dma_log_stop(dev(self, 0)));
+}
+
+struct restarter {
+	int device;
+	int stop;
+	int starts;
+	int err;
+};
+
+/* STOP and START again, at 4 KiB and 8 KiB in turn. */
+static void *restart_loop(void *arg)
+{
+	struct gpup_dma_range r = { 0x40000000ULL, 1ULL << 30 };
+	struct restarter *t = arg;
+	u64 ps;
+
+	while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE) && !t->err) {
+		t->err = gpup_dma_log_stop(t->device);
+		ps = t->starts % 2 ? 2 * PAGE : PAGE;
+		if (!t->err)
+			t->err = gpup_dma_log_start(t->device, &r, 1, &ps);
+		t->starts++;
+	}
+	return NULL;
+}
+
+/*
+ * A REPORT that a STOP and a START at another page size overtake does
+ * not read the new log with the old page size: it fails with EINVAL or
+ * reads one log throughout (the sim counts a read not aligned to its
+ * log's pages as a violation; the teardown checks it).
+ */
+TEST_F(dl, report_holds_its_log)
+{
+	struct gpup_dma_range r = { 0x40000000ULL, 1ULL << 30 };
+	struct restarter t = { .device = dev(self, 0) };
+	/* From the second 4 KiB page on: odd against 8 KiB log pages. */
+	const u64 len = (1ULL << 30) - PAGE;
+	int i, ret, einval = 0, ok = 0;
+	pthread_t th;
+	u64 *map, ps = PAGE;
+
+	if (!self->logging)
+		SKIP(return, "%s", no_logging);
+	map = calloc(len / PAGE / 64 + 1, sizeof(*map));
+	ASSERT_NE(NULL, map);
+	ASSERT_EQ(0, gpup_dma_log_start(dev(self, 0), &r, 1, &ps));
+	ASSERT_EQ(0, pthread_create(&th, NULL, restart_loop, &t));
+	for (i = 0; i < 200 && !t.err; i++) {
+		ret = gpup_dma_log_report(dev(self, 0), r.iova + PAGE, len,
+					  PAGE, map);
+		if (ret == -EINVAL)
+			einval++;
+		else if (!ret)
+			ok++;
+		else
+			EXPECT_EQ(0, ret);
+	}
+	__atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	EXPECT_EQ(0, t.err);
+	TH_LOG("%d REPORTs: %d read, %d EINVAL; %d restarts", i, ok, einval,
+	       t.starts);
+	gpup_dma_log_stop(dev(self, 0));
+	EXPECT_EQ(0, gpup_sim_violations(self->vf[0]));
+	free(map);
+}
+
+/*
+ * Logging is offered by the provider attached at open, not the one the
+ * VF was bound with: a PF bound again with the cap but not the ops, the
+ * ops but not the cap, or neither, gives a VF whose DMA_LOGGING_START
+ * fails with EOPNOTSUPP, and that migrates all the same.  A provider
+ * with two of the three dma_log_* ops is refused at registration.
+ */
+TEST_F(dl, logging_fits_the_attached_provider)
+{
+	static const char *const refused =
+		"gpup: provider refused: dma_log_start, dma_log_read and dma_log_stop come together";
+	static const struct { const char *variant; int start; } v[] = {
+		{ "2", -EOPNOTSUPP },	/* the cap without the ops */
+		{ "3", -EOPNOTSUPP },	/* the ops without the cap */
+		{ "1", -EOPNOTSUPP },	/* neither */
+		{ "0", 0 },		/* both, as when the VF was bound */
+	};
+	struct gpup_dma_range r = { BUF_IOVA, BUF_PAGES * PAGE };
+	unsigned int i;
+	int kmsg;
+	u64 ps;
+
+	if (!self->logging)
+		SKIP(return, "%s", no_logging);
+	/*
+	 * VF 1 stays open, with the provider of the PF's last binding:
+	 * SR-IOV stays enabled without the PF driver.  It is opened again
+	 * to attach the new one.
+	 */
+	for (i = 0; i < ARRAY_SIZE(v); i++) {
+		ASSERT_EQ(0, gpup_unbind(self->pf));
+		ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log"), "%s",
+					     v[i].variant));
+		ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
+		gpup_vfio_close(&self->v[1]);
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[1], &self->v[1]));
+		ASSERT_EQ(0, gpup_vfio_map(&self->v[1], self->buf[1], BUF_IOVA,
+					   BUF_PAGES * PAGE));
+		ps = PAGE;
+		EXPECT_EQ(v[i].start, gpup_dma_log_start(dev(self, 1), &r, 1,
+							 &ps))
+			TH_LOG("dma_log=%s", v[i].variant);
+		if (!v[i].start)
+			EXPECT_EQ(0, gpup_dma_log_stop(dev(self, 1)));
+		EXPECT_EQ(0, gpup_mig_set(dev(self, 1), VFIO_DEVICE_STATE_STOP,
+					  NULL));
+		EXPECT_EQ(0, gpup_mig_set(dev(self, 1),
+					  VFIO_DEVICE_STATE_RUNNING, NULL));
+	}
+
+	ASSERT_EQ(0, gpup_unbind(self->pf));
+	ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log"), "4"));
+	kmsg = gpup_kmsg_open();
+	ASSERT_LE(0, kmsg);
+	EXPECT_NE(0, gpup_bind_override(self->pf, "gpup_sim"));
+	EXPECT_EQ(1, gpup_kmsg_count(kmsg, refused));
+	close(kmsg);
+	ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log"), "0"));
+	gpup_unbind(self->pf);
+	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
+	gpup_vfio_close(&self->v[1]);
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[1], &self->v[1]));
 }
 
 /* The comparison can fail: a log that misses one write is caught. */

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,21 @@ static int flr_counts(const char *vf, long *prep, long *done)
 	return sscanf(buf, "prepare %ld done %ld", prep, done) == 2 ? 0 : -1;
 }
 
+/* Op calls gpup_sim saw between reset_prepare and reset_done of @vf. */
+static long window_calls(const char *vf)
+{
+	char path[256], buf[96];
+	long p, d, q;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_sim/%s/flr", vf);
+	if (gpup_read_file(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	if (sscanf(buf, "prepare %ld done %ld quiet_calls %ld", &p, &d,
+		   &q) != 3)
+		return -1;
+	return q;
+}
+
 /* Kernel log lines of @vf's failure line (the log is the guest's own). */
 static long log_lines(const char *vf)
 {
@@ -153,6 +169,59 @@ TEST_F(flr, hooks_reach_provider)
 	EXPECT_EQ(d0 + 1, d1);
 	EXPECT_EQ(0, gpup_sim_steps(e->vf[A]));
 	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(e->v[A].device));
+	EXPECT_EQ(0, gpup_sim_violations(e->vf[A]));
+}
+
+struct reader {
+	int fd;
+	int stop;
+	long reads;
+};
+
+/* Read a PRE_COPY data_fd until it fails for good, or until told. */
+static void *read_loop(void *arg)
+{
+	struct reader *r = arg;
+	static char buf[65536];
+	ssize_t n;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		n = read(r->fd, buf, sizeof(buf));
+		r->reads++;
+		if (n < 0 && errno != ENOMSG && errno != EAGAIN &&
+		    errno != EINTR)
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * No provider call of the VF between its reset_prepare and reset_done:
+ * a thread reads a PRE_COPY data_fd (query_dirty, vram_read or
+ * vram_xfer at each read) while VFIO_DEVICE_RESET runs, whose FLR alone
+ * takes 100 ms.  gpup_sim counts a call in that window.
+ */
+TEST_F(flr, quiet_between_hooks)
+{
+	struct env *e = &self->e;
+	int dev = e->v[A].device, i;
+	struct reader r;
+	pthread_t th;
+
+	for (i = 0; i < 5; i++) {
+		memset(&r, 0, sizeof(r));
+		ASSERT_EQ(0, gpup_sim_run(e->vf[A], 10));
+		ASSERT_EQ(0, gpup_mig_set(dev, VFIO_DEVICE_STATE_PRE_COPY,
+					  &r.fd));
+		ASSERT_EQ(0, pthread_create(&th, NULL, read_loop, &r));
+		EXPECT_EQ(0, gpup_device_reset(dev));
+		__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(th, NULL);
+		close(r.fd);
+		EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev));
+		EXPECT_LT(0, r.reads);
+	}
+	EXPECT_EQ(0, window_calls(e->vf[A]));
 	EXPECT_EQ(0, gpup_sim_violations(e->vf[A]));
 }
 

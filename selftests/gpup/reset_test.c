@@ -299,27 +299,44 @@ TEST_F(rst, no_provider_at_open_keeps_state)
 }
 
 /*
- * VFIO_DEVICE_RESET returns 0 only when it left the device in RUNNING:
- * without its provider it cannot reset the VF mid-migration and fails;
- * with the provider back it succeeds, in RUNNING, the VF scrubbed.
+ * VFIO_DEVICE_RESET works with the provider gone (its PF driver
+ * unbound) in the middle of a migration: the function reset runs, the
+ * provider's state of the VF went with the provider, so the device is in
+ * RUNNING and the ioctl returns 0; migration arcs then fail with ENODEV,
+ * state kept.  With the provider back, one reset attaches it: the arcs
+ * work again, the VF scrubbed.
  */
-TEST_F(rst, reset_returns_0_only_in_running)
+TEST_F(rst, reset_without_provider_returns_running)
 {
 	char buf[4096];
-	int fd, ret;
+	int fd;
 
 	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
 	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
 				  &fd));
 	ASSERT_EQ(sizeof(buf), read(fd, buf, sizeof(buf)));
-	close(fd);
 	ASSERT_EQ(0, gpup_unbind(self->pf));
-	ret = gpup_device_reset(dev(self, A));
-	EXPECT_EQ(-ENODEV, ret);
-	EXPECT_NE(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	EXPECT_EQ(0, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	/* The data_fd of the migration the reset ended is gone. */
+	EXPECT_EQ(-1, read(fd, buf, sizeof(buf)));
+	close(fd);
+	EXPECT_EQ(-ENODEV, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
+					NULL));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	EXPECT_EQ(-ENODEV, gpup_mig_set(dev(self, A),
+					VFIO_DEVICE_STATE_RUNNING_P2P, NULL));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	/* Again, with nothing left to undo. */
+	EXPECT_EQ(0, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+
 	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
 	EXPECT_EQ(0, gpup_device_reset(dev(self, A)));
 	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	EXPECT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP, NULL));
+	EXPECT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
 	expect_scrubbed(_metadata, self, A);
 }
 

@@ -15,6 +15,7 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,11 @@
 #include "kselftest_harness.h"
 #include "lib/gpup_lib.h"
 #include "lib/gpup_mig.h"
+#include "stream.h"
 
 #define NVF		3
 #define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
+#define TIMEOUT_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_timeout_ms"
 /* 16 MiB of VRAM in runs of 256 KiB: the transfers of one full pass. */
 #define FULL_PASS_RUNS	((GPUP_SIM_VRAM_MB << 20) / (256 << 10))
 /* The most runs gpup_vfio_pci puts in one transfer (GPUP_SLOT_RUNS). */
@@ -66,13 +69,17 @@ static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
 		EXPECT_EQ(0, gpup_sim_xfer_stat(vf[i], "in_flight"))
 			TH_LOG("VF %s", vf[i]);
 		gpup_sim_write(vf[i], "xfer_delay", "0");
+		gpup_sim_write(vf[i], "xfer_lifo", "0");
+		gpup_sim_write(vf[i], "xfer_hold", "0");
+		gpup_sim_write(vf[i], "xfer_sync", "0");
 	}
 	for (i = 0; i < NVF; i++) {
 		gpup_vfio_close(&v[i]);
 		gpup_unbind(vf[i]);
 	}
-	/* The module's default. */
+	/* The module's defaults. */
 	gpup_write_file(BULK_PARAM, "N");
+	gpup_write_file(TIMEOUT_PARAM, "10000");
 	gpup_set_numvfs(pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	if (vram_mb != GPUP_SIM_VRAM_MB)
@@ -235,6 +242,23 @@ TEST_F_TIMEOUT(small, precopy_sends_pages_again, 300)
 	expect_gathered(_metadata, self->vf[B]);
 }
 
+/*
+ * vram_xfer's synchronous branch (it returns 0, done() never called) on
+ * both sides: the driver takes the bytes as moved, and B equals A.
+ */
+TEST_F_TIMEOUT(xfer, sync_roundtrip, 300)
+{
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_sync", "1"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_sync", "1"));
+	roundtrip(_metadata, self);
+	EXPECT_GE(gpup_sim_xfer_stat(self->vf[A], "submitted"),
+		  FULL_PASS_RUNS);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "async"));
+	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
+		  FULL_PASS_RUNS);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "async"));
+}
+
 TEST_F_TIMEOUT(xfer, per_range_roundtrip, 300)
 {
 	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "N"));
@@ -354,6 +378,39 @@ TEST_F_TIMEOUT(xfer, reset_while_in_flight, 300)
 	free(buf);
 }
 
+/*
+ * Each transfer in flight holds a reference on gpup_vfio_pci, dropped
+ * once its done() has returned: the callback's code cannot be unloaded
+ * under it.  The data_fd itself holds one the whole time.
+ */
+TEST_F_TIMEOUT(xfer, transfers_pin_the_module, 300)
+{
+	const char *refcnt = "/sys/module/gpup_vfio_pci/refcnt";
+	char *buf = malloc(GPUP_CHUNK_READ);
+	long inflight, during, after;
+	ssize_t n;
+	int fd;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	fd = start_slow_save(_metadata, self, buf);
+	during = gpup_read_long(refcnt);
+	inflight = gpup_sim_xfer_stat(self->vf[A], "in_flight");
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "0"));
+	/* To the stream's end: every transfer completed. */
+	do
+		n = read(fd, buf, GPUP_CHUNK_READ);
+	while (n > 0);
+	EXPECT_EQ(0, n);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	after = gpup_read_long(refcnt);
+	ksft_print_msg("refcnt %ld with %ld in flight, %ld after\n", during,
+		       inflight, after);
+	EXPECT_LE(after + 1, during);
+	close(fd);
+	free(buf);
+}
+
 TEST_F_TIMEOUT(xfer, abort_while_in_flight, 300)
 {
 	char before[GPUP_DIGEST_LEN], after[GPUP_DIGEST_LEN];
@@ -389,6 +446,259 @@ TEST_F_TIMEOUT(xfer, close_device_while_in_flight, 300)
 	ASSERT_EQ(0, gpup_vfio_open(self->vf[A], &self->v[A]));
 	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
 	free(buf);
+}
+
+/* Where VRAM page @pg sits in stream @s (its run's bytes), or NULL. */
+static const u8 *page_in(const struct gpup_buf *s, u64 pg, u32 ps)
+{
+	const struct gpup_rec_hdr *rh;
+	const struct gpup_vram_run *run;
+	size_t off = GPUP_STREAM_HDR_SIZE;
+	u64 first;
+
+	while (off + GPUP_REC_HDR_SIZE <= s->len) {
+		rh = (const void *)(s->data + off);
+		run = (const void *)(rh + 1);
+		first = le64_to_cpu(run->first_page);
+		if (le16_to_cpu(rh->type) == GPUP_REC_VRAM && pg >= first &&
+		    pg < first + le32_to_cpu(run->npages))
+			return (const u8 *)(run + 1) + (pg - first) * ps;
+		off += GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
+	}
+	return NULL;
+}
+
+/* Append record @type with payload @p of @len at @out; its size. */
+static size_t put_rec(u8 *out, u16 type, const void *p, u32 len)
+{
+	struct gpup_rec_hdr *rh = (void *)out;
+
+	memmove(out + GPUP_REC_HDR_SIZE, p, len);
+	rh->type = cpu_to_le16(type);
+	rh->flags = 0;
+	rh->len = cpu_to_le32(len);
+	rh->crc = cpu_to_le32(gpup_vfio_crc32c(out + GPUP_REC_HDR_SIZE, len));
+	rh->hcrc = cpu_to_le32(gpup_vfio_crc32c(rh, offsetof(struct gpup_rec_hdr,
+							     hcrc)));
+	return GPUP_REC_HDR_SIZE + len;
+}
+
+/* A VRAM record of page @pg holding @data (@ps bytes) at @out. */
+static size_t put_page(u8 *out, u64 pg, const u8 *data, u32 ps)
+{
+	u8 *payload = malloc(GPUP_VRAM_RUN_SIZE + ps);
+	struct gpup_vram_run *run = (void *)payload;
+	size_t n;
+
+	memset(run, 0, sizeof(*run));
+	run->first_page = cpu_to_le64(pg);
+	run->npages = cpu_to_le32(1);
+	memcpy(payload + GPUP_VRAM_RUN_SIZE, data, ps);
+	n = put_rec(out, GPUP_REC_VRAM, payload, GPUP_VRAM_RUN_SIZE + ps);
+	free(payload);
+	return n;
+}
+
+/*
+ * The stream of one pre-copy with two dirty passes, in one write(): the
+ * full pass, page 5 (stale bytes), page 9, page 5 again (its bytes),
+ * MUTABLE, END.  In bulk, with slow transfers that the sim completes
+ * newest first, the stale page 5 must not land last: the driver has
+ * never two restores of one page in flight.  B must equal A.
+ */
+TEST_F_TIMEOUT(xfer, resend_ordered_under_lifo, 300)
+{
+	const struct gpup_stream_hdr *h;
+	const struct gpup_rec_hdr *rh;
+	struct gpup_buf good = { 0 };
+	size_t off, end_off, n = 0, recs = 0;
+	u8 *out, *stale;
+	struct gpup_end e;
+	u32 chain, ps;
+	int fd;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 40));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &good));
+	h = (const void *)good.data;
+	ps = le32_to_cpu(h->page_size);
+	ASSERT_NE(NULL, page_in(&good, 5, ps));
+	ASSERT_NE(NULL, page_in(&good, 9, ps));
+	stale = malloc(ps);
+	ASSERT_NE(NULL, stale);
+	memset(stale, 0x5a, ps);
+	out = malloc(good.len + 3 * (GPUP_REC_HDR_SIZE + GPUP_VRAM_RUN_SIZE +
+				     ps));
+	ASSERT_NE(NULL, out);
+
+	/* Header, IMMUTABLE and the full pass: all but MUTABLE and END. */
+	off = GPUP_STREAM_HDR_SIZE;
+	while (off < good.len) {
+		rh = (const void *)(good.data + off);
+		if (le16_to_cpu(rh->type) == GPUP_REC_MUTABLE)
+			break;
+		off += GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
+		recs++;
+	}
+	memcpy(out, good.data, off);
+	n = off;
+	n += put_page(out + n, 5, stale, ps);
+	n += put_page(out + n, 9, page_in(&good, 9, ps), ps);
+	n += put_page(out + n, 5, page_in(&good, 5, ps), ps);
+	recs += 3;
+	rh = (const void *)(good.data + off);
+	end_off = off + GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
+	memcpy(out + n, good.data + off, end_off - off);
+	n += end_off - off;
+	recs++;
+	/* END over the records as they now stand. */
+	chain = GPUP_CRC_INIT;
+	for (off = GPUP_STREAM_HDR_SIZE; off < n;
+	     off += GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len)) {
+		rh = (const void *)(out + off);
+		chain = gpup_vfio_crc(chain, rh, GPUP_REC_CHAIN_LEN);
+	}
+	memset(&e, 0, sizeof(e));
+	e.nrecords = cpu_to_le32(recs);
+	e.stream_bytes = cpu_to_le64(n);
+	e.chain = cpu_to_le32(gpup_vfio_crc_final(chain));
+	n += put_rec(out + n, GPUP_REC_END, &e, sizeof(e));
+
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_delay", "20000"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_lifo", "1"));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
+				  &fd));
+	EXPECT_EQ(0, gpup_write_stream(fd, out, n, n));
+	close(fd);
+	EXPECT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	expect_same(_metadata, self->vf[A], self->vf[B]);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "overlaps"));
+	EXPECT_GT(gpup_sim_xfer_stat(self->vf[B], "max_in_flight"), 1);
+	free(out);
+	free(stale);
+	gpup_buf_free(&good);
+}
+
+struct reader {
+	int fd;
+	ssize_t ret;
+	int err;
+};
+
+/* read() a data_fd to its end or first error, as QEMU's thread does. */
+static void *read_all(void *arg)
+{
+	static char buf[GPUP_CHUNK_READ];
+	struct reader *r = arg;
+
+	do
+		r->ret = read(r->fd, buf, sizeof(buf));
+	while (r->ret > 0);
+	r->err = errno;
+	return NULL;
+}
+
+/* Until @vf has a transfer in flight: polled, for 10 s at most. */
+static long await_in_flight(const char *vf)
+{
+	long n = 0;
+	int i;
+
+	for (i = 0; i < 10000 && n <= 0; i++) {
+		n = gpup_sim_xfer_stat(vf, "in_flight");
+		if (n <= 0)
+			usleep(1000);
+	}
+	return n;
+}
+
+static const char *const hung_line =
+	"gpup: a VRAM transfer did not complete in";
+
+/*
+ * A copy engine that hangs until the VF is reset (the sim holds every
+ * transfer until reset_vf), then fails (GPUP_VF_EVENT_ERROR): closing the
+ * device returns, at once, since its reset_vf comes before it waits for
+ * the transfers, and the read() blocked on one returns an error.  The
+ * device opens again and resets; nothing waited for the timeout.
+ */
+TEST_F_TIMEOUT(xfer, hang_until_reset_then_close, 300)
+{
+	struct reader r = { 0 };
+	pthread_t th;
+	int kmsg;
+
+	kmsg = gpup_kmsg_open();
+	ASSERT_LE(0, kmsg);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_hold", "1"));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  &r.fd));
+	ASSERT_EQ(0, pthread_create(&th, NULL, read_all, &r));
+	/* The reader submitted its transfers, and waits for them. */
+	EXPECT_LT(0, await_in_flight(self->vf[A]));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "event", "error"));
+	gpup_vfio_close(&self->v[A]);
+	pthread_join(th, NULL);
+	EXPECT_EQ(-1, r.ret);
+	close(r.fd);
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	EXPECT_EQ(0, gpup_kmsg_count(kmsg, hung_line));
+	close(kmsg);
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[A], &self->v[A]));
+	EXPECT_EQ(0, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
+	EXPECT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP, NULL));
+	EXPECT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+}
+
+/*
+ * A copy engine that hangs for good, even across reset_vf (a provider
+ * that breaks its contract): every wait ends after xfer_timeout_ms.  The
+ * read() fails, VFIO_DEVICE_RESET fails with ETIMEDOUT into ERROR and
+ * says so once; closing the device returns.  When the engine finally
+ * completes, it writes into the buffers the driver left allocated (the
+ * debug kernel's KASAN checks that), and the module reference each
+ * transfer held is dropped.
+ */
+TEST_F_TIMEOUT(xfer, hang_for_good_is_bounded, 300)
+{
+	const char *refcnt = "/sys/module/gpup_vfio_pci/refcnt";
+	struct reader r = { 0 };
+	long before;
+	int kmsg;
+
+	kmsg = gpup_kmsg_open();
+	ASSERT_LE(0, kmsg);
+	ASSERT_EQ(0, gpup_write_file(TIMEOUT_PARAM, "1000"));
+	before = gpup_read_long(refcnt);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_hold", "2"));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  &r.fd));
+	/* The read waits for its transfers 1 s, and fails. */
+	read_all(&r);
+	EXPECT_EQ(-1, r.ret);
+	EXPECT_EQ(ETIMEDOUT, r.err);
+	EXPECT_LT(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	/* reset_vf leaves them: the drain gives up, the reset fails. */
+	EXPECT_EQ(-ETIMEDOUT, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_ERROR, state_of(dev(self, A)));
+	close(r.fd);
+	EXPECT_LT(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	gpup_vfio_close(&self->v[A]);
+	EXPECT_EQ(1, gpup_kmsg_count(kmsg, hung_line));
+	close(kmsg);
+
+	/* The engine comes back: its transfers complete, refs dropped. */
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_hold", "0"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "reset", "1"));
+	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "in_flight"));
+	EXPECT_EQ(before, gpup_read_long(refcnt) + 1);
+	ASSERT_EQ(0, gpup_vfio_open(self->vf[A], &self->v[A]));
+	EXPECT_EQ(0, gpup_device_reset(dev(self, A)));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, A)));
 }
 
 TEST_HARNESS_MAIN

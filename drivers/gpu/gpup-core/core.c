@@ -47,6 +47,10 @@ static struct gpup_provider *gpup_provider_find_locked(struct pci_dev *pf)
  *	optional, and @ops must stay valid until gpup_unregister_pf()
  *	returns (it may live in the PF's device-managed memory)
  *
+ * The three dma_log_* ops come together or not at all.  A VF whose caps
+ * claim %GPUP_CAP_DMA_LOGGING from a provider without them is treated as
+ * a VF without DMA logging (the caps are per VF, known only when asked).
+ *
  * Context: process context, may sleep.
  * Return: a handle for gpup_unregister_pf(), or ERR_PTR(-EINVAL) for
  * incomplete ops or a non-PF device, ERR_PTR(-EEXIST) if @pf already has a
@@ -56,6 +60,7 @@ struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 				       const struct gpup_migration_ops *ops)
 {
 	struct gpup_provider *prov;
+	unsigned int log_ops;
 
 	if (!pf || pf->is_virtfn || !ops || !ops->query_caps ||
 	    !ops->prepare_live_migration || !ops->end_live_migration ||
@@ -65,6 +70,12 @@ struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 	    !ops->query_dirty || !ops->stop_dirty_tracking ||
 	    !ops->vram_read || !ops->vram_write || !ops->reset_vf)
 		return ERR_PTR(-EINVAL);
+	log_ops = !!ops->dma_log_start + !!ops->dma_log_read +
+		  !!ops->dma_log_stop;
+	if (log_ops != 0 && log_ops != 3) {
+		pci_warn(pf, "gpup: provider refused: dma_log_start, dma_log_read and dma_log_stop come together\n");
+		return ERR_PTR(-EINVAL);
+	}
 
 	prov = kzalloc(sizeof(*prov), GFP_KERNEL);
 	if (!prov)
@@ -91,6 +102,28 @@ struct gpup_provider *gpup_register_pf(struct pci_dev *pf,
 	return prov;
 }
 EXPORT_SYMBOL_NS_GPL(gpup_register_pf, GPUP_NS(GPUP));
+
+/**
+ * gpup_xfer_complete() - complete a transfer that vram_xfer queued
+ * @xfer: the transfer, accepted with -EINPROGRESS
+ * @status: 0, or a negative errno (-EIO for a failed copy)
+ *
+ * Calls @xfer->done, then drops the reference on @xfer->owner that the
+ * variant driver took for the transfer: the module whose code @done is
+ * stays loaded until @done has returned, even if the waiter it wakes
+ * lets go of the device and of the module at once.  This code is
+ * gpup_core's, which the provider itself depends on.
+ *
+ * Context: process context, none of the variant driver's locks held.
+ */
+void gpup_xfer_complete(struct gpup_vram_xfer *xfer, int status)
+{
+	struct module *owner = xfer->owner;
+
+	xfer->done(xfer, status);
+	module_put(owner);
+}
+EXPORT_SYMBOL_NS_GPL(gpup_xfer_complete, GPUP_NS(GPUP));
 
 /**
  * gpup_unregister_pf() - withdraw a PF's GPU-P migration ops

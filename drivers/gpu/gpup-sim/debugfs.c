@@ -35,9 +35,20 @@
  *   xfer_stats r: vram_xfer counters, "name value" lines: submitted,
  *             async (completed through done()), errors, in_flight,
  *             max_in_flight, segments (of the submitted transfers),
- *             max_segments (of one); w: 0 clears them but in_flight
+ *             max_segments (of one), overlaps (see xfer_lifo); w: 0
+ *             clears them but in_flight
  *   xfer_delay rw: microseconds the transfer worker sleeps before each
  *             transfer (0 to 1000000), so that transfers stay in flight
+ *   xfer_sync rw: 1: vram_xfer copies at once and returns 0 (its
+ *             synchronous branch); an armed vram_xfer fault is returned
+ *   xfer_hold rw: 1: the engine takes no transfer until the VF's reset
+ *             (reset_prepare, reset_vf), which completes them with
+ *             -EIO; 2: not even then (a hung engine a reset does not
+ *             reach), until 0 is written or the PF goes
+ *   xfer_lifo rw: 1: the worker completes the newest transfer first
+ *             (after its sleep), and a restore over a page a restore in
+ *             flight writes is accepted, counted in xfer_stats
+ *             "overlaps", so that an ordering error shows in the digest
  *   flr, event, pf_event: see events.c
  *
  * Copyright (C) 2026 The gpup-vfio authors
@@ -237,12 +248,46 @@ static int gpup_sim_xfer_stats_show(struct seq_file *s, void *unused)
 	struct gpup_sim_vf *vf = s->private;
 
 	mutex_lock(&vf->lock);
-	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\nsegments %llu\nmax_segments %u\n",
+	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\nsegments %llu\nmax_segments %u\noverlaps %llu\n",
 		   vf->xfer_submitted, vf->xfer_async, vf->xfer_errors,
 		   vf->xfer_inflight, vf->xfer_max_inflight,
-		   vf->xfer_segments, vf->xfer_max_segments);
+		   vf->xfer_segments, vf->xfer_max_segments,
+		   vf->xfer_overlaps);
 	mutex_unlock(&vf->lock);
 	return 0;
+}
+
+static int gpup_sim_xfer_lifo_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->xfer_lifo;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+static int gpup_sim_xfer_sync_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->xfer_sync;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
+}
+
+static int gpup_sim_xfer_hold_show(struct seq_file *s, void *unused)
+{
+	struct gpup_sim_vf *vf = s->private;
+	u64 v;
+
+	mutex_lock(&vf->lock);
+	v = vf->xfer_hold;
+	mutex_unlock(&vf->lock);
+	return gpup_sim_u64_show(s, v);
 }
 
 static int gpup_sim_xfer_delay_show(struct seq_file *s, void *unused)
@@ -335,7 +380,7 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 
 	/* The reset hook, as reset_vf: accepted transfers complete first. */
 	if (!strcmp(name, "reset"))
-		gpup_sim_xfer_flush(vf);
+		gpup_sim_xfer_flush(vf, false);
 	mutex_lock(&vf->lock);
 	if (!strcmp(name, "dma_window")) {
 		ret = gpup_sim_dma_set_window(vf, iova, npages);
@@ -363,7 +408,20 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 			vf->xfer_max_inflight = vf->xfer_inflight;
 			vf->xfer_segments = 0;
 			vf->xfer_max_segments = 0;
+			vf->xfer_overlaps = 0;
 		}
+	} else if (!strcmp(name, "xfer_lifo")) {
+		vf->xfer_lifo = !!v;
+	} else if (!strcmp(name, "xfer_sync")) {
+		vf->xfer_sync = !!v;
+	} else if (!strcmp(name, "xfer_hold")) {
+		if (v > 2)
+			ret = -EINVAL;
+		else
+			vf->xfer_hold = v;
+		/* Let go: the engine takes what it held. */
+		if (!v)
+			gpup_sim_xfer_kick(vf);
 	} else if (!strcmp(name, "xfer_delay")) {
 		if (v > USEC_PER_SEC)
 			ret = -EINVAL;
@@ -433,6 +491,9 @@ GPUP_SIM_FILE(dma_faults);
 GPUP_SIM_FILE(dma_logged);
 GPUP_SIM_FILE(xfer_stats);
 GPUP_SIM_FILE(xfer_delay);
+GPUP_SIM_FILE(xfer_lifo);
+GPUP_SIM_FILE(xfer_hold);
+GPUP_SIM_FILE(xfer_sync);
 GPUP_SIM_FILE(none);
 
 /**
@@ -478,6 +539,12 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 			    &gpup_sim_xfer_stats_fops);
 	debugfs_create_file("xfer_delay", 0644, d, vf,
 			    &gpup_sim_xfer_delay_fops);
+	debugfs_create_file("xfer_lifo", 0644, d, vf,
+			    &gpup_sim_xfer_lifo_fops);
+	debugfs_create_file("xfer_hold", 0644, d, vf,
+			    &gpup_sim_xfer_hold_fops);
+	debugfs_create_file("xfer_sync", 0644, d, vf,
+			    &gpup_sim_xfer_sync_fops);
 }
 
 /** gpup_sim_debugfs_init() - create the debugfs root */

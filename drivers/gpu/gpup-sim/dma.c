@@ -25,6 +25,8 @@
 #include <linux/iommu.h>
 #include <linux/mm.h>
 #include <linux/pci.h>
+#include <linux/log2.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/xarray.h>
@@ -252,7 +254,8 @@ void gpup_sim_dma_log_stop_locked(struct gpup_sim_vf *vf)
  * @ranges: IOVA ranges, sorted, not overlapping, aligned to *@page_size
  * @nranges: how many
  * @page_size: the granularity asked, a power of two of at least 4096;
- *	the sim logs at exactly that size
+ *	the sim logs at that size, or at the dma_log_page_kb parameter's
+ *	if larger (rounded up, as a provider may do), and says which
  *
  * Return: 0, -E2BIG for more than %GPUP_SIM_DMA_MAX_RANGES ranges,
  * -ENOMEM.
@@ -261,9 +264,13 @@ int gpup_sim_dma_log_start_locked(struct gpup_sim_vf *vf,
 				  const struct gpup_dma_range *ranges,
 				  unsigned int nranges, u64 *page_size)
 {
+	u64 min = (u64)READ_ONCE(gpup_sim_dma_log_page_kb) * SZ_1K;
+
 	lockdep_assert_held(&vf->lock);
 	if (nranges > GPUP_SIM_DMA_MAX_RANGES)
 		return -E2BIG;
+	if (min > *page_size)
+		*page_size = roundup_pow_of_two(min);
 	vf->log_range = kmemdup(ranges, nranges * sizeof(*ranges), GFP_KERNEL);
 	if (!vf->log_range)
 		return -ENOMEM;

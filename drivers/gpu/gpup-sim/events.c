@@ -4,7 +4,9 @@
  * the variant driver, with their test hooks in debugfs
  * (/sys/kernel/debug/gpup_sim/<VF>/):
  *
- *   flr       r: "prepare N done M": reset_prepare and reset_done calls
+ *   flr       r: "prepare N done M quiet_calls Q": reset_prepare and
+ *             reset_done calls, and op calls between the two (Q, each a
+ *             violation: a VF being reset takes no call)
  *   event     w: what the PF does to the VF underneath its user, then
  *             reports with gpup_vf_notify():
  *             "reset"   the VF is reset to its power-on state (RESET)
@@ -41,7 +43,7 @@ static void gpup_sim_reset_prepare(struct pci_dev *pdev, unsigned int idx)
 
 	down_read(&pf->vfs_rwsem);
 	if (idx < pf->nvfs)
-		gpup_sim_xfer_flush(&pf->vfs[idx]);
+		gpup_sim_xfer_flush(&pf->vfs[idx], false);
 	up_read(&pf->vfs_rwsem);
 	vf = gpup_sim_vf_lock(pdev, idx);
 	if (!vf)
@@ -156,8 +158,8 @@ static int gpup_sim_flr_show(struct seq_file *s, void *unused)
 	struct gpup_sim_vf *vf = s->private;
 
 	mutex_lock(&vf->lock);
-	seq_printf(s, "prepare %llu done %llu\n", vf->flr_prepares,
-		   vf->flr_dones);
+	seq_printf(s, "prepare %llu done %llu quiet_calls %llu\n",
+		   vf->flr_prepares, vf->flr_dones, vf->quiet_calls);
 	mutex_unlock(&vf->lock);
 	return 0;
 }

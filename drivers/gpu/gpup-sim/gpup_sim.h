@@ -139,12 +139,26 @@ enum gpup_sim_fault_kind {
  *	contract (the variant driver's bug, see gpup_sim_violated())
  * @quiesced: between reset_prepare and reset_done: no step runs
  * @failed: the "error" event failed the VF: ops fail -EIO until reset_vf
+ * @quiet_calls: op calls between reset_prepare and reset_done (each a
+ *	violation too)
  * @flr_prepares: reset_prepare calls
  * @flr_dones: reset_done calls that succeeded
  * @xfer_queue: vram_xfer transfers accepted and not yet started by the
  *	worker (struct gpup_sim_xfer, oldest first)
  * @xfer_delay_us: the worker sleeps this long before each transfer
  *	(debugfs "xfer_delay"), so that tests find transfers in flight
+ * @xfer_lifo: the worker completes the newest transfer first, after its
+ *	sleep (debugfs "xfer_lifo"), as a copy engine with several queues
+ *	may; a restore over a page a restore in flight writes is then
+ *	accepted and counted in @xfer_overlaps, not refused, so that an
+ *	ordering error of the variant driver shows in the digest
+ * @xfer_overlaps: restores accepted over a page one in flight writes
+ * @xfer_sync: vram_xfer copies at once and returns 0 (debugfs
+ *	"xfer_sync"), the op's synchronous branch; an armed fault is then
+ *	returned by the call
+ * @xfer_hold: the engine takes no transfer (debugfs "xfer_hold"): 1 until
+ *	the VF's reset, 2 until set to 0 or the PF goes (a hung engine
+ *	that a reset does not reach)
  * @xfer_submitted: vram_xfer calls accepted
  * @xfer_async: transfers completed through their done() callback
  * @xfer_errors: transfers completed with an error (an injected fault)
@@ -198,10 +212,15 @@ struct gpup_sim_vf {
 	u64 violations;
 	bool quiesced;
 	bool failed;
+	u64 quiet_calls;
 	u64 flr_prepares;
 	u64 flr_dones;
 	struct list_head xfer_queue;
 	unsigned int xfer_delay_us;
+	bool xfer_lifo;
+	bool xfer_sync;
+	unsigned int xfer_hold;
+	u64 xfer_overlaps;
 	u64 xfer_submitted;
 	u64 xfer_async;
 	u64 xfer_errors;
@@ -227,8 +246,18 @@ struct gpup_sim_vf {
  * @vfs: their state
  * @dir: debugfs directory of the PF
  */
+/* What DMA logging a PF offers (the dma_log parameter, at probe). */
+enum gpup_sim_dma_log_variant {
+	GPUP_SIM_DMA_LOG_FULL,
+	GPUP_SIM_DMA_LOG_NONE,
+	GPUP_SIM_DMA_LOG_CAP_ONLY,
+	GPUP_SIM_DMA_LOG_OPS_ONLY,
+	GPUP_SIM_DMA_LOG_NO_STOP,
+};
+
 struct gpup_sim_pf {
 	struct pci_dev *pdev;
+	unsigned int dma_log;		/* enum gpup_sim_dma_log_variant */
 	const struct gpup_migration_ops *ops;
 	struct gpup_provider *prov;
 	struct rw_semaphore vfs_rwsem;	/* protects vfs and nvfs */
@@ -241,6 +270,7 @@ extern const struct gpup_migration_ops gpup_sim_ops;
 extern unsigned int gpup_sim_vram_mb;
 extern unsigned int gpup_sim_profile_id;
 extern unsigned long gpup_sim_seed;
+extern unsigned int gpup_sim_dma_log_page_kb;
 
 const struct gpup_sim_profile *gpup_sim_find_profile(u32 id);
 int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
@@ -254,7 +284,8 @@ bool gpup_sim_fault_locked(struct gpup_sim_vf *vf, const char *op,
 			   enum gpup_sim_fault_kind kind, int *err);
 int gpup_sim_set_pause_locked(struct gpup_sim_vf *vf, bool pause);
 int gpup_sim_track_locked(struct gpup_sim_vf *vf, bool start);
-void gpup_sim_xfer_flush(struct gpup_sim_vf *vf);
+void gpup_sim_xfer_flush(struct gpup_sim_vf *vf, bool all);
+void gpup_sim_xfer_kick(struct gpup_sim_vf *vf);
 int gpup_sim_xfer_init(void);
 void gpup_sim_xfer_exit(void);
 

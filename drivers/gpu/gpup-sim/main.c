@@ -27,6 +27,14 @@ unsigned int gpup_sim_profile_id = 1;
 module_param_named(profile, gpup_sim_profile_id, uint, 0444);
 MODULE_PARM_DESC(profile, "profile of new VFs (1: 4 engines, 2: 2 engines)");
 
+unsigned int gpup_sim_dma_log;
+module_param_named(dma_log, gpup_sim_dma_log, uint, 0644);
+MODULE_PARM_DESC(dma_log, "DMA logging a PF bound from then on offers, for the selftests: 0 cap and ops (default), 1 neither, 2 the cap without the ops, 3 the ops without the cap, 4 dma_log_start and dma_log_read without dma_log_stop");
+
+unsigned int gpup_sim_dma_log_page_kb;
+module_param_named(dma_log_page_kb, gpup_sim_dma_log_page_kb, uint, 0644);
+MODULE_PARM_DESC(dma_log_page_kb, "smallest DMA log page in KiB, a power of two; a DMA_LOGGING_START asking for less gets this (default 0: the page asked)");
+
 unsigned long gpup_sim_seed = 1;
 module_param_named(seed, gpup_sim_seed, ulong, 0444);
 MODULE_PARM_DESC(seed, "seed of the VFs' initial state, each VF's own: seed << 16 | VF index (default 1)");
@@ -62,7 +70,7 @@ static void gpup_sim_quiesce(struct gpup_sim_pf *pf)
 	gpup_sim_set_notify(pf, NULL);
 	down_read(&pf->vfs_rwsem);
 	for (i = 0; i < pf->nvfs; i++)
-		gpup_sim_xfer_flush(&pf->vfs[i]);
+		gpup_sim_xfer_flush(&pf->vfs[i], true);
 	up_read(&pf->vfs_rwsem);
 }
 
@@ -193,6 +201,15 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_free;
 	}
 	gpup_sim_events_ops(ops);
+	pf->dma_log = READ_ONCE(gpup_sim_dma_log);
+	if (pf->dma_log == GPUP_SIM_DMA_LOG_NONE ||
+	    pf->dma_log == GPUP_SIM_DMA_LOG_CAP_ONLY) {
+		ops->dma_log_start = NULL;
+		ops->dma_log_read = NULL;
+		ops->dma_log_stop = NULL;
+	} else if (pf->dma_log == GPUP_SIM_DMA_LOG_NO_STOP) {
+		ops->dma_log_stop = NULL;
+	}
 	pf->ops = ops;
 	pf->prov = gpup_register_pf(pdev, pf->ops);
 	if (IS_ERR(pf->prov)) {

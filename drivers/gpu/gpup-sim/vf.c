@@ -440,6 +440,24 @@ void gpup_sim_vf_unlock(struct gpup_sim_vf *vf)
 }
 
 /*
+ * The VF of op @op, locked, or NULL.  Between reset_prepare and
+ * reset_done the VF is being reset and takes no call: one is counted
+ * (debugfs "flr") and is a violation.
+ */
+static struct gpup_sim_vf *gpup_sim_op_lock(struct pci_dev *pdev,
+					    unsigned int idx, const char *op)
+{
+	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+
+	if (vf && vf->quiesced) {
+		vf->quiet_calls++;
+		gpup_sim_violated(vf, true, op,
+				  "between reset_prepare and reset_done");
+	}
+	return vf;
+}
+
+/*
  * Every op starts here: the VF, locked, unless it has no state (-ENODEV)
  * or a fault armed for @op fires (its errno).
  */
@@ -447,7 +465,7 @@ static struct gpup_sim_vf *gpup_sim_op_begin(struct pci_dev *pdev,
 					     unsigned int idx, const char *op,
 					     int *err)
 {
-	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_op_lock(pdev, idx, op);
 
 	if (!vf) {
 		*err = -ENODEV;
@@ -476,8 +494,11 @@ static int gpup_sim_query_caps(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "query_caps", &err);
 	if (!vf)
 		return err;
-	caps->flags = GPUP_CAP_LIVE_MIGRATION | GPUP_CAP_DIRTY_TRACKING |
-		      GPUP_CAP_DMA_LOGGING;
+	caps->flags = GPUP_CAP_LIVE_MIGRATION | GPUP_CAP_DIRTY_TRACKING;
+	if (vf->pf->dma_log == GPUP_SIM_DMA_LOG_FULL ||
+	    vf->pf->dma_log == GPUP_SIM_DMA_LOG_CAP_ONLY ||
+	    vf->pf->dma_log == GPUP_SIM_DMA_LOG_NO_STOP)
+		caps->flags |= GPUP_CAP_DMA_LOGGING;
 	caps->provider_id = GPUP_SIM_PROVIDER_ID;
 	caps->profile_id = vf->profile.id;
 	caps->page_size = GPUP_SIM_PAGE_SIZE;
@@ -512,7 +533,8 @@ static int gpup_sim_prepare(struct pci_dev *pdev, unsigned int idx,
 
 static void gpup_sim_end(struct pci_dev *pdev, unsigned int idx)
 {
-	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_op_lock(pdev, idx,
+						      "end_live_migration");
 
 	if (!vf)
 		return;
@@ -526,7 +548,8 @@ static void gpup_sim_end(struct pci_dev *pdev, unsigned int idx)
 static int gpup_sim_set_pause_state(struct pci_dev *pdev, unsigned int idx,
 				    bool pause)
 {
-	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_op_lock(pdev, idx,
+						      "set_pause_state");
 	int err;
 
 	if (!vf)
@@ -696,7 +719,8 @@ out:
 
 static int gpup_sim_start_tracking(struct pci_dev *pdev, unsigned int idx)
 {
-	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_op_lock(pdev, idx,
+						      "start_dirty_tracking");
 	int err;
 
 	if (!vf)
@@ -708,7 +732,8 @@ static int gpup_sim_start_tracking(struct pci_dev *pdev, unsigned int idx)
 
 static void gpup_sim_stop_tracking(struct pci_dev *pdev, unsigned int idx)
 {
-	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_op_lock(pdev, idx,
+						      "stop_dirty_tracking");
 
 	if (!vf)
 		return;
@@ -820,7 +845,8 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 /*
  * vram_xfer: transfers are queued on the VF and run, oldest first, by a
  * worker on gpup_sim_xfer_wq, as a copy engine would run them; the op
- * returns -EINPROGRESS and the worker calls done().  The queue and the
+ * returns -EINPROGRESS and the worker completes it through
+ * gpup_xfer_complete().  The queue and the
  * counters are under the VF's lock; the copy is done under it too, so a
  * transfer sees the VF as one op call would.
  */
@@ -937,12 +963,19 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 		t = list_first_entry_or_null(&vf->xfer_queue,
 					     struct gpup_sim_xfer, node);
 		delay = vf->xfer_delay_us;
+		/* A held engine takes nothing (see gpup_sim_xfer_flush()). */
+		if (vf->xfer_hold)
+			t = NULL;
 		mutex_unlock(&vf->lock);
 		if (!t)
 			return;
 		if (delay)
 			usleep_range(delay, delay + delay / 4 + 1);
 		mutex_lock(&vf->lock);
+		/* Newest first: whatever came in while the engine slept. */
+		if (vf->xfer_lifo)
+			t = list_last_entry(&vf->xfer_queue,
+					    struct gpup_sim_xfer, node);
 		status = t->status;
 		if (!status)
 			gpup_sim_xfer_copy_locked(vf, t->xfer);
@@ -952,7 +985,7 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 		vf->xfer_inflight--;
 		list_del(&t->node);
 		mutex_unlock(&vf->lock);
-		t->xfer->done(t->xfer, status);
+		gpup_xfer_complete(t->xfer, status);
 		kfree(t);
 	}
 }
@@ -970,7 +1003,7 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
 	t = kzalloc(sizeof(*t), GFP_KERNEL);
 	if (!t)
 		return -ENOMEM;
-	vf = gpup_sim_vf_lock(pdev, idx);
+	vf = gpup_sim_op_lock(pdev, idx, op);
 	if (!vf) {
 		kfree(t);
 		return -ENODEV;
@@ -991,10 +1024,22 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
 				     gpup_sim_segs_overlap(xfer, xfer),
 				     op, "with bad segments or pages")) {
 		err = -EINVAL;
-	} else if (gpup_sim_violated(vf, gpup_sim_xfer_races_locked(vf, xfer),
+	} else if (!vf->xfer_lifo &&
+		   gpup_sim_violated(vf, gpup_sim_xfer_races_locked(vf, xfer),
 				     op, "over a page a restore in flight writes")) {
 		err = -EINVAL;
+	} else if (vf->xfer_sync) {
+		/* The engine was idle and quick: done before the call returns. */
+		if (!gpup_sim_fault_locked(vf, "vram_xfer",
+					   GPUP_SIM_FAULT_ERRNO, &err))
+			gpup_sim_xfer_copy_locked(vf, xfer);
+		vf->xfer_submitted++;
+		vf->xfer_segments += xfer->nsegs;
+		vf->xfer_max_segments = max(vf->xfer_max_segments,
+					    xfer->nsegs);
 	} else {
+		if (vf->xfer_lifo && gpup_sim_xfer_races_locked(vf, xfer))
+			vf->xfer_overlaps++;
 		t->xfer = xfer;
 		/* An armed fault: accepted, and completed with its errno. */
 		gpup_sim_fault_locked(vf, "vram_xfer", GPUP_SIM_FAULT_ERRNO,
@@ -1020,10 +1065,37 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
  * gpup_sim_xfer_flush() - complete every transfer queued on a VF
  * @vf: the VF; the caller holds neither its lock nor op calls of it
  *	that could queue more
+ * @all: also those held for good (debugfs "xfer_hold" 2): the PF or the
+ *	VF's state goes
+ *
+ * Transfers held until a reset (xfer_hold 1), and with @all those held
+ * for good, complete with -EIO, as a reset engine's work would.  A VF
+ * held for good keeps its transfers otherwise: the hung engine a reset
+ * does not reach.
  */
-void gpup_sim_xfer_flush(struct gpup_sim_vf *vf)
+void gpup_sim_xfer_flush(struct gpup_sim_vf *vf, bool all)
 {
+	struct gpup_sim_xfer *t;
+
+	mutex_lock(&vf->lock);
+	if (vf->xfer_hold == 1 || (all && vf->xfer_hold)) {
+		vf->xfer_hold = 0;
+		list_for_each_entry(t, &vf->xfer_queue, node)
+			if (!t->status)
+				t->status = -EIO;
+		queue_work(gpup_sim_xfer_wq, &vf->xfer_work);
+	}
+	mutex_unlock(&vf->lock);
 	flush_work(&vf->xfer_work);
+}
+
+/**
+ * gpup_sim_xfer_kick() - let the VF's engine look at its queue again
+ * @vf: the VF
+ */
+void gpup_sim_xfer_kick(struct gpup_sim_vf *vf)
+{
+	queue_work(gpup_sim_xfer_wq, &vf->xfer_work);
 }
 
 /**
@@ -1052,7 +1124,7 @@ static int gpup_sim_reset_vf(struct pci_dev *pdev, unsigned int idx)
 
 	down_read(&pf->vfs_rwsem);
 	if (idx < pf->nvfs)
-		gpup_sim_xfer_flush(&pf->vfs[idx]);
+		gpup_sim_xfer_flush(&pf->vfs[idx], false);
 	up_read(&pf->vfs_rwsem);
 	vf = gpup_sim_op_begin(pdev, idx, "reset_vf", &err);
 	if (!vf)
@@ -1111,7 +1183,7 @@ static long gpup_sim_dma_log_read(struct pci_dev *pdev, unsigned int idx,
 
 static void gpup_sim_dma_log_stop(struct pci_dev *pdev, unsigned int idx)
 {
-	struct gpup_sim_vf *vf = gpup_sim_vf_lock(pdev, idx);
+	struct gpup_sim_vf *vf = gpup_sim_op_lock(pdev, idx, "dma_log_stop");
 
 	if (!vf)
 		return;
@@ -1226,7 +1298,7 @@ void gpup_sim_vf_fini(struct gpup_sim_vf *vf)
 	vf->free_run = false;
 	mutex_unlock(&vf->lock);
 	cancel_delayed_work_sync(&vf->work);
-	gpup_sim_xfer_flush(vf);
+	gpup_sim_xfer_flush(vf, true);
 	debugfs_remove_recursive(vf->dir);
 	mutex_lock(&vf->lock);
 	gpup_sim_dma_clear_locked(vf);

@@ -8,7 +8,10 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <linux/anon_inodes.h>
+#include <linux/completion.h>
 #include <linux/fs.h>
+#include <linux/jiffies.h>
+#include <linux/pci.h>
 #include <linux/slab.h>
 
 #include "file.h"
@@ -33,6 +36,7 @@ int gpup_vfio_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
 {
 	mutex_init(&mf->io_lock);
 	mutex_init(&mf->lock);
+	refcount_set(&mf->refs, 1);
 	mf->gdev = gdev;
 	mutex_lock(&gdev->op_lock);
 	mf->gen = gdev->gen;
@@ -77,6 +81,45 @@ int gpup_vfio_file_alive(struct gpup_mig_file *mf)
 	if (!ret)
 		gpup_vfio_op_exit(mf->gdev);
 	return ret;
+}
+
+/**
+ * gpup_vfio_file_wait() - wait, bounded, for a transfer of the file
+ * @mf: the file; the caller holds @mf->lock
+ * @done: the transfer's completion
+ * @killable: a fatal signal ends the wait
+ *
+ * A copy engine that hangs is what the provider's GPUP_VF_EVENT_ERROR
+ * reports; no wait for it may last for ever, since some hold the
+ * device's locks.  After xfer_timeout_ms the file counts as hung, says
+ * so once, and later waits only look.
+ *
+ * Return: 0 once the transfer completed; -ETIMEDOUT; -EINTR for a fatal
+ * signal.
+ */
+int gpup_vfio_file_wait(struct gpup_mig_file *mf, struct completion *done,
+			bool killable)
+{
+	unsigned long t;
+	long left;
+
+	lockdep_assert_held(&mf->lock);
+	if (mf->hung)
+		return completion_done(done) ? 0 : -ETIMEDOUT;
+	t = msecs_to_jiffies(max(READ_ONCE(gpup_vfio_xfer_timeout_ms), 1U));
+	if (killable)
+		left = wait_for_completion_killable_timeout(done, t);
+	else
+		left = wait_for_completion_timeout(done, t);
+	if (left < 0)
+		return -EINTR;
+	if (left)
+		return 0;
+	mf->hung = true;
+	pci_warn(mf->gdev->core.pdev,
+		 "gpup: a VRAM transfer did not complete in %u ms: the data_fd fails, and its buffers stay allocated until it does\n",
+		 READ_ONCE(gpup_vfio_xfer_timeout_ms));
+	return -ETIMEDOUT;
 }
 
 /**

@@ -9,6 +9,8 @@
 #ifndef GPUP_VFIO_FILE_H
 #define GPUP_VFIO_FILE_H
 
+#include <linux/refcount.h>
+
 #include "gpup_vfio.h"
 #include "stream.h"
 
@@ -23,6 +25,13 @@
  * @lock: protects @error and the stream state of the save or resume
  *	file around it; never held across a user copy
  * @error: sticky error; every later read/write returns it
+ * @hung: a transfer of the file did not complete within xfer_timeout_ms:
+ *	later waits do not wait again
+ * @refs: references on the file's memory: one of the file, dropped at
+ *	release, and one per transfer the provider queued, dropped by its
+ *	done(); the last one frees the memory, so that a transfer that
+ *	completes after release (a hung one) writes only memory still
+ *	allocated
  */
 struct gpup_mig_file {
 	struct file *filp;
@@ -31,6 +40,8 @@ struct gpup_mig_file {
 	struct mutex io_lock;	/* callers of read()/write() */
 	struct mutex lock;	/* stream state, see above */
 	int error;
+	bool hung;
+	refcount_t refs;
 };
 
 /* file.c */
@@ -39,6 +50,8 @@ int gpup_vfio_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
 		       int flags);
 void gpup_vfio_file_fini(struct gpup_mig_file *mf);
 int gpup_vfio_file_alive(struct gpup_mig_file *mf);
+int gpup_vfio_file_wait(struct gpup_mig_file *mf, struct completion *done,
+			bool killable);
 unsigned long *gpup_vfio_bitmap_alloc(u64 nbits);
 void gpup_vfio_bitmap_free(unsigned long *map);
 
@@ -51,12 +64,12 @@ u64 gpup_vfio_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
 int gpup_vfio_save_pending(struct gpup_save_file *sf, u64 *initial,
 			   u64 *dirty, bool precopy);
 struct file *gpup_vfio_save_filp(struct gpup_save_file *sf);
-void gpup_vfio_save_drain(struct gpup_save_file *sf);
+int gpup_vfio_save_drain(struct gpup_save_file *sf);
 
 /* resume.c */
 struct gpup_resume_file *gpup_vfio_resume_new(struct gpup_vfio_dev *gdev);
 int gpup_vfio_resume_finish(struct gpup_resume_file *rf);
 struct file *gpup_vfio_resume_filp(struct gpup_resume_file *rf);
-void gpup_vfio_resume_drain(struct gpup_resume_file *rf);
+int gpup_vfio_resume_drain(struct gpup_resume_file *rf);
 
 #endif /* GPUP_VFIO_FILE_H */

@@ -33,6 +33,7 @@
 #include <linux/spinlock.h>
 #include <linux/vfio_pci_core.h>
 #include <linux/wait.h>
+#include <linux/xarray.h>
 
 /* VRAM pages move in runs of at most this many bytes (one slot buffer). */
 #define GPUP_RUN_BYTES		(256 * 1024)
@@ -104,6 +105,8 @@ struct gpup_vfio_stats {
  * @client: this device's entry in @prov's clients (for gpup_vf_notify())
  * @caps_ok: @prov's caps for the VF are those of @caps; when not, every
  *	migration arc and size query fails with -ESTALE
+ * @log_ok: @prov logs the VF's DMA (its caps say so and it has the
+ *	dma_log_* ops); DMA_LOGGING_START fails with -EOPNOTSUPP when not
  * @opened: the VFIO device is open
  * @reset_pending: a reset's device part is done and its software part is
  *	not: no provider call may be made for the old state
@@ -118,6 +121,10 @@ struct gpup_vfio_stats {
  * @log_lost: a read of the DMA log failed: REPORT fails until a new
  *	START, as the uAPI says the log is then corrupted
  * @log_page_size: the DMA log's page size, the provider's choice
+ * @log_gen: counts STARTs, so that a REPORT reads only the log it began on
+ * @log_parts: log pages a REPORT covered in part: per page index, the
+ *	sixteenths of the page still to report (an xarray value)
+ * @log_nparts: entries in @log_parts
  * @fail_logged: the failure in @events was logged (once per failure,
  *	until a reset)
  * @events: GPUP_VFIO_EV_* bits the provider's events set (atomic bit
@@ -154,6 +161,7 @@ struct gpup_vfio_dev {
 	struct gpup_provider *prov;
 	struct gpup_provider_client client;
 	bool caps_ok;
+	bool log_ok;
 	bool opened;
 	bool reset_pending;
 	int reset_err;
@@ -164,6 +172,9 @@ struct gpup_vfio_dev {
 	bool log_running;
 	bool log_lost;
 	u64 log_page_size;
+	u64 log_gen;
+	struct xarray log_parts;
+	unsigned int log_nparts;
 	bool fail_logged;
 
 	unsigned long events;
@@ -187,10 +198,13 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 
 /* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
 extern bool gpup_vfio_bulk_xfer;
+extern unsigned int gpup_vfio_xfer_timeout_ms;
 /* main.c: module parameter test_hooks, debugfs's hold and held files */
 extern bool gpup_vfio_test_hooks;
 
 /* ops.c: provider calls for one VF, serialised, fenced, checked against @gen */
+int gpup_vfio_vram_xfer(struct gpup_vfio_dev *gdev,
+			struct gpup_vram_xfer *xfer);
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b);
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);
@@ -203,6 +217,7 @@ int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,
 /* dirty.c */
 void gpup_vfio_log_init(struct gpup_vfio_dev *gdev,
 			const struct gpup_migration_ops *ops);
+void gpup_vfio_log_drop_locked(struct gpup_vfio_dev *gdev);
 void gpup_vfio_log_stop_locked(struct gpup_vfio_dev *gdev);
 
 /* debugfs.c */

@@ -30,6 +30,10 @@ bool gpup_vfio_bulk_xfer;
 module_param_named(bulk_xfer, gpup_vfio_bulk_xfer, bool, 0644);
 MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default N: vram_read/vram_write, one range at a time). Read when a data_fd is made");
 
+unsigned int gpup_vfio_xfer_timeout_ms = 10000;
+module_param_named(xfer_timeout_ms, gpup_vfio_xfer_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(xfer_timeout_ms, "how long a wait for one of the provider's VRAM transfers (vram_xfer) lasts before the data_fd fails with ETIMEDOUT (default 10000)");
+
 bool gpup_vfio_test_hooks;
 module_param_named(test_hooks, gpup_vfio_test_hooks, bool, 0644);
 MODULE_PARM_DESC(test_hooks, "debugfs test hooks (hold, held) for the VFs bound from then on; for the selftests only (default N: none)");
@@ -146,9 +150,11 @@ static void gpup_vfio_close_device(struct vfio_device *vdev)
 /*
  * VFIO_DEVICE_RESET: vfio-pci core resets the function, and reset_done
  * resets the VF in the provider before the ioctl returns.  The ioctl
- * returns 0 only if that left the device in RUNNING, as the uAPI has it;
- * if the VF could not be reset (its provider is gone while it was paused
- * or migrating) the device is in ERROR and the ioctl fails.
+ * returns 0 only if that left the device in RUNNING, as the uAPI has it:
+ * the core's own errors come back unchanged, with the state untouched;
+ * a provider that failed to reset the VF leaves the device in ERROR and
+ * the ioctl fails with -EIO or the provider's errno.  A VF whose provider
+ * is gone is reset by the function reset alone.
  */
 static long gpup_vfio_ioctl(struct vfio_device *vdev, unsigned int cmd,
 			    unsigned long arg)

@@ -64,6 +64,9 @@ static int gpup_vfio_query_caps_locked(struct gpup_vfio_dev *gdev,
 	if (ret)
 		return ret;
 	ret = GPUP_OPS(gdev)->query_caps(GPUP_PF(gdev), gdev->vf_id, caps);
+	/* Logging needs the cap and the ops (all three, or none). */
+	if (!GPUP_OPS(gdev)->dma_log_start)
+		caps->flags &= ~GPUP_CAP_DMA_LOGGING;
 	gpup_provider_exit(gdev->prov);
 	trace_gpup_vfio_op(gdev->vf_id, "query_caps", 0, ret);
 	return ret;
@@ -86,6 +89,7 @@ static void gpup_vfio_attach_locked(struct gpup_vfio_dev *gdev,
 	lockdep_assert_held(&gdev->op_lock);
 	gdev->prov = prov;
 	gdev->caps_ok = false;
+	gdev->log_ok = false;
 	if (!prov)
 		return;
 	gdev->client.vf = gdev->vf_id;
@@ -94,6 +98,7 @@ static void gpup_vfio_attach_locked(struct gpup_vfio_dev *gdev,
 	ret = gpup_vfio_query_caps_locked(gdev, &caps);
 	if (!ret && gpup_vfio_caps_match(&caps, &gdev->caps)) {
 		gdev->caps_ok = true;
+		gdev->log_ok = caps.flags & GPUP_CAP_DMA_LOGGING;
 		return;
 	}
 	if (ret)
@@ -116,6 +121,7 @@ static struct gpup_provider *gpup_vfio_detach_locked(struct gpup_vfio_dev *gdev)
 		gpup_provider_detach(prov, &gdev->client);
 	gdev->prov = NULL;
 	gdev->caps_ok = false;
+	gdev->log_ok = false;
 	return prov;
 }
 
@@ -133,6 +139,7 @@ static bool gpup_vfio_recheck_caps_locked(struct gpup_vfio_dev *gdev)
 
 	ret = gpup_vfio_query_caps_locked(gdev, &caps);
 	gdev->caps_ok = !ret && gpup_vfio_caps_match(&caps, &gdev->caps);
+	gdev->log_ok = gdev->caps_ok && (caps.flags & GPUP_CAP_DMA_LOGGING);
 	if (was_ok && !gdev->caps_ok)
 		pci_warn(gdev->core.pdev, "gpup: VF re-provisioned (%d: profile %u -> %u, VRAM %llu -> %llu bytes): migration refused\n",
 			 ret, gdev->caps.profile_id, caps.profile_id,
@@ -171,12 +178,15 @@ static int gpup_vfio_pause_locked(struct gpup_vfio_dev *gdev, bool pause)
 /*
  * Disable the migration files: they never call the provider again, and
  * no transfer of theirs runs once this returns (the VF may run, end its
- * migration or be reset next).
+ * migration or be reset next), unless one did not complete within
+ * xfer_timeout_ms: then -ETIMEDOUT, and the files are dropped all the
+ * same (a hung transfer keeps its file's memory).
  */
-static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
+static int gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 {
 	struct gpup_save_file *saving = gdev->saving;
 	struct gpup_resume_file *resuming = gdev->resuming;
+	int ret = 0;
 
 	lockdep_assert_held(&gdev->state_mutex);
 	mutex_lock(&gdev->op_lock);
@@ -186,13 +196,14 @@ static void gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 	gdev->saving = NULL;
 	gdev->resuming = NULL;
 	if (saving) {
-		gpup_vfio_save_drain(saving);
+		ret = gpup_vfio_save_drain(saving);
 		fput(gpup_vfio_save_filp(saving));
 	}
 	if (resuming) {
-		gpup_vfio_resume_drain(resuming);
+		ret = gpup_vfio_resume_drain(resuming) ?: ret;
 		fput(gpup_vfio_resume_filp(resuming));
 	}
+	return ret;
 }
 
 /*
@@ -281,10 +292,14 @@ static struct file *gpup_vfio_start_target_locked(struct gpup_vfio_dev *gdev)
 	return gpup_vfio_resume_filp(rf);
 }
 
-static void gpup_vfio_end_locked(struct gpup_vfio_dev *gdev)
+/* End the migration; -ETIMEDOUT if a transfer of its files hung. */
+static int gpup_vfio_end_locked(struct gpup_vfio_dev *gdev)
 {
-	gpup_vfio_disable_files_locked(gdev);
+	int ret;
+
+	ret = gpup_vfio_disable_files_locked(gdev);
 	gpup_vfio_end_migration_locked(gdev);
+	return ret;
 }
 
 /* Into ERROR: the files disabled, the migration ended, DMA logging off. */
@@ -318,9 +333,11 @@ static void gpup_vfio_events_locked(struct gpup_vfio_dev *gdev)
 	/*
 	 * Caps that stopped (or started) matching change what a data_fd
 	 * answers: a poll() asleep at pre-copy's temporary end wakes to
-	 * EPOLLERR.
+	 * EPOLLERR.  Not while a reset is under way: the provider takes
+	 * no call for the VF then, and the reset's end looks again.
 	 */
-	if (test_and_clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events)) {
+	if (!gdev->reset_pending &&
+	    test_and_clear_bit(GPUP_VFIO_EV_CAPS, &gdev->events)) {
 		bool was_ok = gdev->caps_ok;
 
 		gpup_vfio_recheck_caps_locked(gdev);
@@ -379,7 +396,7 @@ static int gpup_vfio_finish_target_locked(struct gpup_vfio_dev *gdev)
 	int ret;
 
 	ret = gpup_vfio_resume_finish(gdev->resuming);
-	gpup_vfio_end_locked(gdev);
+	ret = gpup_vfio_end_locked(gdev) ?: ret;
 	if (!ret)
 		atomic64_inc(&gdev->stats.migrations_in);
 	return ret;
@@ -424,7 +441,7 @@ static struct file *gpup_vfio_step_locked(struct gpup_vfio_dev *gdev,
 		    new == VFIO_DEVICE_STATE_RUNNING_P2P) ||
 		   (cur == VFIO_DEVICE_STATE_STOP_COPY &&
 		    new == VFIO_DEVICE_STATE_STOP)) {
-		gpup_vfio_end_locked(gdev);
+		ret = gpup_vfio_end_locked(gdev);
 	} else if (cur == VFIO_DEVICE_STATE_STOP &&
 		   new == VFIO_DEVICE_STATE_RESUMING) {
 		return gpup_vfio_start_target_locked(gdev);
@@ -520,11 +537,13 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 				    PTR_ERR_OR_ZERO(res));
 		if (IS_ERR(res)) {
 			/*
-			 * A failed RESUMING -> STOP, or an arc that an
-			 * event failed: the device is in ERROR.
+			 * A failed RESUMING -> STOP, an arc that an event
+			 * failed, or one whose transfers hung: the device
+			 * is in ERROR.
 			 */
 			if (gdev->mig_state != VFIO_DEVICE_STATE_ERROR &&
 			    (gpup_vfio_fatal(gdev->mig_state) ||
+			     PTR_ERR(res) == -ETIMEDOUT ||
 			     gpup_vfio_event_err_locked(gdev)))
 				gpup_vfio_to_error_locked(gdev);
 			break;
@@ -620,6 +639,12 @@ static int gpup_vfio_reset_vf_locked(struct gpup_vfio_dev *gdev, bool flr)
 		ret = GPUP_OPS(gdev)->reset_done(GPUP_PF(gdev), gdev->vf_id);
 		trace_gpup_vfio_op(gdev->vf_id, "reset_done", 0, ret);
 	}
+	/*
+	 * The log ends with the reset; told only now, so that no call
+	 * reaches the VF between the provider's reset_prepare and
+	 * reset_done, and before reset_vf drops the provider's log.
+	 */
+	gpup_vfio_log_drop_locked(gdev);
 	if (!ret) {
 		ret = GPUP_OPS(gdev)->reset_vf(GPUP_PF(gdev), gdev->vf_id);
 		trace_gpup_vfio_op(gdev->vf_id, "reset_vf", 0, ret);
@@ -655,8 +680,10 @@ static struct gpup_provider *gpup_vfio_refresh_locked(struct gpup_vfio_dev *gdev
  * that left (its PF driver went) is looked up again, so a VF whose PF
  * driver came back recovers with one reset; its caps are checked again.
  *
- * Without a provider the VF cannot be reset, which matters only if the
- * provider had been told to pause or migrate it: the reset then fails.
+ * Without a provider the function reset alone resets the device; its
+ * migration arcs then fail with -ENODEV until a provider is attached.  A
+ * provider's error (reset_done, reset_vf) fails the reset: the device is
+ * then in ERROR, and the next reset tries again.
  */
 static void gpup_vfio_reset_device(struct gpup_vfio_dev *gdev)
 {
@@ -670,12 +697,21 @@ static void gpup_vfio_reset_device(struct gpup_vfio_dev *gdev)
 		goto out;
 	gdev->reset_pending = true;
 	gpup_vfio_clear_events_locked(gdev);
-	gpup_vfio_log_stop_locked(gdev);
 	old = gpup_vfio_refresh_locked(gdev);
-	if (gdev->prov)
+	/*
+	 * Without a provider the function reset is the whole reset: what
+	 * the provider held of the VF went with it, and a provider that
+	 * registers later starts the VF at power-on.
+	 */
+	if (gdev->prov) {
 		ret = gpup_vfio_reset_vf_locked(gdev, true);
-	else if (gdev->prepared || gdev->tracking || gdev->paused)
-		ret = -ENODEV;
+		/* Unregistered since the refresh: as if it were gone. */
+		if (ret == -ENODEV && READ_ONCE(gdev->prov->dead))
+			ret = 0;
+		ret = gpup_vfio_op_err(ret);
+	}
+	/* A log of a provider that left, or that could not be entered. */
+	gpup_vfio_log_stop_locked(gdev);
 	if (!ret)
 		gpup_vfio_clear_flags_locked(gdev);
 out:
@@ -694,8 +730,11 @@ static void gpup_vfio_reset_state_locked(struct gpup_vfio_dev *gdev)
 {
 	int err;
 
-	gpup_vfio_disable_files_locked(gdev);
+	/* reset_vf completed the transfers, or they hung: ERROR. */
+	err = gpup_vfio_disable_files_locked(gdev);
 	mutex_lock(&gdev->op_lock);
+	if (err && !gdev->reset_err)
+		gdev->reset_err = err;
 	err = gdev->reset_err;
 	gdev->reset_pending = false;
 	mutex_unlock(&gdev->op_lock);
@@ -703,6 +742,9 @@ static void gpup_vfio_reset_state_locked(struct gpup_vfio_dev *gdev)
 				VFIO_DEVICE_STATE_RUNNING;
 	if (err)
 		atomic_set(&gdev->stats.last_error, err);
+	/* New caps announced while the reset kept the provider quiet. */
+	if (test_bit(GPUP_VFIO_EV_CAPS, &gdev->events))
+		schedule_work(&gdev->event_work);
 	wake_up_interruptible_all(&gdev->waitq);
 }
 
@@ -751,8 +793,15 @@ void gpup_vfio_reset_prepare(struct pci_dev *pdev)
 	if (!gdev->migratable)
 		return;
 	mutex_lock(&gdev->op_lock);
-	if (gdev->opened)
+	/*
+	 * Quiet until reset_done: every provider call of the data_fds, the
+	 * arcs and DMA logging fails at the gate from now on (-EAGAIN), and
+	 * the reset disables the files.
+	 */
+	if (gdev->opened) {
+		gdev->reset_pending = true;
 		old = gpup_vfio_refresh_locked(gdev);
+	}
 	/* The ops may be freed once the provider is dead: fence first. */
 	if (gdev->opened && gdev->prov && !gpup_provider_enter(gdev->prov)) {
 		if (GPUP_OPS(gdev)->reset_prepare) {
@@ -840,6 +889,7 @@ void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev)
 	spin_lock_init(&gdev->reset_lock);
 	init_waitqueue_head(&gdev->waitq);
 	init_waitqueue_head(&gdev->hold_wq);
+	xa_init(&gdev->log_parts);
 	INIT_WORK(&gdev->event_work, gpup_vfio_event_work);
 	gdev->mig_state = VFIO_DEVICE_STATE_RUNNING;
 }
@@ -888,13 +938,23 @@ void gpup_vfio_mig_close(struct gpup_vfio_dev *gdev)
 	int ret;
 
 	mutex_lock(&gdev->state_mutex);
-	gpup_vfio_disable_files_locked(gdev);
+	/*
+	 * The files call the provider no more (their generation moves on);
+	 * reset_vf, which completes every transfer the provider accepted,
+	 * comes before the drain, so that a copy engine stuck until a reset
+	 * does not hold up the close.  An engine stuck beyond it is waited
+	 * for xfer_timeout_ms, and its file's buffers left allocated.
+	 */
 	mutex_lock(&gdev->op_lock);
+	gdev->gen++;
 	gpup_vfio_log_stop_locked(gdev);
 	ret = gdev->prov ? gpup_vfio_reset_vf_locked(gdev, false) : 0;
 	if (ret && ret != -ENODEV)
 		pci_warn(gdev->core.pdev, "gpup: VF not scrubbed on close: %d\n",
 			 ret);
+	mutex_unlock(&gdev->op_lock);
+	gpup_vfio_disable_files_locked(gdev);
+	mutex_lock(&gdev->op_lock);
 	gpup_vfio_clear_flags_locked(gdev);
 	prov = gpup_vfio_detach_locked(gdev);
 	gpup_vfio_clear_events_locked(gdev);

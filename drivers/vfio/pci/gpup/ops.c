@@ -9,6 +9,7 @@
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
+#include <linux/module.h>
 #include <linux/pci.h>
 
 #include "gpup_vfio.h"
@@ -151,17 +152,47 @@ bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev)
 }
 
 /**
+ * gpup_vfio_vram_xfer() - hand a bulk transfer to the provider
+ * @gdev: the VF, entered (gpup_vfio_op_enter())
+ * @xfer: the transfer
+ *
+ * A transfer the provider queues holds a reference on this module until
+ * gpup_xfer_complete() has run its done(): the completion callback's
+ * code cannot go while it runs, even if the waiter it woke releases the
+ * file and the module's last other user at once.
+ *
+ * Return: what vram_xfer returned (-EINPROGRESS: queued); -EOPNOTSUPP
+ * without the op.
+ */
+int gpup_vfio_vram_xfer(struct gpup_vfio_dev *gdev,
+			struct gpup_vram_xfer *xfer)
+{
+	int ret;
+
+	if (!GPUP_OPS(gdev)->vram_xfer)
+		return -EOPNOTSUPP;
+	xfer->owner = THIS_MODULE;
+	__module_get(THIS_MODULE);
+	ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id, xfer);
+	if (ret != -EINPROGRESS)
+		module_put(THIS_MODULE);
+	return ret;
+}
+
+/**
  * gpup_vfio_caps_match() - whether two caps describe the same migration
  * @a: caps
  * @b: caps
  *
  * Return: true if every field a stream or the migration flags depend on
- * is equal.
+ * is equal.  %GPUP_CAP_DMA_LOGGING is not one of them: whether the
+ * attached provider logs DMA is checked when logging starts.
  */
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b)
 {
-	return a->flags == b->flags && a->provider_id == b->provider_id &&
+	return !((a->flags ^ b->flags) & ~GPUP_CAP_DMA_LOGGING) &&
+	       a->provider_id == b->provider_id &&
 	       a->profile_id == b->profile_id &&
 	       a->page_size == b->page_size && a->vram_size == b->vram_size &&
 	       a->max_immutable_size == b->max_immutable_size &&

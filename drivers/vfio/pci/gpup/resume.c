@@ -49,6 +49,7 @@
 
 /**
  * struct gpup_resume_buf - a gather buffer and its transfer
+ * @rf: the file it belongs to
  * @data: vmalloc'ed, gather_cap bytes
  * @pages: the pages of @data (bulk only)
  * @seg: the VRAM ranges of the gathered bytes, in their order in @data
@@ -60,6 +61,7 @@
  *	provider's
  */
 struct gpup_resume_buf {
+	struct gpup_resume_file *rf;
 	u8 *data;
 	struct page **pages;
 	struct gpup_vram_seg seg[GPUP_RESUME_SEGS];
@@ -157,13 +159,18 @@ static int gpup_resume_record(struct gpup_resume_file *rf,
 	return 0;
 }
 
+static void gpup_resume_free(struct gpup_resume_file *rf);
+
 static void gpup_resume_xfer_done(struct gpup_vram_xfer *xfer, int status)
 {
 	struct gpup_resume_buf *b = xfer->priv;
+	struct gpup_resume_file *rf = b->rf;
 
-	/* Nothing but the completion: the file may go once it fired. */
 	b->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
 	complete(&b->done);
+	/* The transfer's reference: the file's memory may go with it. */
+	if (refcount_dec_and_test(&rf->mf.refs))
+		gpup_resume_free(rf);
 }
 
 /* The pages of @b's segments are in VRAM now. */
@@ -181,15 +188,19 @@ static void gpup_resume_written(struct gpup_resume_file *rf,
 
 /*
  * Wait for @b's transfer, if one is in flight, outside op_lock (the
- * provider completes it before any reset_vf returns).  Returns its
- * result.
+ * provider completes it before any reset_vf returns), xfer_timeout_ms
+ * at most.  Returns its result, or -ETIMEDOUT.
  */
 static int gpup_resume_wait(struct gpup_resume_file *rf,
 			    struct gpup_resume_buf *b)
 {
+	int ret;
+
 	if (!b->inflight)
 		return 0;
-	wait_for_completion(&b->done);
+	ret = gpup_vfio_file_wait(&rf->mf, &b->done, false);
+	if (ret)
+		return ret;
 	b->inflight = false;
 	/* As vram_write: the bytes moved, or the error. */
 	trace_gpup_vfio_op(rf->mf.gdev->vf_id, "vram_xfer", b->seg[0].offset,
@@ -219,13 +230,25 @@ static int gpup_resume_drain_locked(struct gpup_resume_file *rf)
  * gpup_vfio_resume_drain() - wait for a resume file's transfers
  * @rf: the resume file, being disabled
  *
- * Context: the caller holds the device's state_mutex.
+ * Bounded as gpup_vfio_save_drain() is.
+ *
+ * Context: the caller holds the device's state_mutex (or is release).
+ * Return: 0, or -ETIMEDOUT with a transfer still in flight.
  */
-void gpup_vfio_resume_drain(struct gpup_resume_file *rf)
+int gpup_vfio_resume_drain(struct gpup_resume_file *rf)
 {
+	int ret, i;
+
 	mutex_lock(&rf->mf.lock);
 	gpup_resume_drain_locked(rf);
+	ret = 0;
+	for (i = 0; i < GPUP_RESUME_BUFS; i++)
+		if (rf->buf[i].inflight)
+			ret = -ETIMEDOUT;
+	if (ret && !rf->mf.error)
+		rf->mf.error = ret;
 	mutex_unlock(&rf->mf.lock);
+	return ret;
 }
 
 /*
@@ -245,10 +268,11 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
 	if (ret)
 		return ret;
-	ret = -EOPNOTSUPP;
-	if (GPUP_OPS(gdev)->vram_xfer)
-		ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id,
-						&b->xfer);
+	/* done() may come before the call returns. */
+	refcount_inc(&rf->mf.refs);
+	ret = gpup_vfio_vram_xfer(gdev, &b->xfer);
+	if (ret != -EINPROGRESS)
+		refcount_dec(&rf->mf.refs);
 	gpup_vfio_op_exit(gdev);
 	if (ret == -EINPROGRESS) {
 		b->inflight = true;
@@ -597,16 +621,26 @@ static int gpup_resume_release(struct inode *inode, struct file *filp)
 {
 	struct gpup_resume_file *rf = filp->private_data;
 
-	/* Never free pages a transfer still reads. */
+	/*
+	 * Never free pages a transfer still reads: a hung one keeps the
+	 * file's memory until its done() drops the last reference.
+	 */
 	gpup_vfio_resume_drain(rf);
+	gpup_vfio_file_fini(&rf->mf);
+	if (refcount_dec_and_test(&rf->mf.refs))
+		gpup_resume_free(rf);
+	return 0;
+}
+
+/* The file's memory, once no transfer holds it (see gpup_mig_file). */
+static void gpup_resume_free(struct gpup_resume_file *rf)
+{
 	kvfree(rf->imm);
 	kvfree(rf->mut);
 	gpup_vfio_bitmap_free(rf->seen);
 	gpup_resume_bufs_free(rf);
 	kvfree(rf->stage);
-	gpup_vfio_file_fini(&rf->mf);
 	kfree(rf);
-	return 0;
 }
 
 static const struct file_operations gpup_resume_fops = {
@@ -624,6 +658,7 @@ static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 
 	for (i = 0; i < (rf->bulk ? GPUP_RESUME_BUFS : 1); i++) {
 		b = &rf->buf[i];
+		b->rf = rf;
 		init_completion(&b->done);
 		b->data = __vmalloc(rf->gather_cap,
 				    GFP_KERNEL_ACCOUNT | __GFP_NOWARN);

@@ -91,6 +91,7 @@ enum gpup_slot_state {
 
 /**
  * struct gpup_save_slot - the buffer of a few VRAM records
+ * @sf: the file it belongs to
  * @buf: vmalloc'ed, one window (run_pages pages): the runs' bytes back
  *	to back
  * @pages: the pages of @buf (bulk only)
@@ -110,6 +111,7 @@ enum gpup_slot_state {
  * @rec: the record and run headers of run @next
  */
 struct gpup_save_slot {
+	struct gpup_save_file *sf;
 	u8 *buf;
 	struct page **pages;
 	struct gpup_vram_seg seg[GPUP_SLOT_RUNS];
@@ -270,13 +272,18 @@ static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
 	return gpup_vfio_op_err(ret);
 }
 
+static void gpup_save_free(struct gpup_save_file *sf);
+
 static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 {
 	struct gpup_save_slot *slot = xfer->priv;
+	struct gpup_save_file *sf = slot->sf;
 
-	/* Nothing but the completion: the file may go once it fired. */
 	slot->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
 	complete(&slot->done);
+	/* The transfer's reference: the file's memory may go with it. */
+	if (refcount_dec_and_test(&sf->mf.refs))
+		gpup_save_free(sf);
 }
 
 /* Bytes of the records of @slot's runs from @from on. */
@@ -331,11 +338,11 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 		slot->xfer.npages = ((size_t)slot->npages *
 				     gdev->caps.page_size) >> PAGE_SHIFT;
 		reinit_completion(&slot->done);
-		ret = -EOPNOTSUPP;
-		if (GPUP_OPS(gdev)->vram_xfer)
-			ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev),
-							gdev->vf_id,
-							&slot->xfer);
+		/* done() may come before the call returns. */
+		refcount_inc(&sf->mf.refs);
+		ret = gpup_vfio_vram_xfer(gdev, &slot->xfer);
+		if (ret != -EINPROGRESS)
+			refcount_dec(&sf->mf.refs);
 		/* Traced with its bytes when handed out, here if refused. */
 		if (ret && ret != -EINPROGRESS)
 			trace_gpup_vfio_op(gdev->vf_id, "vram_xfer",
@@ -372,17 +379,20 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 	return ret;
 }
 
-/* Wait for @slot's transfer; -EINTR (not sticky) for a fatal signal. */
-static int gpup_save_slot_wait(struct gpup_save_slot *slot, bool killable)
+/*
+ * Wait for @slot's transfer: -EINTR (not sticky) for a fatal signal,
+ * -ETIMEDOUT for a transfer that did not complete in time.
+ */
+static int gpup_save_slot_wait(struct gpup_save_file *sf,
+			       struct gpup_save_slot *slot, bool killable)
 {
+	int ret;
+
 	if (slot->state != GPUP_SLOT_INFLIGHT)
 		return 0;
-	if (killable) {
-		if (wait_for_completion_killable(&slot->done))
-			return -EINTR;
-	} else {
-		wait_for_completion(&slot->done);
-	}
+	ret = gpup_vfio_file_wait(&sf->mf, &slot->done, killable);
+	if (ret)
+		return ret;
 	slot->state = GPUP_SLOT_READY;
 	return 0;
 }
@@ -438,7 +448,7 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	struct gpup_save_slot *slot = &sf->slot[sf->slot_head];
 	int ret;
 
-	ret = gpup_save_slot_wait(slot, true);
+	ret = gpup_save_slot_wait(sf, slot, true);
 	if (ret)
 		return ret;
 	sf->slot_head = (sf->slot_head + 1) % sf->depth;
@@ -904,14 +914,19 @@ static __poll_t gpup_save_poll(struct file *filp, poll_table *wait)
 	return mask;
 }
 
-/* Wait until no slot's pages are a transfer's; caller holds mf.lock. */
-static void gpup_save_drain_locked(struct gpup_save_file *sf)
+/*
+ * Wait until no slot's pages are a transfer's, or one timed out; caller
+ * holds mf.lock.  Returns 0 or -ETIMEDOUT.
+ */
+static int gpup_save_drain_locked(struct gpup_save_file *sf)
 {
 	unsigned int i;
+	int ret = 0;
 
 	lockdep_assert_held(&sf->mf.lock);
 	for (i = 0; i < sf->depth; i++)
-		gpup_save_slot_wait(&sf->slot[i], false);
+		ret = gpup_save_slot_wait(sf, &sf->slot[i], false) ?: ret;
+	return ret;
 }
 
 /**
@@ -919,16 +934,23 @@ static void gpup_save_drain_locked(struct gpup_save_file *sf)
  * @sf: the save file, being disabled
  *
  * The provider completes every transfer it accepted (before reset_vf
- * returns, before it unregisters), so this does not hang.  The results
- * stay in their slots; a disabled file never hands them out.
+ * returns, before it unregisters); a copy engine that hangs anyway is
+ * waited for xfer_timeout_ms at most, once per file.  The results stay
+ * in their slots; a disabled file never hands them out.
  *
  * Context: the caller holds the device's state_mutex (or is release).
+ * Return: 0, or -ETIMEDOUT with a transfer still in flight.
  */
-void gpup_vfio_save_drain(struct gpup_save_file *sf)
+int gpup_vfio_save_drain(struct gpup_save_file *sf)
 {
+	int ret;
+
 	mutex_lock(&sf->mf.lock);
-	gpup_save_drain_locked(sf);
+	ret = gpup_save_drain_locked(sf);
+	if (ret && !sf->mf.error)
+		sf->mf.error = ret;
 	mutex_unlock(&sf->mf.lock);
+	return ret;
 }
 
 static void gpup_save_slots_free(struct gpup_save_file *sf)
@@ -953,6 +975,7 @@ static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 
 	for (i = 0; i < sf->depth; i++) {
 		slot = &sf->slot[i];
+		slot->sf = sf;
 		init_completion(&slot->done);
 		slot->buf = __vmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slot->buf)
@@ -979,15 +1002,25 @@ static int gpup_save_release(struct inode *inode, struct file *filp)
 {
 	struct gpup_save_file *sf = filp->private_data;
 
-	/* Never free pages a transfer still writes. */
+	/*
+	 * Never free pages a transfer still writes: a hung one keeps the
+	 * file's memory until its done() drops the last reference.
+	 */
 	gpup_vfio_save_drain(sf);
+	gpup_vfio_file_fini(&sf->mf);
+	if (refcount_dec_and_test(&sf->mf.refs))
+		gpup_save_free(sf);
+	return 0;
+}
+
+/* The file's memory, once no transfer holds it (see gpup_mig_file). */
+static void gpup_save_free(struct gpup_save_file *sf)
+{
 	kvfree(sf->head);
 	kvfree(sf->mut);
 	gpup_vfio_bitmap_free(sf->win);
 	gpup_save_slots_free(sf);
-	gpup_vfio_file_fini(&sf->mf);
 	kfree(sf);
-	return 0;
 }
 
 static const struct file_operations gpup_save_fops = {
