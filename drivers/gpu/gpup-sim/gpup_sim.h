@@ -233,9 +233,20 @@ struct gpup_sim_vf {
 	struct dentry *dir;
 };
 
+/* What DMA logging a PF offers (the dma_log parameter, at probe). */
+enum gpup_sim_dma_log_variant {
+	GPUP_SIM_DMA_LOG_FULL,
+	GPUP_SIM_DMA_LOG_NONE,
+	GPUP_SIM_DMA_LOG_CAP_ONLY,
+	GPUP_SIM_DMA_LOG_OPS_ONLY,
+	GPUP_SIM_DMA_LOG_NO_STOP,
+};
+
 /**
  * struct gpup_sim_pf - the simulated PF
  * @pdev: the PF
+ * @dma_log: what DMA logging it offers (enum gpup_sim_dma_log_variant),
+ *	the dma_log parameter when it was bound
  * @ops: the ops registered for this PF: a copy of gpup_sim_ops that
  *	lives as long as the binding (device-managed), as a PF driver that
  *	keeps its ops in per-device memory would have them
@@ -246,18 +257,9 @@ struct gpup_sim_vf {
  * @vfs: their state
  * @dir: debugfs directory of the PF
  */
-/* What DMA logging a PF offers (the dma_log parameter, at probe). */
-enum gpup_sim_dma_log_variant {
-	GPUP_SIM_DMA_LOG_FULL,
-	GPUP_SIM_DMA_LOG_NONE,
-	GPUP_SIM_DMA_LOG_CAP_ONLY,
-	GPUP_SIM_DMA_LOG_OPS_ONLY,
-	GPUP_SIM_DMA_LOG_NO_STOP,
-};
-
 struct gpup_sim_pf {
 	struct pci_dev *pdev;
-	unsigned int dma_log;		/* enum gpup_sim_dma_log_variant */
+	unsigned int dma_log;
 	const struct gpup_migration_ops *ops;
 	struct gpup_provider *prov;
 	struct rw_semaphore vfs_rwsem;	/* protects vfs and nvfs */

@@ -27,7 +27,7 @@ unsigned int gpup_sim_profile_id = 1;
 module_param_named(profile, gpup_sim_profile_id, uint, 0444);
 MODULE_PARM_DESC(profile, "profile of new VFs (1: 4 engines, 2: 2 engines)");
 
-unsigned int gpup_sim_dma_log;
+static unsigned int gpup_sim_dma_log;
 module_param_named(dma_log, gpup_sim_dma_log, uint, 0644);
 MODULE_PARM_DESC(dma_log, "DMA logging a PF bound from then on offers, for the selftests: 0 cap and ops (default), 1 neither, 2 the cap without the ops, 3 the ops without the cap, 4 dma_log_start and dma_log_read without dma_log_stop");
 

@@ -92,6 +92,9 @@ struct gpup_vfio_stats {
  * @mig_state: the VFIO migration state
  * @saving: the save file of PRE_COPY/STOP_COPY, holding a file reference
  * @resuming: the resume file of RESUMING, holding a file reference
+ * @drain_hung: the files' last disabling met a transfer that did not
+ *	complete within xfer_timeout_ms (under @state_mutex): the arc that
+ *	disabled them fails into ERROR
  * @reset_lock: protects @deferred_reset
  * @deferred_reset: a reset's device part is done; its software part (the
  *	files, @mig_state) waits for the next unlock of @state_mutex
@@ -152,6 +155,7 @@ struct gpup_vfio_dev {
 	enum vfio_device_mig_state mig_state;
 	struct gpup_save_file *saving;
 	struct gpup_resume_file *resuming;
+	bool drain_hung;
 
 	spinlock_t reset_lock;		/* protects deferred_reset */
 	bool deferred_reset;

@@ -203,6 +203,8 @@ static int gpup_vfio_disable_files_locked(struct gpup_vfio_dev *gdev)
 		ret = gpup_vfio_resume_drain(resuming) ?: ret;
 		fput(gpup_vfio_resume_filp(resuming));
 	}
+	if (ret)
+		gdev->drain_hung = true;
 	return ret;
 }
 
@@ -525,6 +527,7 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 			goto out;
 		}
 	}
+	gdev->drain_hung = false;
 	while (new_state != gdev->mig_state) {
 		ret = vfio_mig_get_next_state(vdev, gdev->mig_state,
 					      new_state, &next);
@@ -538,12 +541,13 @@ gpup_vfio_set_device_state(struct vfio_device *vdev,
 		if (IS_ERR(res)) {
 			/*
 			 * A failed RESUMING -> STOP, an arc that an event
-			 * failed, or one whose transfers hung: the device
-			 * is in ERROR.
+			 * failed, or one whose transfers hung (not a
+			 * provider's own -ETIMEDOUT): the device is in
+			 * ERROR.
 			 */
 			if (gdev->mig_state != VFIO_DEVICE_STATE_ERROR &&
 			    (gpup_vfio_fatal(gdev->mig_state) ||
-			     PTR_ERR(res) == -ETIMEDOUT ||
+			     gdev->drain_hung ||
 			     gpup_vfio_event_err_locked(gdev)))
 				gpup_vfio_to_error_locked(gdev);
 			break;
