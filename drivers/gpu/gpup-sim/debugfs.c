@@ -121,27 +121,23 @@ static int gpup_sim_u64_show(struct seq_file *s, u64 v)
 	return 0;
 }
 
-static int gpup_sim_steps_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = vf->sched.steps;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
+/* The show of a number of VF @vf read under its lock: @expr. */
+#define GPUP_SIM_LOCKED_SHOW(name, expr)				\
+static int gpup_sim_##name##_show(struct seq_file *s, void *unused)	\
+{									\
+	struct gpup_sim_vf *vf = s->private;				\
+	u64 v;								\
+									\
+	mutex_lock(&vf->lock);						\
+	v = (expr);							\
+	mutex_unlock(&vf->lock);					\
+	return gpup_sim_u64_show(s, v);					\
 }
 
-static int gpup_sim_dirty_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
+GPUP_SIM_LOCKED_SHOW(steps, vf->sched.steps)
 
-	mutex_lock(&vf->lock);
-	v = bitmap_weight(vf->dirty, vf->vram_size / GPUP_SIM_PAGE_SIZE);
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(dirty, bitmap_weight(vf->dirty,
+					  vf->vram_size / GPUP_SIM_PAGE_SIZE))
 
 static int gpup_sim_free_run_show(struct seq_file *s, void *unused)
 {
@@ -150,16 +146,7 @@ static int gpup_sim_free_run_show(struct seq_file *s, void *unused)
 	return gpup_sim_u64_show(s, READ_ONCE(vf->free_run));
 }
 
-static int gpup_sim_ticks_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = vf->ticks;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(ticks, vf->ticks)
 
 static int gpup_sim_paused_show(struct seq_file *s, void *unused)
 {
@@ -189,16 +176,7 @@ static int gpup_sim_tracking_show(struct seq_file *s, void *unused)
 	return gpup_sim_u64_show(s, READ_ONCE(vf->track_refs));
 }
 
-static int gpup_sim_violations_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = vf->violations;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(violations, vf->violations)
 
 static int gpup_sim_dma_window_show(struct seq_file *s, void *unused)
 {
@@ -210,38 +188,11 @@ static int gpup_sim_dma_window_show(struct seq_file *s, void *unused)
 	return 0;
 }
 
-static int gpup_sim_dma_writes_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
+GPUP_SIM_LOCKED_SHOW(dma_writes, vf->dma_writes)
 
-	mutex_lock(&vf->lock);
-	v = vf->dma_writes;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(dma_faults, vf->dma_faults)
 
-static int gpup_sim_dma_faults_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = vf->dma_faults;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
-
-static int gpup_sim_dma_logged_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = gpup_sim_dma_logged_count_locked(vf);
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(dma_logged, gpup_sim_dma_logged_count_locked(vf))
 
 static int gpup_sim_xfer_stats_show(struct seq_file *s, void *unused)
 {
@@ -257,49 +208,13 @@ static int gpup_sim_xfer_stats_show(struct seq_file *s, void *unused)
 	return 0;
 }
 
-static int gpup_sim_xfer_lifo_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
+GPUP_SIM_LOCKED_SHOW(xfer_lifo, vf->xfer_lifo)
 
-	mutex_lock(&vf->lock);
-	v = vf->xfer_lifo;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(xfer_sync, vf->xfer_sync)
 
-static int gpup_sim_xfer_sync_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
+GPUP_SIM_LOCKED_SHOW(xfer_hold, vf->xfer_hold)
 
-	mutex_lock(&vf->lock);
-	v = vf->xfer_sync;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
-
-static int gpup_sim_xfer_hold_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = vf->xfer_hold;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
-
-static int gpup_sim_xfer_delay_show(struct seq_file *s, void *unused)
-{
-	struct gpup_sim_vf *vf = s->private;
-	u64 v;
-
-	mutex_lock(&vf->lock);
-	v = vf->xfer_delay_us;
-	mutex_unlock(&vf->lock);
-	return gpup_sim_u64_show(s, v);
-}
+GPUP_SIM_LOCKED_SHOW(xfer_delay, vf->xfer_delay_us)
 
 /* "<op> <errno>", "<op> oversize", "<op> skip", "dma_log drop|stop" */
 static int gpup_sim_parse_fault(const char *buf, char *op,

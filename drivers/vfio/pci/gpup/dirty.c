@@ -157,8 +157,9 @@ void gpup_vfio_log_stop_locked(struct gpup_vfio_dev *gdev)
 	if (gdev->prov && !gpup_provider_enter(gdev->prov)) {
 		gpup_vfio_log_drop_locked(gdev);
 		gpup_provider_exit(gdev->prov);
+	} else {
+		gpup_vfio_log_forget_locked(gdev);
 	}
-	gpup_vfio_log_forget_locked(gdev);
 }
 
 static int gpup_vfio_log_stop(struct vfio_device *vdev)

@@ -11,6 +11,7 @@
 #include <linux/completion.h>
 #include <linux/fs.h>
 #include <linux/jiffies.h>
+#include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
 
@@ -81,6 +82,53 @@ int gpup_vfio_file_alive(struct gpup_mig_file *mf)
 	if (!ret)
 		gpup_vfio_op_exit(mf->gdev);
 	return ret;
+}
+
+/**
+ * gpup_vfio_file_xfer() - hand a bulk transfer of the file to the provider
+ * @mf: the file; the caller has entered its device (gpup_vfio_op_enter())
+ * @xfer: the transfer, whose buffer is the file's
+ *
+ * A transfer the provider queues holds two references until its done()
+ * has run: one on the file's memory, dropped by done() itself through
+ * gpup_vfio_file_put(), so that a transfer completing after release
+ * writes memory still allocated; and one on this module, dropped by
+ * gpup_xfer_complete() once done() returned, so that the callback's code
+ * cannot go while it runs.  done() may come before vram_xfer returns:
+ * both are taken first.
+ *
+ * Return: what vram_xfer returned (-EINPROGRESS: queued); -EOPNOTSUPP
+ * without the op.
+ */
+int gpup_vfio_file_xfer(struct gpup_mig_file *mf, struct gpup_vram_xfer *xfer)
+{
+	struct gpup_vfio_dev *gdev = mf->gdev;
+	int ret;
+
+	if (!GPUP_OPS(gdev)->vram_xfer)
+		return -EOPNOTSUPP;
+	xfer->owner = THIS_MODULE;
+	refcount_inc(&mf->refs);
+	__module_get(THIS_MODULE);
+	ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id, xfer);
+	if (ret != -EINPROGRESS) {
+		module_put(THIS_MODULE);
+		refcount_dec(&mf->refs);
+	}
+	return ret;
+}
+
+/**
+ * gpup_vfio_file_put() - drop a reference on the file's memory
+ * @mf: the file
+ *
+ * Release drops the file's own reference, done() a transfer's.
+ *
+ * Return: true if it was the last: the caller frees the file's memory.
+ */
+bool gpup_vfio_file_put(struct gpup_mig_file *mf)
+{
+	return refcount_dec_and_test(&mf->refs);
 }
 
 /**

@@ -50,6 +50,8 @@ int gpup_vfio_file_init(struct gpup_mig_file *mf, struct gpup_vfio_dev *gdev,
 		       int flags);
 void gpup_vfio_file_fini(struct gpup_mig_file *mf);
 int gpup_vfio_file_alive(struct gpup_mig_file *mf);
+int gpup_vfio_file_xfer(struct gpup_mig_file *mf, struct gpup_vram_xfer *xfer);
+bool gpup_vfio_file_put(struct gpup_mig_file *mf);
 int gpup_vfio_file_wait(struct gpup_mig_file *mf, struct completion *done,
 			bool killable);
 unsigned long *gpup_vfio_bitmap_alloc(u64 nbits);

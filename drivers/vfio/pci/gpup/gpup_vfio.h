@@ -207,8 +207,6 @@ extern unsigned int gpup_vfio_xfer_timeout_ms;
 extern bool gpup_vfio_test_hooks;
 
 /* ops.c: provider calls for one VF, serialised, fenced, checked against @gen */
-int gpup_vfio_vram_xfer(struct gpup_vfio_dev *gdev,
-			struct gpup_vram_xfer *xfer);
 bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b);
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);

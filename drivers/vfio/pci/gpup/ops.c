@@ -9,7 +9,6 @@
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
-#include <linux/module.h>
 #include <linux/pci.h>
 
 #include "gpup_vfio.h"
@@ -149,34 +148,6 @@ bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev)
 	bulk = !!GPUP_OPS(gdev)->vram_xfer;
 	gpup_vfio_op_exit(gdev);
 	return bulk;
-}
-
-/**
- * gpup_vfio_vram_xfer() - hand a bulk transfer to the provider
- * @gdev: the VF, entered (gpup_vfio_op_enter())
- * @xfer: the transfer
- *
- * A transfer the provider queues holds a reference on this module until
- * gpup_xfer_complete() has run its done(): the completion callback's
- * code cannot go while it runs, even if the waiter it woke releases the
- * file and the module's last other user at once.
- *
- * Return: what vram_xfer returned (-EINPROGRESS: queued); -EOPNOTSUPP
- * without the op.
- */
-int gpup_vfio_vram_xfer(struct gpup_vfio_dev *gdev,
-			struct gpup_vram_xfer *xfer)
-{
-	int ret;
-
-	if (!GPUP_OPS(gdev)->vram_xfer)
-		return -EOPNOTSUPP;
-	xfer->owner = THIS_MODULE;
-	__module_get(THIS_MODULE);
-	ret = GPUP_OPS(gdev)->vram_xfer(GPUP_PF(gdev), gdev->vf_id, xfer);
-	if (ret != -EINPROGRESS)
-		module_put(THIS_MODULE);
-	return ret;
 }
 
 /**

@@ -169,7 +169,7 @@ static void gpup_resume_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	b->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
 	complete(&b->done);
 	/* The transfer's reference: the file's memory may go with it. */
-	if (refcount_dec_and_test(&rf->mf.refs))
+	if (gpup_vfio_file_put(&rf->mf))
 		gpup_resume_free(rf);
 }
 
@@ -268,11 +268,7 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
 	if (ret)
 		return ret;
-	/* done() may come before the call returns. */
-	refcount_inc(&rf->mf.refs);
-	ret = gpup_vfio_vram_xfer(gdev, &b->xfer);
-	if (ret != -EINPROGRESS)
-		refcount_dec(&rf->mf.refs);
+	ret = gpup_vfio_file_xfer(&rf->mf, &b->xfer);
 	gpup_vfio_op_exit(gdev);
 	if (ret == -EINPROGRESS) {
 		b->inflight = true;
@@ -627,7 +623,7 @@ static int gpup_resume_release(struct inode *inode, struct file *filp)
 	 */
 	gpup_vfio_resume_drain(rf);
 	gpup_vfio_file_fini(&rf->mf);
-	if (refcount_dec_and_test(&rf->mf.refs))
+	if (gpup_vfio_file_put(&rf->mf))
 		gpup_resume_free(rf);
 	return 0;
 }

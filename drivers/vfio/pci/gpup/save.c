@@ -282,7 +282,7 @@ static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	slot->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
 	complete(&slot->done);
 	/* The transfer's reference: the file's memory may go with it. */
-	if (refcount_dec_and_test(&sf->mf.refs))
+	if (gpup_vfio_file_put(&sf->mf))
 		gpup_save_free(sf);
 }
 
@@ -338,11 +338,7 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 		slot->xfer.npages = ((size_t)slot->npages *
 				     gdev->caps.page_size) >> PAGE_SHIFT;
 		reinit_completion(&slot->done);
-		/* done() may come before the call returns. */
-		refcount_inc(&sf->mf.refs);
-		ret = gpup_vfio_vram_xfer(gdev, &slot->xfer);
-		if (ret != -EINPROGRESS)
-			refcount_dec(&sf->mf.refs);
+		ret = gpup_vfio_file_xfer(&sf->mf, &slot->xfer);
 		/* Traced with its bytes when handed out, here if refused. */
 		if (ret && ret != -EINPROGRESS)
 			trace_gpup_vfio_op(gdev->vf_id, "vram_xfer",
@@ -1008,7 +1004,7 @@ static int gpup_save_release(struct inode *inode, struct file *filp)
 	 */
 	gpup_vfio_save_drain(sf);
 	gpup_vfio_file_fini(&sf->mf);
-	if (refcount_dec_and_test(&sf->mf.refs))
+	if (gpup_vfio_file_put(&sf->mf))
 		gpup_save_free(sf);
 	return 0;
 }
