@@ -14,6 +14,9 @@
 #                                   host A of two: the tests across hosts
 #   migrate.py demo-two-hosts PEER:PORT VF1 VF2 VF3
 #                                   one migration from host A to host B
+#   migrate.py bench-two-hosts PEER:PORT VF1 VF2 VF3
+#                                   three at once from A to B, VRAM in
+#                                   bulk then per range: BENCH lines
 #   migrate.py call PEER:PORT FN [ARG...]
 #                                   one call on host B, for shell tests:
 #                                   prints what it returns (a list a line;
@@ -258,6 +261,11 @@ class LocalHost:
             time.sleep(0.05)
         return False
 
+    def set_param(self, name, val):
+        """gpup_vfio_pci's module parameter @name (bulk_xfer, ...)."""
+        with open("/sys/module/gpup_vfio_pci/parameters/" + name, "w") as f:
+            f.write(str(val))
+
     def steps_advance(self, vf, timeout=30.0):
         start = int(self.sim_read(vf, "steps"))
         deadline = time.monotonic() + timeout
@@ -427,6 +435,32 @@ def rebind(vf):
 
 def vfio_status(vf):
     return vf.host.vfio_status(str(vf))
+
+
+def log_passes(vf, what):
+    """
+    The VRAM passes of @vf's last save stream, from gpup_vfio_pci's
+    debugfs: per pass the bytes sent, the pages dirty at its end, the
+    reads (transfers) and the ones read() waited for, their latency and
+    the pass's time.
+    """
+    try:
+        lines = vf.host.get_file(os.path.join(VFIO, str(vf),
+                                              "passes")).decode().split("\n")
+    except (OSError, QMPError) as e:
+        log("%s: no passes (%s)" % (what, e))
+        return
+    for ln in lines[1:]:
+        f = ln.split()
+        if len(f) != 10:
+            continue
+        reads = max(int(f[3]), 1)
+        log("%s: pass %s%s: %d KiB sent, %s pages dirty left, %s reads, "
+            "%s stalled %.1f ms, read latency avg %d us max %s us, "
+            "pass %.1f ms" % (what, f[0], " (stop-copy)" if f[9] == "1"
+                              else "", int(f[1]) >> 10, f[2], f[3], f[4],
+                              int(f[5]) / 1000.0, int(f[6]) // reads, f[7],
+                              int(f[8]) / 1000.0))
 
 
 def wait_vf_state(vf, state, timeout=60.0):
@@ -1002,6 +1036,7 @@ def several_at_once(tap, avfs, bvfs):
             equal = sim_read(avfs[i], "digest") == sim_read(bvfs[i],
                                                             "digest")
             window = vm_a.window("src") == vm_b.window("dst")
+            log_passes(avfs[i], "at once %d" % i)
             res[i] = (t0, t1, info, equal, window)
             vm_a.quit()
             vm_b.quit()
@@ -1041,6 +1076,55 @@ def several_at_once(tap, avfs, bvfs):
     for vf in avfs + bvfs:
         sim_write(vf, "free_run", 1)
     MODE.mem = mem
+    return res
+
+
+def bench_two_hosts(peer, local_vfs):
+    """
+    The three migrations at once from host A to host B, with the VFs'
+    VRAM moved in bulk (vram_xfer), then per range, on both hosts: each
+    mode's mean QEMU total time and downtime, and bulk's ratio to per
+    range (below 1: bulk is quicker).
+    """
+    remote = peer_host(peer)
+    remote.connect(timeout=900)
+    LOCAL.addr = own_addr()
+    avfs = [VF(v, LOCAL) for v in local_vfs]
+    bvfs = [VF(v, remote) for v in remote.vfs()]
+    tap = TAP()
+    fig = {}
+    try:
+        set_mode(avfs, bvfs)
+        prepare(*avfs, *bvfs)
+        for name, bulk in (("bulk", "Y"), ("per_range", "N")):
+            LOCAL.set_param("bulk_xfer", bulk)
+            remote.set_param("bulk_xfer", bulk)
+            res = several_at_once(tap, avfs[:3], bvfs[:3])
+            done = [r[2] for r in res if r and
+                    r[2].get("status") == "completed" and r[3]]
+            if len(done) != len(res):
+                log("bench: %s: %d of %d migrations completed equal" %
+                    (name, len(done), len(res)))
+                return 1
+            for k in ("total-time", "downtime"):
+                fig[name, k] = sum(i.get(k, 0) for i in done) / len(done)
+            print("BENCH qemu_at_once_%s_total_ms %.0f" %
+                  (name, fig[name, "total-time"]))
+            print("BENCH qemu_at_once_%s_downtime_ms %.0f" %
+                  (name, fig[name, "downtime"]))
+        for k, n in (("total-time", "total_ms"), ("downtime", "downtime_ms")):
+            if fig["per_range", k]:
+                print("BENCH qemu_at_once_bulk_vs_per_range_%s_ratio %.3f" %
+                      (n, fig["bulk", k] / fig["per_range", k]))
+        return 0
+    finally:
+        for h in (LOCAL, remote):
+            try:
+                h.set_param("bulk_xfer", "Y")
+            except (RemoteError, OSError):
+                pass
+        remote.vm_kill_all()
+        remote.shutdown()
 
 
 def stream_compat(tap, a, b):
@@ -1234,8 +1318,10 @@ def main():
         return serve(int(argv[1]))
     if len(argv) >= 3 and argv[0] == "call":
         return call(argv[1], argv[2], argv[3:])
-    if len(argv) >= 3 and argv[0] in ("two-hosts", "demo-two-hosts"):
-        fn = two_hosts if argv[0] == "two-hosts" else demo_two_hosts
+    if len(argv) >= 3 and argv[0] in ("two-hosts", "demo-two-hosts",
+                                      "bench-two-hosts"):
+        fn = {"two-hosts": two_hosts, "demo-two-hosts": demo_two_hosts,
+              "bench-two-hosts": bench_two_hosts}[argv[0]]
         try:
             return fn(argv[1], argv[2:])
         finally:

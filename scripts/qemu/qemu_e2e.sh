@@ -7,9 +7,9 @@
 # of GPUP_QEMU_ROOT (the sid chroot under it, for the newest-kernel lane).
 #
 #   qemu_e2e.sh demo|tests|bench
-#   qemu_e2e.sh serve|two-hosts|demo-two-hosts
+#   qemu_e2e.sh serve|two-hosts|demo-two-hosts|bench-two-hosts
 #
-# The last three run on one of two hosts (scripts/guest-run --net): serve
+# The last four run on one of two hosts (scripts/guest-run --net): serve
 # on host B, the others on host A, which drives both.  There each host's
 # gpup_sim gets a seed of its own (guest_pci.sh load_sim), and three VFs.
 set -eu
@@ -23,7 +23,7 @@ nvfs=2
 [ -n "$(cmdline_arg gpup.ip)" ] && nvfs=3
 peer=$(cmdline_arg gpup.peer)
 case $mode in
-serve|two-hosts|demo-two-hosts)
+serve|two-hosts|demo-two-hosts|bench-two-hosts)
 	[ -n "$peer" ] || { echo "qemu_e2e: $mode needs guest-run --net"; exit 2; } ;;
 esac
 modprobe -a vfio_iommu_type1 gpup_vfio_pci
@@ -57,7 +57,7 @@ mounted $H/tmp/tests || mount --bind "$here" $H/tmp/tests
 
 case $mode in
 serve) set -- "$AGENT_PORT" ;;
-two-hosts|demo-two-hosts) set -- "$peer:$AGENT_PORT" $vfs ;;
+two-hosts|demo-two-hosts|bench-two-hosts) set -- "$peer:$AGENT_PORT" $vfs ;;
 *) set -- $vfs ;;
 esac
 set +e

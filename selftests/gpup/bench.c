@@ -2,7 +2,9 @@
 /*
  * gpup benchmark (not a test): data_fd throughput against memcpy in the
  * same guest, save and restore throughput in bulk (vram_xfer) and per
- * range, of whole VRAM and of dirty passes of scattered pages, stop-copy
+ * range, of whole VRAM and of dirty passes of scattered pages, and with
+ * a copy engine's latency emulated (20 and 200 us a transfer or call),
+ * bulk with four transfers in flight against one and per range; stop-copy
  * bytes and blackout time with and without pre-copy,
  * and the kernel memory a save takes.  Prints one line per
  * figure: "BENCH <name> <value>".
@@ -383,12 +385,60 @@ static int bench_xfer(unsigned int mb)
 	if (!ret)
 		ret = xfer_pass(&s, false, &sp, &rp);
 	/* The module's default. */
-	gpup_write_file(BULK_PARAM, "N");
+	gpup_write_file(BULK_PARAM, "Y");
 	teardown(&s);
 	if (ret)
 		return ret;
 	bench_bulk_vs("save", mb, sb, sp);
 	bench_bulk_vs("restore", mb, rb, rp);
+	return 0;
+}
+
+#define DEPTH_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_depth"
+
+/*
+ * A copy engine's latency, @us per transfer, and the same per vram_read
+ * and vram_write call (gpup_sim's xfer_delay and vram_delay), so that
+ * both paths pay it: save and restore in bulk with its transfers in
+ * flight (xfer_depth 4), in bulk with one (xfer_depth 1) and per range.
+ */
+static int bench_latency(unsigned int mb, unsigned int us)
+{
+	double sb = 0, rb = 0, s1 = 0, r1 = 0, sp = 0, rp = 0;
+	char v[16], name[64];
+	struct vfs s;
+	int ret;
+
+	snprintf(v, sizeof(v), "%u", us);
+	memset(&s, 0, sizeof(s));
+	ret = setup(&s, mb, 1);
+	if (!ret)
+		ret = gpup_sim_run(s.vf[0], 100);
+	if (!ret)
+		ret = gpup_sim_write(s.vf[0], "xfer_delay", v);
+	if (!ret)
+		ret = gpup_sim_write(s.vf[0], "vram_delay", v);
+	if (!ret)
+		ret = xfer_pass(&s, true, &sb, &rb);
+	if (!ret)
+		ret = gpup_write_file(DEPTH_PARAM, "1");
+	if (!ret)
+		ret = xfer_pass(&s, true, &s1, &r1);
+	gpup_write_file(DEPTH_PARAM, "4");
+	if (!ret)
+		ret = xfer_pass(&s, false, &sp, &rp);
+	gpup_write_file(BULK_PARAM, "Y");
+	teardown(&s);
+	if (ret)
+		return ret;
+	snprintf(name, sizeof(name), "save_lat%uus", us);
+	bench_bulk_vs(name, mb, sb, sp);
+	snprintf(name, sizeof(name), "restore_lat%uus", us);
+	bench_bulk_vs(name, mb, rb, rp);
+	snprintf(name, sizeof(name), "save_lat%uus_bulk_vs_depth1", us);
+	bench(name, mb, "_ratio", sb / s1);
+	snprintf(name, sizeof(name), "restore_lat%uus_bulk_vs_depth1", us);
+	bench(name, mb, "_ratio", rb / r1);
 	return 0;
 }
 
@@ -569,7 +619,7 @@ static int bench_dirty(struct vfs *s, unsigned int mb)
 	ret = dirty_passes(s, true, steps, &sb, &rb, &segs);
 	if (!ret)
 		ret = dirty_passes(s, false, steps, &sp, &rp, &none);
-	gpup_write_file(BULK_PARAM, "N");
+	gpup_write_file(BULK_PARAM, "Y");
 	if (ret)
 		return ret;
 	bench_bulk_vs("dirty_save", mb, sb, sp);
@@ -671,6 +721,10 @@ int main(int argc, char **argv)
 		if (!ws1)
 			ws1 = steps;
 		ret = bench_xfer(mb);
+		if (!ret)
+			ret = bench_latency(mb, 20);
+		if (!ret)
+			ret = bench_latency(mb, 200);
 		if (ret) {
 			fprintf(stderr, "bench: %u MiB bulk/per range: %s\n",
 				mb, strerror(-ret));

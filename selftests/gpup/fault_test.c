@@ -33,6 +33,9 @@
 #define NVF		3
 #define VRAM_MB		2
 #define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
+
+/* bulk_xfer as the lane left it, written back after each test. */
+static char bulk_saved[8] = "Y";
 #define EINTR_RETRIES	3
 
 enum { A, B, C };
@@ -83,6 +86,8 @@ FIXTURE_SETUP(fault)
 	int i;
 
 	ASSERT_EQ(0, gpup_setup_pf_vram(self->pf, NVF, VRAM_MB));
+	ASSERT_LT(0, gpup_read_file(BULK_PARAM, bulk_saved,
+				    sizeof(bulk_saved)));
 	for (i = 0; i < NVF; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
 	for (i = 0; i < NVF; i++) {
@@ -105,7 +110,7 @@ FIXTURE_TEARDOWN(fault)
 		gpup_vfio_close(&self->v[i]);
 		gpup_unbind(self->vf[i]);
 	}
-	gpup_write_file(BULK_PARAM, "N");
+	gpup_write_file(BULK_PARAM, "%s", bulk_saved);
 	gpup_set_numvfs(self->pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	gpup_setup_pf(self->pf, 0);

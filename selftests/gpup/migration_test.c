@@ -125,6 +125,47 @@ TEST_F(mig, data_size_is_exact)
 }
 
 /* The proof: A runs N, moves to B, B runs M; C runs N+M in place. */
+/*
+ * The path VRAM takes is the one bulk_xfer names (the lanes differ: the
+ * default, bulk, on the stock and debug lanes, per range on sid's), and
+ * the driver's debugfs "passes" has the one pass of a STOP_COPY save:
+ * every VRAM page and a record header per run, nothing dirty after it.
+ */
+static void expect_path(struct __test_metadata *_metadata,
+			struct _test_data_mig *self)
+{
+	char path[128], bulk[8], t[4096], *l;
+	unsigned long long bytes = 0, left = 1, vram = GPUP_SIM_VRAM_MB << 20;
+	unsigned int pass = 1, reads = 0, stop = 0, n = 0;
+	bool on;
+	int got;
+
+	ASSERT_LT(0, gpup_read_file("/sys/module/gpup_vfio_pci/parameters/bulk_xfer",
+				    bulk, sizeof(bulk)));
+	TH_LOG("bulk_xfer=%s", bulk);
+	on = bulk[0] == 'Y';
+	EXPECT_EQ(on, gpup_sim_xfer_stat(self->vf[A], "submitted") > 0);
+	EXPECT_EQ(on, gpup_sim_xfer_stat(self->vf[B], "submitted") > 0);
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_vfio_pci/%s/passes",
+		 self->vf[A]);
+	ASSERT_LT(0, gpup_read_file(path, t, sizeof(t)));
+	for (l = strchr(t, '\n'); l; l = strchr(l + 1, '\n')) {
+		if (!l[1])
+			break;
+		got = sscanf(l + 1, "%u %llu %llu %u %*u %*u %*u %*u %*u %u",
+			     &pass, &bytes, &left, &reads, &stop);
+		ASSERT_EQ(5, got);
+		n++;
+	}
+	EXPECT_EQ(1, n);
+	EXPECT_EQ(0, pass);
+	EXPECT_LT(vram, bytes);
+	EXPECT_GT(vram + vram / 64, bytes);
+	EXPECT_EQ(0, left);
+	EXPECT_LE(1, reads);
+	EXPECT_EQ(1, stop);
+}
+
 TEST_F(mig, roundtrip_stop_copy)
 {
 	struct gpup_buf b = { 0 };
@@ -132,6 +173,8 @@ TEST_F(mig, roundtrip_stop_copy)
 
 	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 40));
 	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], before));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_stats", "0"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_stats", "0"));
 	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
 	/* Saving does not change the source. */
 	ASSERT_EQ(0, gpup_sim_digest(self->vf[A], after));
@@ -142,6 +185,7 @@ TEST_F(mig, roundtrip_stop_copy)
 	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, state_of(dev(self, B)));
 	expect_same(_metadata, self->vf[A], self->vf[B]);
 	EXPECT_EQ(40, gpup_sim_steps(self->vf[B]));
+	expect_path(_metadata, self);
 
 	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 25));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 65));

@@ -28,9 +28,15 @@
 
 #define NVF		3
 #define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
+
+/* bulk_xfer as the lane left it, written back after each test. */
+static char bulk_saved[8] = "Y";
 #define TIMEOUT_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_timeout_ms"
 /* 16 MiB of VRAM in runs of 256 KiB: the transfers of one full pass. */
 #define FULL_PASS_RUNS	((GPUP_SIM_VRAM_MB << 20) / (256 << 10))
+/* Its transfers on the source: a slot of four runs (1 MiB) each. */
+#define FULL_PASS_XFERS	(FULL_PASS_RUNS / 4)
+#define DEPTH_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_depth"
 /* The most runs gpup_vfio_pci puts in one transfer (GPUP_SLOT_RUNS). */
 #define MAX_SEGS	64
 
@@ -44,6 +50,8 @@ static void vfs_setup(struct __test_metadata *_metadata, char *pf,
 	int i;
 
 	ASSERT_EQ(0, gpup_setup_pf_vram(pf, NVF, vram_mb));
+	ASSERT_LT(0, gpup_read_file(BULK_PARAM, bulk_saved,
+				    sizeof(bulk_saved)));
 	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "Y"));
 	for (i = 0; i < NVF; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(pf, i, vf[i]));
@@ -77,9 +85,10 @@ static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
 		gpup_vfio_close(&v[i]);
 		gpup_unbind(vf[i]);
 	}
-	/* The module's defaults. */
-	gpup_write_file(BULK_PARAM, "N");
+	/* The lane's bulk_xfer, the module's default timeout. */
+	gpup_write_file(BULK_PARAM, "%s", bulk_saved);
 	gpup_write_file(TIMEOUT_PARAM, "10000");
+	gpup_write_file(DEPTH_PARAM, "4");
 	gpup_set_numvfs(pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	if (vram_mb != GPUP_SIM_VRAM_MB)
@@ -195,7 +204,7 @@ static void expect_gathered(struct __test_metadata *_metadata, const char *vf)
 TEST_F_TIMEOUT(xfer, bulk_roundtrip, 300)
 {
 	roundtrip(_metadata, self);
-	expect_bulk(_metadata, self->vf[A], FULL_PASS_RUNS);
+	expect_bulk(_metadata, self->vf[A], FULL_PASS_XFERS);
 	/* The destination wrote VRAM by vram_xfer too. */
 	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
 		  FULL_PASS_RUNS);
@@ -212,7 +221,7 @@ TEST_F_TIMEOUT(xfer, bulk_precopy_running, 300)
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 4 * 7 + 12));
 	expect_same(_metadata, self->vf[B], self->vf[C]);
 	/* The full pass and at least one dirty page per round. */
-	expect_bulk(_metadata, self->vf[A], FULL_PASS_RUNS + 4);
+	expect_bulk(_metadata, self->vf[A], FULL_PASS_XFERS + 4);
 	/*
 	 * Seven steps write 28 pages all over VRAM: a dirty pass's runs
 	 * share transfers, on both sides, up to MAX_SEGS each.
@@ -252,11 +261,29 @@ TEST_F_TIMEOUT(xfer, sync_roundtrip, 300)
 	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_sync", "1"));
 	roundtrip(_metadata, self);
 	EXPECT_GE(gpup_sim_xfer_stat(self->vf[A], "submitted"),
-		  FULL_PASS_RUNS);
+		  FULL_PASS_XFERS);
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "async"));
 	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
 		  FULL_PASS_RUNS);
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "async"));
+}
+
+/*
+ * xfer_depth=1: one transfer in flight at a time on either side (the
+ * bench's baseline for pipelining), and B equals A.
+ */
+TEST_F_TIMEOUT(xfer, one_in_flight_roundtrip, 300)
+{
+	ASSERT_EQ(0, gpup_write_file(DEPTH_PARAM, "1"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "2000"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_delay", "2000"));
+	roundtrip(_metadata, self);
+	EXPECT_GE(gpup_sim_xfer_stat(self->vf[A], "submitted"),
+		  FULL_PASS_XFERS);
+	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[A], "max_in_flight"));
+	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
+		  FULL_PASS_RUNS);
+	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[B], "max_in_flight"));
 }
 
 TEST_F_TIMEOUT(xfer, per_range_roundtrip, 300)
@@ -333,17 +360,23 @@ TEST_F_TIMEOUT(xfer, fault_in_resuming, 300)
 	gpup_buf_free(&b);
 }
 
-/* Read 1 MiB of a STOP_COPY stream with slow transfers: some in flight. */
+/*
+ * Read 2 MiB of a STOP_COPY stream with slow transfers: some in flight.
+ * The first slots go out together and complete together, 200 ms on;
+ * the first slot read out makes room for one more, submitted then, and
+ * still in flight when the read returns in the second.
+ */
 static int start_slow_save(struct __test_metadata *_metadata,
 			   struct _test_data_xfer *self, char *buf)
 {
-	int fd;
+	int fd, i;
 
-	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "20000"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "200000"));
 	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
 				  &fd));
 	ASSERT_GE(fd, 0);
-	EXPECT_EQ(GPUP_CHUNK_READ, read(fd, buf, GPUP_CHUNK_READ));
+	for (i = 0; i < 2; i++)
+		EXPECT_EQ(GPUP_CHUNK_READ, read(fd, buf, GPUP_CHUNK_READ));
 	EXPECT_GT(gpup_sim_xfer_stat(self->vf[A], "in_flight"), 0);
 	return fd;
 }

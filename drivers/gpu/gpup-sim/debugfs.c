@@ -37,8 +37,13 @@
  *             max_in_flight, segments (of the submitted transfers),
  *             max_segments (of one), overlaps (see xfer_lifo); w: 0
  *             clears them but in_flight
- *   xfer_delay rw: microseconds the transfer worker sleeps before each
- *             transfer (0 to 1000000), so that transfers stay in flight
+ *   xfer_delay rw: microseconds (0 to 1000000) a transfer takes at
+ *             least from its acceptance: a copy engine's latency, paid
+ *             once by transfers in flight together; tests use it to
+ *             find transfers in flight
+ *   vram_delay rw: microseconds (0 to 1000000) each vram_read and
+ *             vram_write call takes longer: the same latency for the
+ *             CPU path
  *   xfer_sync rw: 1: vram_xfer copies at once and returns 0 (its
  *             synchronous branch); an armed vram_xfer fault is returned
  *   xfer_hold rw: 1: the engine takes no transfer until the VF's reset
@@ -46,7 +51,7 @@
  *             -EIO; 2: not even then (a hung engine a reset does not
  *             reach), until 0 is written or the PF goes
  *   xfer_lifo rw: 1: the worker completes the newest transfer first
- *             (after its sleep), and a restore over a page a restore in
+ *             (once the oldest is due), and a restore over a page a restore in
  *             flight writes is accepted, counted in xfer_stats
  *             "overlaps", so that an ordering error shows in the digest
  *   flr, event, pf_event: see events.c
@@ -215,6 +220,7 @@ GPUP_SIM_LOCKED_SHOW(xfer_sync, vf->xfer_sync)
 GPUP_SIM_LOCKED_SHOW(xfer_hold, vf->xfer_hold)
 
 GPUP_SIM_LOCKED_SHOW(xfer_delay, vf->xfer_delay_us)
+GPUP_SIM_LOCKED_SHOW(vram_delay, vf->vram_delay_us)
 
 /* "<op> <errno>", "<op> oversize", "<op> skip", "dma_log drop|stop" */
 static int gpup_sim_parse_fault(const char *buf, char *op,
@@ -342,6 +348,11 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 			ret = -EINVAL;
 		else
 			vf->xfer_delay_us = v;
+	} else if (!strcmp(name, "vram_delay")) {
+		if (v > USEC_PER_SEC)
+			ret = -EINVAL;
+		else
+			vf->vram_delay_us = v;
 	} else if (!strcmp(name, "reset")) {
 		if (gpup_sim_fault_locked(vf, "reset_vf", GPUP_SIM_FAULT_ERRNO,
 					  &err))
@@ -406,6 +417,7 @@ GPUP_SIM_FILE(dma_faults);
 GPUP_SIM_FILE(dma_logged);
 GPUP_SIM_FILE(xfer_stats);
 GPUP_SIM_FILE(xfer_delay);
+GPUP_SIM_FILE(vram_delay);
 GPUP_SIM_FILE(xfer_lifo);
 GPUP_SIM_FILE(xfer_hold);
 GPUP_SIM_FILE(xfer_sync);
@@ -454,6 +466,8 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 			    &gpup_sim_xfer_stats_fops);
 	debugfs_create_file("xfer_delay", 0644, d, vf,
 			    &gpup_sim_xfer_delay_fops);
+	debugfs_create_file("vram_delay", 0644, d, vf,
+			    &gpup_sim_vram_delay_fops);
 	debugfs_create_file("xfer_lifo", 0644, d, vf,
 			    &gpup_sim_xfer_lifo_fops);
 	debugfs_create_file("xfer_hold", 0644, d, vf,

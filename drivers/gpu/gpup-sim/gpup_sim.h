@@ -145,8 +145,11 @@ enum gpup_sim_fault_kind {
  * @flr_dones: reset_done calls that succeeded
  * @xfer_queue: vram_xfer transfers accepted and not yet started by the
  *	worker (struct gpup_sim_xfer, oldest first)
- * @xfer_delay_us: the worker sleeps this long before each transfer
- *	(debugfs "xfer_delay"), so that tests find transfers in flight
+ * @xfer_delay_us: no transfer completes sooner than this after it was
+ *	accepted (debugfs "xfer_delay"): a copy engine's latency, which
+ *	transfers in flight pay at once; tests find transfers in flight
+ * @vram_delay_us: each vram_read and vram_write call takes this much
+ *	longer (debugfs "vram_delay"): the same latency for the CPU path
  * @xfer_lifo: the worker completes the newest transfer first, after its
  *	sleep (debugfs "xfer_lifo"), as a copy engine with several queues
  *	may; a restore over a page a restore in flight writes is then
@@ -217,6 +220,7 @@ struct gpup_sim_vf {
 	u64 flr_dones;
 	struct list_head xfer_queue;
 	unsigned int xfer_delay_us;
+	unsigned int vram_delay_us;
 	bool xfer_lifo;
 	bool xfer_sync;
 	unsigned int xfer_hold;

@@ -786,10 +786,22 @@ out:
 	return n;
 }
 
+/*
+ * The latency of a CPU access to VRAM across the bus (debugfs
+ * "vram_delay"), paid by each vram_read and vram_write call after its
+ * copy, outside the VF's lock, as xfer_delay is by each transfer.
+ */
+static void gpup_sim_vram_latency(unsigned int us)
+{
+	if (us)
+		usleep_range(us, us + us / 4 + 1);
+}
+
 static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 				  u64 offset, size_t len, struct iov_iter *to)
 {
 	struct gpup_sim_vf *vf;
+	unsigned int delay;
 	ssize_t n;
 	int err = 0;
 
@@ -807,7 +819,9 @@ static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 		if (!n && len)
 			n = -EFAULT;
 	}
+	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
+	gpup_sim_vram_latency(delay);
 	return n;
 }
 
@@ -816,6 +830,7 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 				   struct iov_iter *from)
 {
 	struct gpup_sim_vf *vf;
+	unsigned int delay;
 	ssize_t n;
 	int err = 0;
 
@@ -838,7 +853,9 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 		if (!n && len)
 			n = -EFAULT;
 	}
+	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
+	gpup_sim_vram_latency(delay);
 	return n;
 }
 
@@ -859,11 +876,15 @@ static struct workqueue_struct *gpup_sim_xfer_wq;
  * @xfer: the variant driver's transfer
  * @status: an error to complete it with instead of copying (an injected
  *	fault), else 0
+ * @due: ktime (ns) before which it does not complete: its acceptance
+ *	plus the VF's xfer_delay, a copy engine's latency, which transfers
+ *	in flight at once pay together
  */
 struct gpup_sim_xfer {
 	struct list_head node;
 	struct gpup_vram_xfer *xfer;
 	int status;
+	u64 due;
 };
 
 /* Bytes of @x's segments, or 0 if one of them is bad. */
@@ -954,7 +975,7 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 	struct gpup_sim_vf *vf = container_of(work, struct gpup_sim_vf,
 					      xfer_work);
 	struct gpup_sim_xfer *t;
-	unsigned int delay;
+	u64 now, wait;
 	int status;
 
 	for (;;) {
@@ -962,15 +983,17 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 		/* It stays queued, in flight, until it completed. */
 		t = list_first_entry_or_null(&vf->xfer_queue,
 					     struct gpup_sim_xfer, node);
-		delay = vf->xfer_delay_us;
 		/* A held engine takes nothing (see gpup_sim_xfer_flush()). */
 		if (vf->xfer_hold)
 			t = NULL;
+		now = ktime_get_ns();
+		wait = t && t->due > now ? t->due - now : 0;
 		mutex_unlock(&vf->lock);
 		if (!t)
 			return;
-		if (delay)
-			usleep_range(delay, delay + delay / 4 + 1);
+		wait = div_u64(wait, NSEC_PER_USEC);
+		if (wait)
+			usleep_range(wait, wait + wait / 4 + 1);
 		mutex_lock(&vf->lock);
 		/* Newest first: whatever came in while the engine slept. */
 		if (vf->xfer_lifo)
@@ -1041,6 +1064,8 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
 		if (vf->xfer_lifo && gpup_sim_xfer_races_locked(vf, xfer))
 			vf->xfer_overlaps++;
 		t->xfer = xfer;
+		t->due = ktime_get_ns() + (u64)vf->xfer_delay_us *
+					   NSEC_PER_USEC;
 		/* An armed fault: accepted, and completed with its errno. */
 		gpup_sim_fault_locked(vf, "vram_xfer", GPUP_SIM_FAULT_ERRNO,
 				      &t->status);

@@ -3,6 +3,10 @@
  * debugfs of gpup_vfio_pci: /sys/kernel/debug/gpup_vfio_pci/<VF>/
  *
  *   status  r: migration state, flags, geometry, counters
+ *   passes  r: the VRAM passes of the last save stream (the last
+ *           GPUP_PASS_LOG), one line each: bytes sent, pages dirty at its
+ *           end, reads, the reads read() waited for and how long, the
+ *           reads' latency (sum, max) and the pass's time, in µs
  *
  * and, for VFs bound while the module parameter test_hooks is set (the
  * selftests set it; a user's modprobe has none of this):
@@ -18,6 +22,7 @@
 #include <linux/debugfs.h>
 #include <linux/pci.h>
 #include <linux/seq_file.h>
+#include <linux/slab.h>
 
 #include "gpup_vfio.h"
 #include "migrate.h"
@@ -83,6 +88,32 @@ static int gpup_vfio_status_show(struct seq_file *s, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(gpup_vfio_status);
 
+static int gpup_vfio_passes_show(struct seq_file *s, void *unused)
+{
+	struct gpup_vfio_dev *gdev = s->private;
+	struct gpup_vfio_pass *p, *log;
+	unsigned int n, i;
+
+	log = kmalloc_array(GPUP_PASS_LOG, sizeof(*log), GFP_KERNEL);
+	if (!log)
+		return -ENOMEM;
+	spin_lock(&gdev->pass_lock);
+	n = gdev->npasses;
+	memcpy(log, gdev->passes, sizeof(gdev->passes));
+	spin_unlock(&gdev->pass_lock);
+	seq_puts(s, "pass bytes dirty_left reads stalls stall_us read_us read_max_us us stop_copy\n");
+	for (i = n > GPUP_PASS_LOG ? n - GPUP_PASS_LOG : 0; i < n; i++) {
+		p = &log[i % GPUP_PASS_LOG];
+		seq_printf(s, "%u %llu %llu %u %u %llu %llu %llu %llu %d\n", i,
+			   p->bytes, p->dirty_left, p->reads, p->stalls,
+			   p->stall_us, p->read_us, p->read_max_us, p->us,
+			   p->stop_copy);
+	}
+	kfree(log);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(gpup_vfio_passes);
+
 static ssize_t gpup_vfio_hold_read(struct file *file, char __user *buf,
 				   size_t len, loff_t *pos)
 {
@@ -129,6 +160,8 @@ void gpup_vfio_debugfs_init(struct gpup_vfio_dev *gdev)
 					   gpup_vfio_debugfs_root);
 	debugfs_create_file("status", 0444, gdev->debugfs, gdev,
 			    &gpup_vfio_status_fops);
+	debugfs_create_file("passes", 0444, gdev->debugfs, gdev,
+			    &gpup_vfio_passes_fops);
 	if (!READ_ONCE(gpup_vfio_test_hooks))
 		return;
 	debugfs_create_file("hold", 0600, gdev->debugfs, gdev,

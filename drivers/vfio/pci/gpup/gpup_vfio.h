@@ -78,6 +78,37 @@ struct gpup_vfio_stats {
 	atomic_t last_error;
 };
 
+/* vram_xfer transfers a save file keeps in flight at most, one slot each. */
+#define GPUP_XFER_DEPTH	4
+
+/* Passes of the last save stream whose figures debugfs keeps. */
+#define GPUP_PASS_LOG	32
+
+/**
+ * struct gpup_vfio_pass - figures of one VRAM pass of a save stream
+ * @bytes: bytes of the VRAM records the pass handed out
+ * @dirty_left: VRAM pages dirty when the pass ended: the next pass's
+ * @reads: slots read (one vram_xfer transfer, or vram_read per run)
+ * @stalls: reads read() had to wait for, still in flight when their
+ *	turn came
+ * @stall_us: microseconds read() waited for them
+ * @read_us: microseconds from submission to completion, summed
+ * @read_max_us: the longest of them
+ * @us: microseconds from the pass's first read to its end
+ * @stop_copy: the pass ended in STOP_COPY
+ */
+struct gpup_vfio_pass {
+	u64 bytes;
+	u64 dirty_left;
+	u32 reads;
+	u32 stalls;
+	u64 stall_us;
+	u64 read_us;
+	u64 read_max_us;
+	u64 us;
+	bool stop_copy;
+};
+
 /**
  * struct gpup_vfio_dev - a VF bound to gpup_vfio_pci
  * @core: the vfio-pci core device, first so core callbacks can cast
@@ -144,6 +175,9 @@ struct gpup_vfio_stats {
  * @hold_release: the hook's reader may let go of @state_mutex
  * @held: the hook's reader holds @state_mutex
  * @stats: counters for debugfs (atomics, no lock)
+ * @pass_lock: protects @npasses and @passes
+ * @npasses: VRAM passes of the last save stream so far
+ * @passes: the last GPUP_PASS_LOG of them, pass n at n % GPUP_PASS_LOG
  */
 struct gpup_vfio_dev {
 	struct vfio_pci_core_device core;
@@ -189,6 +223,10 @@ struct gpup_vfio_dev {
 	bool hold_release;
 	bool held;
 	struct gpup_vfio_stats stats;
+
+	spinlock_t pass_lock;		/* protects npasses, passes */
+	unsigned int npasses;
+	struct gpup_vfio_pass passes[GPUP_PASS_LOG];
 };
 
 static inline struct gpup_vfio_dev *
@@ -203,6 +241,9 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 /* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
 extern bool gpup_vfio_bulk_xfer;
 extern unsigned int gpup_vfio_xfer_timeout_ms;
+extern unsigned int gpup_vfio_xfer_depth;
+/* main.c: where a save's completed transfers are checksummed */
+extern struct workqueue_struct *gpup_vfio_wq;
 /* main.c: module parameter test_hooks, debugfs's hold and held files */
 extern bool gpup_vfio_test_hooks;
 

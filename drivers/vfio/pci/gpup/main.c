@@ -11,6 +11,7 @@
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/vfio.h>
+#include <linux/workqueue.h>
 
 #include <gpup_compat.h>
 
@@ -26,9 +27,13 @@
 /* Page bitmaps are sized in unsigned int bits: 2^31 pages is 8 TiB of 4K. */
 #define GPUP_MAX_PAGES		BIT_ULL(31)
 
-bool gpup_vfio_bulk_xfer;
+bool gpup_vfio_bulk_xfer = true;
 module_param_named(bulk_xfer, gpup_vfio_bulk_xfer, bool, 0644);
-MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default N: vram_read/vram_write, one range at a time). Read when a data_fd is made");
+MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default Y; N: vram_read/vram_write, one range at a time). Read when a data_fd is made");
+
+unsigned int gpup_vfio_xfer_depth = GPUP_XFER_DEPTH;
+module_param_named(xfer_depth, gpup_vfio_xfer_depth, uint, 0644);
+MODULE_PARM_DESC(xfer_depth, "vram_xfer transfers a save data_fd keeps in flight, 1 to 4 (default 4). Read when a data_fd is made");
 
 unsigned int gpup_vfio_xfer_timeout_ms = 10000;
 module_param_named(xfer_timeout_ms, gpup_vfio_xfer_timeout_ms, uint, 0644);
@@ -265,14 +270,29 @@ static struct pci_driver gpup_vfio_driver = {
 	.driver_managed_dma = true,
 };
 
+/*
+ * Checksums of the VRAM a save's transfers read, computed once each
+ * transfer completed, beside the reader (save.c); destroyed last, so
+ * that no work outlives the module.
+ */
+struct workqueue_struct *gpup_vfio_wq;
+
 static int __init gpup_vfio_init(void)
 {
 	int ret;
 
+	gpup_vfio_wq = alloc_workqueue("gpup_vfio", WQ_UNBOUND, 0);
+	if (!gpup_vfio_wq)
+		return -ENOMEM;
 	gpup_vfio_debugfs_module_init();
 	ret = pci_register_driver(&gpup_vfio_driver);
 	if (ret)
-		gpup_vfio_debugfs_module_exit();
+		goto err_debugfs;
+	return 0;
+
+err_debugfs:
+	gpup_vfio_debugfs_module_exit();
+	destroy_workqueue(gpup_vfio_wq);
 	return ret;
 }
 module_init(gpup_vfio_init);
@@ -281,6 +301,7 @@ static void __exit gpup_vfio_exit(void)
 {
 	pci_unregister_driver(&gpup_vfio_driver);
 	gpup_vfio_debugfs_module_exit();
+	destroy_workqueue(gpup_vfio_wq);
 }
 module_exit(gpup_vfio_exit);
 

@@ -891,6 +891,7 @@ void gpup_vfio_mig_init(struct gpup_vfio_dev *gdev)
 	mutex_init(&gdev->state_mutex);
 	mutex_init(&gdev->op_lock);
 	spin_lock_init(&gdev->reset_lock);
+	spin_lock_init(&gdev->pass_lock);
 	init_waitqueue_head(&gdev->waitq);
 	init_waitqueue_head(&gdev->hold_wq);
 	xa_init(&gdev->log_parts);

@@ -83,6 +83,8 @@ struct gpup_resume_buf {
  * @gather_cap: bytes of @gather, a whole number of pages
  * @bulk: the gathered pages go out by vram_xfer, in both @buf; else by
  *	vram_write, from @buf[0] only
+ * @one_xfer: in bulk, a transfer completes before gathering goes on
+ *	(the module parameter xfer_depth is 1)
  * @buf: the gather buffers
  * @cur: the buffer being gathered into
  * @gather_len: bytes in @gather
@@ -102,6 +104,7 @@ struct gpup_resume_file {
 	u8 *gather;
 	size_t gather_cap;
 	bool bulk;
+	bool one_xfer;
 	struct gpup_resume_buf buf[GPUP_RESUME_BUFS];
 	unsigned int cur;
 	size_t gather_len;
@@ -272,6 +275,11 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	gpup_vfio_op_exit(gdev);
 	if (ret == -EINPROGRESS) {
 		b->inflight = true;
+		if (rf->one_xfer) {
+			ret = gpup_resume_wait(rf, b);
+			if (ret)
+				return ret;
+		}
 	} else {
 		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", b->seg[0].offset,
 				   ret ?: (s64)rf->gather_len);
@@ -709,6 +717,7 @@ struct gpup_resume_file *gpup_vfio_resume_new(struct gpup_vfio_dev *gdev)
 	if (!rf->stage || !rf->seen)
 		goto err_free;
 	rf->bulk = gpup_vfio_use_bulk(gdev);
+	rf->one_xfer = READ_ONCE(gpup_vfio_xfer_depth) <= 1;
 	ret = gpup_resume_bufs_alloc(rf);
 	if (ret)
 		goto err_free;

@@ -9,9 +9,10 @@
  * (GPUP_RUN_BYTES) each, the slots, so the memory a migration needs does
  * not grow with VRAM.
  *
- * Each VRAM record is one run of pages.  A slot holds the runs of one
- * window of the full pass, or up to GPUP_SLOT_RUNS runs of dirty pages
- * from as many windows as it takes to fill it, their bytes back to back;
+ * Each VRAM record is one run of pages, at most one window.  A slot
+ * holds the runs of one window of the full pass (GPUP_SLOT_WINDOWS in
+ * bulk), or up to GPUP_SLOT_RUNS runs of dirty pages from as many windows
+ * as it takes to fill it, their bytes back to back;
  * its records go out one by one, each as two pieces, its headers then its
  * bytes.  Per range (the provider has no vram_xfer, or bulk_xfer=N) there
  * is one slot, filled by one vram_read per run when read() needs the next
@@ -19,13 +20,13 @@
  * vram_xfer transfer of one segment per run: each refill submits the free
  * slots and then waits for the oldest, whose records it checksums and
  * hands out while the others run.  A dirty pass of scattered pages thus
- * costs a transfer per 256 KiB, not per page.  Records go out in the
+ * costs a transfer per 64 runs, not per page.  Records go out in the
  * order their runs were submitted.  A slot's pages belong to its
  * transfer until the transfer completed: disabling the file waits for
  * its transfers (gpup_vfio_save_drain()), and so does release, before
  * anything is freed.  The provider completes every transfer before
- * reset_vf returns and before it unregisters, so neither wait can hang
- * on a reset or a provider going away.
+ * reset_vf returns and before it unregisters; a copy engine that hangs
+ * anyway is waited for xfer_timeout_ms at most (gpup_vfio_file_wait()).
  *
  * Every pass walks VRAM in windows of one run.  With dirty tracking on,
  * each window's dirty bits are read and cleared just before the window is
@@ -67,13 +68,16 @@ enum gpup_save_phase {
 
 /* A VRAM record's bytes besides its pages. */
 #define GPUP_VRAM_REC_EXTRA	(GPUP_REC_HDR_SIZE + GPUP_VRAM_RUN_SIZE)
-/* vram_xfer transfers a save file keeps in flight, one slot each. */
-#define GPUP_XFER_DEPTH		4
 /*
  * Runs (records, and segments of its transfer) one slot holds at most:
  * a window's worth of single pages.
  */
 #define GPUP_SLOT_RUNS		64
+/*
+ * Windows one slot holds in bulk: a transfer of 1 MiB, so that the
+ * submission and completion of each cost a quarter as much per byte.
+ */
+#define GPUP_SLOT_WINDOWS	4
 
 /**
  * enum gpup_slot_state - what a slot holds
@@ -92,12 +96,16 @@ enum gpup_slot_state {
 /**
  * struct gpup_save_slot - the buffer of a few VRAM records
  * @sf: the file it belongs to
- * @buf: vmalloc'ed, one window (run_pages pages): the runs' bytes back
+ * @buf: vmalloc'ed, slot_pages pages: the runs' bytes back
  *	to back
  * @pages: the pages of @buf (bulk only)
  * @seg: the runs in VRAM bytes, @nruns of them, for @xfer
  * @xfer: the transfer (bulk only)
- * @done: completed by @xfer's done()
+ * @done: completed once @xfer completed and, if it read the runs, once
+ *	@crc_work checksummed them
+ * @crc_work: computes @crc beside the reader after @xfer completed
+ * @crc: per run, the CRC of its run header and bytes (@crc_ok)
+ * @crc_ok: @crc holds the runs' CRCs; else read() computes them
  * @status: @xfer's result, or the synchronous reads'
  * @nruns: runs in the slot, at least 1 once filled
  * @npages: pages of all its runs
@@ -106,6 +114,8 @@ enum gpup_slot_state {
  * @hdr_out: @rec, the headers of run @next, is the piece being read; its
  *	bytes are the next piece
  * @initial: the runs belong to the full pass (initial data)
+ * @t_sub: ktime (ns) of the submission
+ * @t_done: ktime (ns) of the completion, set before @done completes
  * @state: see enum gpup_slot_state; written under the file's lock, never
  *	by the provider
  * @rec: the record and run headers of run @next
@@ -117,6 +127,9 @@ struct gpup_save_slot {
 	struct gpup_vram_seg seg[GPUP_SLOT_RUNS];
 	struct gpup_vram_xfer xfer;
 	struct completion done;
+	struct work_struct crc_work;
+	u32 crc[GPUP_SLOT_RUNS];
+	bool crc_ok;
 	int status;
 	unsigned int nruns;
 	u32 npages;
@@ -124,6 +137,8 @@ struct gpup_save_slot {
 	size_t next_off;
 	bool hdr_out;
 	bool initial;
+	u64 t_sub;
+	u64 t_done;
 	enum gpup_slot_state state;
 	u8 rec[GPUP_VRAM_REC_EXTRA] __aligned(8);
 };
@@ -133,6 +148,10 @@ struct gpup_save_slot {
  * @mf: the shared part; @mf.lock protects every field below
  * @npages: VRAM pages of the VF
  * @run_pages: pages in one VRAM run (one window)
+ * @page_size: the VF's VRAM page size, for the checksum work (which may
+ *	run after a hung transfer outlived the device's binding)
+ * @slot_pages: pages one slot holds: GPUP_SLOT_WINDOWS windows in bulk,
+ *	one per range
  * @bulk: VRAM moves by vram_xfer, @depth transfers at most in flight;
  *	else by vram_read, one run at a time (@depth 1)
  * @depth: slots in use
@@ -163,11 +182,15 @@ struct gpup_save_slot {
  * @mut_len: bytes in @mut
  * @mut_crc: CRC of @mut
  * @tail: MUTABLE record header or END record being sent
+ * @pass: figures of the current VRAM pass so far
+ * @pass_t0: ktime (ns) of the current pass's first read, 0 before it
  */
 struct gpup_save_file {
 	struct gpup_mig_file mf;
 	u64 npages;
 	u32 run_pages;
+	u32 slot_pages;
+	u32 page_size;
 	bool bulk;
 	unsigned int depth;
 	struct gpup_save_slot slot[GPUP_XFER_DEPTH];
@@ -195,6 +218,8 @@ struct gpup_save_file {
 	size_t mut_len;
 	u32 mut_crc;
 	u8 tail[GPUP_REC_HDR_SIZE + GPUP_END_SIZE];
+	struct gpup_vfio_pass pass;
+	u64 pass_t0;
 };
 
 /**
@@ -274,12 +299,58 @@ static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
 
 static void gpup_save_free(struct gpup_save_file *sf);
 
+/* The CRC of the record of run @i of @slot: its run header and bytes. */
+static u32 gpup_slot_crc(const struct gpup_save_slot *slot, unsigned int i,
+			 const u8 *data)
+{
+	u32 ps = slot->sf->page_size;
+	const struct gpup_vram_seg *seg = &slot->seg[i];
+	struct gpup_vram_run run;
+	u32 crc;
+
+	gpup_vfio_vram_run_build(&run, div_u64(seg->offset, ps),
+				 div_u64(seg->len, ps));
+	crc = gpup_vfio_crc(GPUP_CRC_INIT, &run, GPUP_VRAM_RUN_SIZE);
+	return gpup_vfio_crc(crc, data, seg->len);
+}
+
+/*
+ * A transfer read its runs: checksum them here, on another CPU than the
+ * reader's, which then only copies them out; then hand the slot over and
+ * drop the transfer's reference.  Module unload waits for this work
+ * (gpup_vfio_wq).
+ */
+static void gpup_save_crc_work(struct work_struct *work)
+{
+	struct gpup_save_slot *slot = container_of(work, struct gpup_save_slot,
+						   crc_work);
+	struct gpup_save_file *sf = slot->sf;
+	size_t off = 0;
+	unsigned int i;
+
+	for (i = 0; i < slot->nruns; i++) {
+		slot->crc[i] = gpup_slot_crc(slot, i, slot->buf + off);
+		off += slot->seg[i].len;
+		cond_resched();
+	}
+	slot->crc_ok = true;
+	complete(&slot->done);
+	/* The transfer's reference: the file's memory may go with it. */
+	if (gpup_vfio_file_put(&sf->mf))
+		gpup_save_free(sf);
+}
+
 static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 {
 	struct gpup_save_slot *slot = xfer->priv;
 	struct gpup_save_file *sf = slot->sf;
 
 	slot->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
+	slot->t_done = ktime_get_ns();
+	if (!slot->status) {
+		queue_work(gpup_vfio_wq, &slot->crc_work);
+		return;
+	}
 	complete(&slot->done);
 	/* The transfer's reference: the file's memory may go with it. */
 	if (gpup_vfio_file_put(&sf->mf))
@@ -330,6 +401,10 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 	slot->next_off = 0;
 	slot->hdr_out = false;
 	slot->status = 0;
+	slot->crc_ok = false;
+	slot->t_sub = ktime_get_ns();
+	if (!sf->pass_t0)
+		sf->pass_t0 = slot->t_sub;
 	ret = gpup_vfio_op_enter(gdev, sf->mf.gen);
 	if (ret)
 		return ret;
@@ -348,6 +423,7 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 			ret = 0;
 		} else if (!ret) {
 			slot->state = GPUP_SLOT_READY;
+			slot->t_done = ktime_get_ns();
 		}
 		ret = gpup_vfio_op_err(ret);
 	} else {
@@ -368,6 +444,7 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 		}
 		if (!ret)
 			slot->state = GPUP_SLOT_READY;
+		slot->t_done = ktime_get_ns();
 	}
 	gpup_vfio_op_exit(gdev);
 	if (!ret)
@@ -423,9 +500,8 @@ static int gpup_save_piece(struct gpup_save_file *sf)
 	gpup_vfio_vram_run_build((struct gpup_vram_run *)(slot->rec +
 						     GPUP_REC_HDR_SIZE),
 			    div_u64(seg->offset, ps), div_u64(seg->len, ps));
-	crc = gpup_vfio_crc(GPUP_CRC_INIT, slot->rec + GPUP_REC_HDR_SIZE,
-			    GPUP_VRAM_RUN_SIZE);
-	crc = gpup_vfio_crc(crc, data, seg->len);
+	crc = slot->crc_ok ? slot->crc[slot->next] :
+	      gpup_slot_crc(slot, slot->next, data);
 	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)slot->rec,
 				      GPUP_REC_VRAM, 0,
 				      GPUP_VRAM_RUN_SIZE + seg->len,
@@ -442,11 +518,24 @@ static int gpup_save_piece(struct gpup_save_file *sf)
 static int gpup_save_take(struct gpup_save_file *sf)
 {
 	struct gpup_save_slot *slot = &sf->slot[sf->slot_head];
+	struct gpup_vfio_pass *p = &sf->pass;
+	bool stalled = slot->state == GPUP_SLOT_INFLIGHT;
+	u64 t0 = stalled ? ktime_get_ns() : 0, us;
 	int ret;
 
 	ret = gpup_save_slot_wait(sf, slot, true);
 	if (ret)
 		return ret;
+	if (stalled) {
+		p->stalls++;
+		p->stall_us += div_u64(ktime_get_ns() - t0, NSEC_PER_USEC);
+	}
+	us = div_u64(slot->t_done - slot->t_sub, NSEC_PER_USEC);
+	p->reads++;
+	p->read_us += us;
+	p->read_max_us = max(p->read_max_us, us);
+	if (!slot->status)
+		p->bytes += gpup_slot_bytes(slot, 0);
 	sf->slot_head = (sf->slot_head + 1) % sf->depth;
 	sf->queued--;
 	sf->out_slot = slot;
@@ -519,8 +608,8 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u32 room,
 }
 
 /*
- * Fill @slot with runs of the current pass: one window of the full pass,
- * or dirty runs until GPUP_SLOT_RUNS of them or a window's pages.
+ * Fill @slot with runs of the current pass: windows of the full pass, or
+ * dirty runs, until GPUP_SLOT_RUNS of them or @sf->slot_pages pages.
  * Returns 1 with runs in it, 0 if the pass has none left, or -errno.
  */
 static int gpup_save_fill(struct gpup_save_file *sf,
@@ -534,7 +623,7 @@ static int gpup_save_fill(struct gpup_save_file *sf,
 	slot->nruns = 0;
 	slot->npages = 0;
 	do {
-		ret = gpup_save_next_run(sf, sf->run_pages - slot->npages,
+		ret = gpup_save_next_run(sf, sf->slot_pages - slot->npages,
 					 &first, &n);
 		if (ret != 1)
 			break;
@@ -543,7 +632,7 @@ static int gpup_save_fill(struct gpup_save_file *sf,
 		seg->len = (u64)n * ps;
 		slot->npages += n;
 	} while (slot->nruns < GPUP_SLOT_RUNS &&
-		 slot->npages < sf->run_pages);
+		 slot->npages < sf->slot_pages);
 	if (ret < 0)
 		return ret;
 	return slot->nruns ? 1 : 0;
@@ -585,6 +674,27 @@ static int gpup_save_vram_step(struct gpup_save_file *sf)
 }
 
 /*
+ * The current pass ended with @dirty pages dirty: its figures go to the
+ * device's log, if it read anything.
+ */
+static void gpup_save_pass_log(struct gpup_save_file *sf, u64 dirty)
+{
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	struct gpup_vfio_pass *p = &sf->pass;
+
+	if (!p->reads)
+		return;
+	p->dirty_left = dirty;
+	p->stop_copy = sf->stop_copy;
+	p->us = div_u64(ktime_get_ns() - sf->pass_t0, NSEC_PER_USEC);
+	spin_lock(&gdev->pass_lock);
+	gdev->passes[gdev->npasses++ % GPUP_PASS_LOG] = *p;
+	spin_unlock(&gdev->pass_lock);
+	memset(p, 0, sizeof(*p));
+	sf->pass_t0 = 0;
+}
+
+/*
  * The end of a dirty pass: a new pass if pages are dirty (1), -ENOMSG at
  * pre-copy's temporary end, 2 when STOP_COPY has sent every page, or
  * -errno.
@@ -596,6 +706,7 @@ static int gpup_save_pass_end(struct gpup_save_file *sf)
 	ret = gpup_save_query(sf, 0, sf->npages, NULL, false);
 	if (ret < 0)
 		return ret;
+	gpup_save_pass_log(sf, ret);
 	if (ret) {
 		sf->cursor = 0;
 		return 1;
@@ -627,6 +738,11 @@ static int gpup_save_next(struct gpup_save_file *sf)
 			ret = gpup_save_vram_step(sf);
 			if (ret != 1)
 				return ret;
+			ret = sf->tracking ? gpup_save_query(sf, 0, sf->npages,
+							     NULL, false) : 0;
+			if (ret < 0)
+				return ret;
+			gpup_save_pass_log(sf, ret);
 			sf->phase = sf->tracking ? GPUP_SAVE_DIRTY :
 						   GPUP_SAVE_MUTABLE;
 			sf->cursor = 0;
@@ -965,7 +1081,7 @@ static void gpup_save_slots_free(struct gpup_save_file *sf)
  */
 static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 {
-	size_t len = (size_t)sf->run_pages * sf->mf.gdev->caps.page_size;
+	size_t len = (size_t)sf->slot_pages * sf->mf.gdev->caps.page_size;
 	unsigned int npages = len >> PAGE_SHIFT, i, j;
 	struct gpup_save_slot *slot;
 
@@ -973,6 +1089,7 @@ static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 		slot = &sf->slot[i];
 		slot->sf = sf;
 		init_completion(&slot->done);
+		INIT_WORK(&slot->crc_work, gpup_save_crc_work);
 		slot->buf = __vmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slot->buf)
 			return -ENOMEM;
@@ -1105,8 +1222,15 @@ struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 	sf->run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	sf->tracking = precopy;
 	sf->mf.gdev = gdev;
+	spin_lock(&gdev->pass_lock);
+	gdev->npasses = 0;
+	spin_unlock(&gdev->pass_lock);
 	sf->bulk = gpup_vfio_use_bulk(gdev);
-	sf->depth = sf->bulk ? GPUP_XFER_DEPTH : 1;
+	sf->depth = sf->bulk ? clamp_t(unsigned int,
+				       READ_ONCE(gpup_vfio_xfer_depth), 1,
+				       GPUP_XFER_DEPTH) : 1;
+	sf->page_size = caps->page_size;
+	sf->slot_pages = sf->run_pages * (sf->bulk ? GPUP_SLOT_WINDOWS : 1);
 	ret = gpup_save_slots_alloc(sf);
 	if (ret)
 		goto err_free;
