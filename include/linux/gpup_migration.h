@@ -305,7 +305,7 @@ struct gpup_vram_xfer {
  *	Every accepted transfer of @vf completes (its @done returned)
  *	before @reset_vf of @vf returns, and every one of the PF before
  *	gpup_unregister_pf() is called.  Without the op, or with the
- *	gpup_vfio_pci parameter bulk_xfer=N (its default), VRAM moves by
+ *	gpup_vfio_pci parameter bulk_xfer=N (its default is Y), VRAM moves by
  *	@vram_read and @vram_write.  There is no DDI for it: GPU-P's VRAM paging is the
  *	kernel driver's own business.
  *

@@ -861,7 +861,10 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 
 /*
  * vram_xfer: transfers are queued on the VF and run, oldest first, by a
- * worker on gpup_sim_xfer_wq, as a copy engine would run them; the op
+ * worker on gpup_sim_xfer_wq, as a copy engine would run them (a
+ * high-priority one: an engine does not queue behind the CPU's other
+ * work, and on a busy vCPU a normal worker made each transfer wait
+ * 10 to 50 ms for it); the op
  * returns -EINPROGRESS and the worker completes it through
  * gpup_xfer_complete().  The queue and the
  * counters are under the VF's lock; the copy is done under it too, so a
@@ -1130,7 +1133,8 @@ void gpup_sim_xfer_kick(struct gpup_sim_vf *vf)
  */
 int gpup_sim_xfer_init(void)
 {
-	gpup_sim_xfer_wq = alloc_workqueue("gpup_sim_xfer", WQ_UNBOUND, 0);
+	gpup_sim_xfer_wq = alloc_workqueue("gpup_sim_xfer", WQ_UNBOUND | WQ_HIGHPRI,
+					   0);
 	return gpup_sim_xfer_wq ? 0 : -ENOMEM;
 }
 

@@ -101,11 +101,14 @@ enum gpup_slot_state {
  * @pages: the pages of @buf (bulk only)
  * @seg: the runs in VRAM bytes, @nruns of them, for @xfer
  * @xfer: the transfer (bulk only)
- * @done: completed once @xfer completed and, if it read the runs, once
- *	@crc_work checksummed them
- * @crc_work: computes @crc beside the reader after @xfer completed
+ * @done: completed by @xfer's done()
+ * @crc_work: computes @crc beside the reader once @xfer read the runs;
+ *	it holds the transfer's reference on the file until it ran, or
+ *	until the reader cancelled it
+ * @crc_queued: done() queued @crc_work (set before @done completes)
  * @crc: per run, the CRC of its run header and bytes (@crc_ok)
- * @crc_ok: @crc holds the runs' CRCs; else read() computes them
+ * @crc_ok: @crc holds the runs' CRCs (set by @crc_work, with release);
+ *	else read() computes them
  * @status: @xfer's result, or the synchronous reads'
  * @nruns: runs in the slot, at least 1 once filled
  * @npages: pages of all its runs
@@ -128,6 +131,7 @@ struct gpup_save_slot {
 	struct gpup_vram_xfer xfer;
 	struct completion done;
 	struct work_struct crc_work;
+	bool crc_queued;
 	u32 crc[GPUP_SLOT_RUNS];
 	bool crc_ok;
 	int status;
@@ -182,6 +186,7 @@ struct gpup_save_slot {
  * @mut_len: bytes in @mut
  * @mut_crc: CRC of @mut
  * @tail: MUTABLE record header or END record being sent
+ * @want: bytes the read() under way still asks for
  * @pass: figures of the current VRAM pass so far
  * @pass_t0: ktime (ns) of the current pass's first read, 0 before it
  */
@@ -218,6 +223,7 @@ struct gpup_save_file {
 	size_t mut_len;
 	u32 mut_crc;
 	u8 tail[GPUP_REC_HDR_SIZE + GPUP_END_SIZE];
+	u64 want;
 	struct gpup_vfio_pass pass;
 	u64 pass_t0;
 };
@@ -314,17 +320,23 @@ static u32 gpup_slot_crc(const struct gpup_save_slot *slot, unsigned int i,
 	return gpup_vfio_crc(crc, data, seg->len);
 }
 
+/* Drop a transfer's reference on @sf: its memory may go with it. */
+static void gpup_save_xfer_put(struct gpup_save_file *sf)
+{
+	if (gpup_vfio_file_put(&sf->mf))
+		gpup_save_free(sf);
+}
+
 /*
  * A transfer read its runs: checksum them here, on another CPU than the
- * reader's, which then only copies them out; then hand the slot over and
- * drop the transfer's reference.  Module unload waits for this work
- * (gpup_vfio_wq).
+ * reader's while it copies out earlier slots, unless the reader comes
+ * for the slot first and cancels this (gpup_save_take()).  Module unload
+ * waits for this work (gpup_vfio_wq).
  */
 static void gpup_save_crc_work(struct work_struct *work)
 {
 	struct gpup_save_slot *slot = container_of(work, struct gpup_save_slot,
 						   crc_work);
-	struct gpup_save_file *sf = slot->sf;
 	size_t off = 0;
 	unsigned int i;
 
@@ -333,28 +345,26 @@ static void gpup_save_crc_work(struct work_struct *work)
 		off += slot->seg[i].len;
 		cond_resched();
 	}
-	slot->crc_ok = true;
-	complete(&slot->done);
-	/* The transfer's reference: the file's memory may go with it. */
-	if (gpup_vfio_file_put(&sf->mf))
-		gpup_save_free(sf);
+	/* Pairs with gpup_save_piece(): @crc is complete before the flag. */
+	smp_store_release(&slot->crc_ok, true);
+	gpup_save_xfer_put(slot->sf);
 }
 
 static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 {
 	struct gpup_save_slot *slot = xfer->priv;
 	struct gpup_save_file *sf = slot->sf;
+	int st = status > 0 ? -EIO : gpup_vfio_op_err(status);
 
-	slot->status = status > 0 ? -EIO : gpup_vfio_op_err(status);
+	slot->status = st;
 	slot->t_done = ktime_get_ns();
-	if (!slot->status) {
+	/* The work takes over the transfer's reference. */
+	slot->crc_queued = !st;
+	if (!st)
 		queue_work(gpup_vfio_wq, &slot->crc_work);
-		return;
-	}
 	complete(&slot->done);
-	/* The transfer's reference: the file's memory may go with it. */
-	if (gpup_vfio_file_put(&sf->mf))
-		gpup_save_free(sf);
+	if (st)
+		gpup_save_xfer_put(sf);
 }
 
 /* Bytes of the records of @slot's runs from @from on. */
@@ -402,6 +412,7 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 	slot->hdr_out = false;
 	slot->status = 0;
 	slot->crc_ok = false;
+	slot->crc_queued = false;
 	slot->t_sub = ktime_get_ns();
 	if (!sf->pass_t0)
 		sf->pass_t0 = slot->t_sub;
@@ -500,7 +511,8 @@ static int gpup_save_piece(struct gpup_save_file *sf)
 	gpup_vfio_vram_run_build((struct gpup_vram_run *)(slot->rec +
 						     GPUP_REC_HDR_SIZE),
 			    div_u64(seg->offset, ps), div_u64(seg->len, ps));
-	crc = slot->crc_ok ? slot->crc[slot->next] :
+	/* Pairs with gpup_save_crc_work(): the flag, then @crc. */
+	crc = smp_load_acquire(&slot->crc_ok) ? slot->crc[slot->next] :
 	      gpup_slot_crc(slot, slot->next, data);
 	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)slot->rec,
 				      GPUP_REC_VRAM, 0,
@@ -529,6 +541,15 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	if (stalled) {
 		p->stalls++;
 		p->stall_us += div_u64(ktime_get_ns() - t0, NSEC_PER_USEC);
+	}
+	/*
+	 * The checksums not begun yet are this thread's, which would only
+	 * wait for them: no hop to another thread inside a blackout.
+	 */
+	if (slot->crc_queued) {
+		slot->crc_queued = false;
+		if (cancel_work_sync(&slot->crc_work))
+			gpup_save_xfer_put(sf);
 	}
 	us = div_u64(slot->t_done - slot->t_sub, NSEC_PER_USEC);
 	p->reads++;
@@ -639,13 +660,32 @@ static int gpup_save_fill(struct gpup_save_file *sf,
 }
 
 /*
+ * Slots to keep submitted.  Once the VF is stopped (STOP_COPY, or a
+ * save without pre-copy) nothing it holds can go stale: all of them.
+ * While it runs, a page read ahead and written again before it goes out
+ * is sent twice, so only as many as the read() under way asks for (at
+ * least one): nothing is read ahead of the reader from one read() to
+ * the next.
+ */
+static unsigned int gpup_save_ahead(const struct gpup_save_file *sf)
+{
+	u64 slot_bytes = (u64)sf->slot_pages * sf->page_size;
+
+	if (sf->stop_copy || !sf->tracking)
+		return sf->depth;
+	return clamp_t(u64, DIV_ROUND_UP_ULL(sf->want, slot_bytes), 1,
+		       sf->depth);
+}
+
+/*
  * The next piece of the current pass: the next of the slot going out;
- * else, with the free slots filled and submitted, the first of the
- * oldest.  Returns 0 with a piece, 1 when the pass has nothing left, or
- * -errno.
+ * else, with free slots filled and submitted (gpup_save_ahead()), the
+ * first of the oldest.  Returns 0 with a piece, 1 when the pass has
+ * nothing left, or -errno.
  */
 static int gpup_save_vram_step(struct gpup_save_file *sf)
 {
+	unsigned int ahead = gpup_save_ahead(sf);
 	struct gpup_save_slot *slot;
 	int ret;
 
@@ -657,7 +697,7 @@ static int gpup_save_vram_step(struct gpup_save_file *sf)
 		sf->out_slot->state = GPUP_SLOT_FREE;
 		sf->out_slot = NULL;
 	}
-	while (sf->queued < sf->depth) {
+	while (sf->queued < ahead) {
 		slot = &sf->slot[(sf->slot_head + sf->queued) % sf->depth];
 		if (WARN_ON_ONCE(slot->state != GPUP_SLOT_FREE))
 			return -EIO;
@@ -838,6 +878,7 @@ static ssize_t gpup_save_read(struct file *filp, char __user *buf,
 	mutex_lock(&mf->io_lock);
 	while (done < len) {
 		mutex_lock(&mf->lock);
+		sf->want = len - done;
 		ret = gpup_save_refill_locked(sf);
 		if (ret) {
 			mutex_unlock(&mf->lock);
