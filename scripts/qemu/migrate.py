@@ -987,7 +987,7 @@ def bench(a, b):
         lg, ad = runs["logging"], runs["all_dirty"]
         for k in ("ram_bytes", "total_ms", "downtime_ms"):
             if ad[k] > 0:
-                print("BENCH qemu_%s_ratio_logging_vs_all_dirty %.3f" %
+                print("BENCH qemu_logging_vs_all_dirty_%s_ratio %.3f" %
                       (k, lg[k] / ad[k]), flush=True)
         print("BENCH qemu_logging_ram_bytes_per_vm_ram %.3f" %
               (lg["ram_bytes"] / (256 << 20)), flush=True)

@@ -663,9 +663,10 @@ static int gpup_save_fill(struct gpup_save_file *sf,
  * Slots to keep submitted.  Once the VF is stopped (STOP_COPY, or a
  * save without pre-copy) nothing it holds can go stale: all of them.
  * While it runs, a page read ahead and written again before it goes out
- * is sent twice, so only as many as the read() under way asks for (at
- * least one): nothing is read ahead of the reader from one read() to
- * the next.
+ * is sent twice, so only as many as the read() under way asks for, and
+ * one more: the transfer of the next read()'s first slot runs while
+ * userspace sends this one's bytes, and that read() does not wait for
+ * it.
  */
 static unsigned int gpup_save_ahead(const struct gpup_save_file *sf)
 {
@@ -673,7 +674,7 @@ static unsigned int gpup_save_ahead(const struct gpup_save_file *sf)
 
 	if (sf->stop_copy || !sf->tracking)
 		return sf->depth;
-	return clamp_t(u64, DIV_ROUND_UP_ULL(sf->want, slot_bytes), 1,
+	return clamp_t(u64, DIV_ROUND_UP_ULL(sf->want, slot_bytes) + 1, 1,
 		       sf->depth);
 }
 
