@@ -357,4 +357,71 @@ TEST_F_TIMEOUT(big, vram_1g, 600)
 	EXPECT_STREQ(d0, d1);
 }
 
+/*
+ * VFs of real GPU sizes, 16 to 64 GiB, in a guest of 2 GiB: VRAM is
+ * backed as it is written, the engine writes a 64 MiB working set, and
+ * the digest covers all of VRAM in the time of the pages written.
+ */
+FIXTURE(huge) {
+	char pf[GPUP_BDF_LEN];
+	char vf[GPUP_BDF_LEN];
+};
+
+FIXTURE_VARIANT(huge) {
+	unsigned int vram_mb;
+};
+
+FIXTURE_VARIANT_ADD(huge, vram_16g) { .vram_mb = 16384 };
+FIXTURE_VARIANT_ADD(huge, vram_48g) { .vram_mb = 49152 };
+FIXTURE_VARIANT_ADD(huge, vram_64g) { .vram_mb = 65536 };
+
+FIXTURE_SETUP(huge)
+{
+	char params[64];
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, 0));
+	snprintf(params, sizeof(params), "vram_mb=%u working_set_mb=64",
+		 variant->vram_mb);
+	ASSERT_EQ(0, gpup_reload_sim(self->pf, params));
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 1));
+	ASSERT_EQ(0, gpup_vf_bdf(self->pf, 0, self->vf));
+}
+
+FIXTURE_TEARDOWN(huge)
+{
+	gpup_setup_pf(self->pf, 0);
+}
+
+TEST_F_TIMEOUT(huge, sparse_vram, 300)
+{
+	char path[128], buf[512], want[64];
+	char d0[GPUP_DIGEST_LEN], d1[GPUP_DIGEST_LEN];
+	long backed;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gpup_sim/%s/profile",
+		 self->vf);
+	ASSERT_LT(0, gpup_read_file(path, buf, sizeof(buf)));
+	snprintf(want, sizeof(want), "vram_size=%llu\n",
+		 (unsigned long long)variant->vram_mb << 20);
+	EXPECT_NE(NULL, strstr(buf, want));
+	EXPECT_EQ(0, gpup_sim_read_long(self->vf, "vram_backed"));
+	digest(_metadata, self->vf, d0);
+	ASSERT_EQ(0, gpup_sim_write(self->vf, "track", "1"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf, 500));
+	/* 2000 page writes, in the working set's 16384 pages. */
+	backed = gpup_sim_read_long(self->vf, "vram_backed");
+	ksft_print_msg("%u MiB VF: %ld pages backed after 500 steps\n",
+		       variant->vram_mb, backed);
+	EXPECT_GT(backed, 1500);
+	EXPECT_LE(backed, 16384);
+	EXPECT_EQ(backed, gpup_sim_read_long(self->vf, "dirty"));
+	digest(_metadata, self->vf, d1);
+	EXPECT_STRNE(d0, d1);
+	/* Reset: power-on VRAM, nothing backed, the first digest again. */
+	ASSERT_EQ(0, gpup_sim_write(self->vf, "reset", "1"));
+	EXPECT_EQ(0, gpup_sim_read_long(self->vf, "vram_backed"));
+	digest(_metadata, self->vf, d1);
+	EXPECT_STREQ(d0, d1);
+}
+
 TEST_HARNESS_MAIN

@@ -54,6 +54,8 @@
  *             (once the oldest is due), and a restore over a page a restore in
  *             flight writes is accepted, counted in xfer_stats
  *             "overlaps", so that an ordering error shows in the digest
+ *   vram_backed r: VRAM pages backed (written since the last reset);
+ *             the others read as zeros
  *   flr, event, pf_event: see events.c
  *
  * Copyright (C) 2026 The gpup-vfio authors
@@ -221,6 +223,7 @@ GPUP_SIM_LOCKED_SHOW(xfer_hold, vf->xfer_hold)
 
 GPUP_SIM_LOCKED_SHOW(xfer_delay, vf->xfer_delay_us)
 GPUP_SIM_LOCKED_SHOW(vram_delay, vf->vram_delay_us)
+GPUP_SIM_LOCKED_SHOW(vram_backed, vf->vram_backed)
 
 /* "<op> <errno>", "<op> oversize", "<op> skip", "dma_log drop|stop" */
 static int gpup_sim_parse_fault(const char *buf, char *op,
@@ -418,6 +421,7 @@ GPUP_SIM_FILE(dma_logged);
 GPUP_SIM_FILE(xfer_stats);
 GPUP_SIM_FILE(xfer_delay);
 GPUP_SIM_FILE(vram_delay);
+GPUP_SIM_FILE(vram_backed);
 GPUP_SIM_FILE(xfer_lifo);
 GPUP_SIM_FILE(xfer_hold);
 GPUP_SIM_FILE(xfer_sync);
@@ -474,6 +478,8 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 			    &gpup_sim_xfer_hold_fops);
 	debugfs_create_file("xfer_sync", 0644, d, vf,
 			    &gpup_sim_xfer_sync_fops);
+	debugfs_create_file("vram_backed", 0444, d, vf,
+			    &gpup_sim_vram_backed_fops);
 }
 
 /** gpup_sim_debugfs_init() - create the debugfs root */

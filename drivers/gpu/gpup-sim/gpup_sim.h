@@ -103,8 +103,12 @@ enum gpup_sim_fault_kind {
  * @seed: seed of the initial state
  * @eng: engine states
  * @sched: scheduler state
- * @vram: VF-local memory
- * @vram_size: bytes of @vram
+ * @vram: VF-local memory, sparse: page number -> struct page, for the
+ *	pages written since the last reset; the others read as zeros
+ * @vram_size: bytes of VRAM
+ * @vram_backed: entries in @vram
+ * @ws_pages: the working set: the engine writes pages below it only
+ *	(module parameter working_set_mb; all of VRAM by default)
  * @dirty: one bit per VRAM page written while tracking
  * @ndirty: bits set in @dirty, kept up to date so that the whole-VRAM
  *	count query_dirty is asked for costs O(1)
@@ -185,8 +189,10 @@ struct gpup_sim_vf {
 	u64 seed;
 	struct gpup_sim_engine eng[GPUP_SIM_MAX_ENGINES];
 	struct gpup_sim_sched sched;
-	u8 *vram;
+	struct xarray vram;
 	u64 vram_size;
+	u64 vram_backed;
+	u64 ws_pages;
 	unsigned long *dirty;
 	u64 ndirty;
 	int track_refs;
@@ -274,6 +280,7 @@ struct gpup_sim_pf {
 
 extern const struct gpup_migration_ops gpup_sim_ops;
 extern unsigned int gpup_sim_vram_mb;
+extern unsigned int gpup_sim_working_set_mb;
 extern unsigned int gpup_sim_profile_id;
 extern unsigned long gpup_sim_seed;
 extern unsigned int gpup_sim_dma_log_page_kb;

@@ -21,7 +21,11 @@ MODULE_PARM_DESC(num_vfs, "VFs to enable at probe (default 0; see sriov_numvfs)"
 
 unsigned int gpup_sim_vram_mb = 16;
 module_param_named(vram_mb, gpup_sim_vram_mb, uint, 0444);
-MODULE_PARM_DESC(vram_mb, "VRAM of each VF in MiB (default 16, 1..4096)");
+MODULE_PARM_DESC(vram_mb, "VRAM of each VF in MiB (default 16, 1..65536); sparse: a page is backed when first written");
+
+unsigned int gpup_sim_working_set_mb;
+module_param_named(working_set_mb, gpup_sim_working_set_mb, uint, 0444);
+MODULE_PARM_DESC(working_set_mb, "MiB at the start of VRAM the engine writes (default 0: all of it)");
 
 unsigned int gpup_sim_profile_id = 1;
 module_param_named(profile, gpup_sim_profile_id, uint, 0444);
@@ -174,7 +178,7 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		pci_info(pdev, "gpup_sim: no SR-IOV capability\n");
 		return -ENODEV;
 	}
-	if (!gpup_sim_vram_mb || gpup_sim_vram_mb > 4096 ||
+	if (!gpup_sim_vram_mb || gpup_sim_vram_mb > 65536 ||
 	    !gpup_sim_find_profile(gpup_sim_profile_id))
 		return -EINVAL;
 	ret = pcim_enable_device(pdev);

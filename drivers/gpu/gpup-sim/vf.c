@@ -122,15 +122,93 @@ static u64 gpup_sim_npages(const struct gpup_sim_vf *vf)
  */
 #define GPUP_SIM_VRAM_SLICE	SZ_4M
 
+/*
+ * VRAM is sparse: @vf->vram maps a page number to the struct page that
+ * backs it, allocated when the page is first written.  A page with no
+ * entry was not written since the VF's last reset and reads as zeros,
+ * as VRAM at power-on does here, so a VF of 64 GiB costs the guest only
+ * what it wrote.
+ */
+static u8 *gpup_sim_vram_page(struct gpup_sim_vf *vf, u64 pg)
+{
+	struct page *page = xa_load(&vf->vram, pg);
+
+	return page ? page_address(page) : NULL;
+}
+
+/* VRAM page @pg, backed (zeroed) now if it was not: for a write. */
+static u8 *gpup_sim_vram_page_get(struct gpup_sim_vf *vf, u64 pg)
+{
+	struct page *page = xa_load(&vf->vram, pg);
+	void *old;
+
+	if (page)
+		return page_address(page);
+	page = alloc_page(GFP_KERNEL | __GFP_ZERO);
+	if (!page)
+		return ERR_PTR(-ENOMEM);
+	old = xa_store(&vf->vram, pg, page, GFP_KERNEL);
+	if (xa_is_err(old)) {
+		__free_page(page);
+		return ERR_PTR(xa_err(old));
+	}
+	vf->vram_backed++;
+	return page_address(page);
+}
+
+/* Copy @len bytes of VRAM at @off to @dst; caller holds @vf->lock. */
+static void gpup_sim_vram_copy_out(struct gpup_sim_vf *vf, u64 off,
+				   u8 *dst, size_t len)
+{
+	size_t n;
+	u8 *p;
+
+	for (; len; len -= n, off += n, dst += n) {
+		n = min_t(size_t, len, GPUP_SIM_PAGE_SIZE -
+			  off % GPUP_SIM_PAGE_SIZE);
+		p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
+		if (p)
+			memcpy(dst, p + off % GPUP_SIM_PAGE_SIZE, n);
+		else
+			memset(dst, 0, n);
+	}
+}
+
+/*
+ * Copy @len bytes of @src to VRAM at @off; caller holds @vf->lock.
+ * Returns 0 or -ENOMEM (the pages before the one that failed are
+ * written).
+ */
+static int gpup_sim_vram_copy_in(struct gpup_sim_vf *vf, u64 off,
+				 const u8 *src, size_t len)
+{
+	size_t n;
+	u8 *p;
+
+	for (; len; len -= n, off += n, src += n) {
+		n = min_t(size_t, len, GPUP_SIM_PAGE_SIZE -
+			  off % GPUP_SIM_PAGE_SIZE);
+		p = gpup_sim_vram_page_get(vf, off / GPUP_SIM_PAGE_SIZE);
+		if (IS_ERR(p))
+			return PTR_ERR(p);
+		memcpy(p + off % GPUP_SIM_PAGE_SIZE, src, n);
+	}
+	return 0;
+}
+
+/* Back to power-on: every page unbacked (zeros); under @vf->lock. */
 static void gpup_sim_vram_clear(struct gpup_sim_vf *vf)
 {
-	u64 off, n;
+	struct page *page;
+	unsigned long pg;
 
-	for (off = 0; off < vf->vram_size; off += n) {
-		n = min_t(u64, vf->vram_size - off, GPUP_SIM_VRAM_SLICE);
-		memset(vf->vram + off, 0, n);
-		cond_resched();
+	xa_for_each(&vf->vram, pg, page) {
+		__free_page(page);
+		if (!(pg % 1024))
+			cond_resched();
 	}
+	xa_destroy(&vf->vram);
+	vf->vram_backed = 0;
 }
 
 /**
@@ -164,25 +242,35 @@ void gpup_sim_reset_locked(struct gpup_sim_vf *vf)
 	vf->failed = false;
 }
 
-static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
+/*
+ * One step of the VF's engines: GPUP_SIM_PAGES_PER_STEP pages of its
+ * working set rewritten.  Returns 0, or -ENOMEM if a page could not be
+ * backed (the step is cut short).
+ */
+static int gpup_sim_step_locked(struct gpup_sim_vf *vf)
 {
-	u64 npages = gpup_sim_npages(vf), r, w = 0, page;
+	u64 npages = vf->ws_pages, r, w = 0, page;
 	struct gpup_sim_engine *eng;
 	bool newly_dirty = false;
 	unsigned int e, k;
+	u8 *p;
 
 	r = gpup_sim_next(&vf->sched.rng);
 	/* What VRAM holds steers the rest. */
 	page = (r >> 8) % npages;
-	vf->sched.rng ^= *(u64 *)(vf->vram + page * GPUP_SIM_PAGE_SIZE +
-				  (r & 0xff8));
+	p = gpup_sim_vram_page(vf, page);
+	if (p)
+		vf->sched.rng ^= *(u64 *)(p + (r & 0xff8));
 	e = (r >> 40) % vf->profile.engines;
 	eng = &vf->eng[e];
 	for (k = 0; k < GPUP_SIM_PAGES_PER_STEP; k++) {
 		w = gpup_sim_next(&vf->sched.rng);
 		page = w % npages;
-		memset64((u64 *)(vf->vram + page * GPUP_SIM_PAGE_SIZE),
-			 w ^ eng->fence_seqno, GPUP_SIM_PAGE_SIZE / 8);
+		p = gpup_sim_vram_page_get(vf, page);
+		if (IS_ERR(p))
+			return PTR_ERR(p);
+		memset64((u64 *)p, w ^ eng->fence_seqno,
+			 GPUP_SIM_PAGE_SIZE / 8);
 		if (vf->track_refs && !__test_and_set_bit(page, vf->dirty)) {
 			vf->ndirty++;
 			newly_dirty = true;
@@ -201,6 +289,7 @@ static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
 	/* A poll() at pre-copy's temporary end may have data now. */
 	if (newly_dirty && vf->prov)
 		gpup_vf_notify(vf->prov, vf->idx, GPUP_VF_EVENT_DIRTY);
+	return 0;
 }
 
 /**
@@ -208,16 +297,19 @@ static void gpup_sim_step_locked(struct gpup_sim_vf *vf)
  * @vf: the VF; caller holds @vf->lock
  * @n: steps to run
  *
- * Return: 0, or -EBUSY while the VF is paused (no step runs then).
+ * Return: 0, -EBUSY while the VF is paused (no step runs then), or
+ * -ENOMEM if a page the engine wrote could not be backed.
  */
 int gpup_sim_run_locked(struct gpup_sim_vf *vf, unsigned long n)
 {
+	int ret = 0;
+
 	lockdep_assert_held(&vf->lock);
 	if (vf->paused)
 		return -EBUSY;
-	while (n--)
-		gpup_sim_step_locked(vf);
-	return 0;
+	while (n-- && !ret)
+		ret = gpup_sim_step_locked(vf);
+	return ret;
 }
 
 static void gpup_sim_imm_fill(const struct gpup_sim_vf *vf,
@@ -282,23 +374,29 @@ static void gpup_sim_mut_fill(const struct gpup_sim_vf *vf,
  * window (the mutable data) and every byte of VRAM: the SHA-256 of the
  * SHA-256 digests of the immutable data, the mutable data and each 4 MiB
  * slice of VRAM, in that order.  Two levels, because the one-shot
- * sha256() is the library call every supported kernel has alike.
+ * sha256() is the library call every supported kernel has alike.  A
+ * slice no page of which is backed is all zeros: its digest is computed
+ * once per call, so the time is that of the backed slices.
  *
  * Return: 0 or -ENOMEM.
  */
 int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 {
 	u64 off, n, slices = DIV_ROUND_UP(vf->vram_size, GPUP_SIM_VRAM_SLICE);
+	u8 zero[SHA256_DIGEST_SIZE];
 	struct gpup_sim_imm imm;
 	struct gpup_sim_mut *mut;
-	u8 *d, *p;
+	unsigned long first, last;
+	bool have_zero = false;
+	u8 *d, *p, *buf;
+	int ret = 0;
 
 	mut = kmalloc(sizeof(*mut), GFP_KERNEL);
 	d = kvmalloc_array(slices + 2, SHA256_DIGEST_SIZE, GFP_KERNEL);
-	if (!mut || !d) {
-		kfree(mut);
-		kvfree(d);
-		return -ENOMEM;
+	buf = vmalloc(GPUP_SIM_VRAM_SLICE);
+	if (!mut || !d || !buf) {
+		ret = -ENOMEM;
+		goto out;
 	}
 	gpup_sim_imm_fill(vf, &imm);
 	gpup_sim_mut_fill(vf, mut);
@@ -309,14 +407,31 @@ int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 	p += SHA256_DIGEST_SIZE;
 	for (off = 0; off < vf->vram_size; off += n) {
 		n = min_t(u64, vf->vram_size - off, GPUP_SIM_VRAM_SLICE);
-		sha256(vf->vram + off, n, p);
+		first = off / GPUP_SIM_PAGE_SIZE;
+		last = (off + n) / GPUP_SIM_PAGE_SIZE - 1;
+		if (xa_find(&vf->vram, &first, last, XA_PRESENT)) {
+			gpup_sim_vram_copy_out(vf, off, buf, n);
+			sha256(buf, n, p);
+		} else if (n == GPUP_SIM_VRAM_SLICE) {
+			if (!have_zero) {
+				memset(buf, 0, n);
+				sha256(buf, n, zero);
+				have_zero = true;
+			}
+			memcpy(p, zero, SHA256_DIGEST_SIZE);
+		} else {
+			memset(buf, 0, n);
+			sha256(buf, n, p);
+		}
 		p += SHA256_DIGEST_SIZE;
 		cond_resched();
 	}
 	sha256(d, p - d, out);
+out:
+	vfree(buf);
 	kvfree(d);
 	kfree(mut);
-	return 0;
+	return ret;
 }
 
 /**
@@ -797,6 +912,55 @@ static void gpup_sim_vram_latency(unsigned int us)
 		usleep_range(us, us + us / 4 + 1);
 }
 
+/*
+ * vram_read's copy: unbacked pages read as zeros.  Returns the bytes
+ * copied, or -EFAULT if none could be.
+ */
+static ssize_t gpup_sim_vram_to_iter(struct gpup_sim_vf *vf, u64 off,
+				     size_t len, struct iov_iter *to)
+{
+	size_t done = 0, c, n;
+	u8 *p;
+
+	while (done < len) {
+		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
+			  off % GPUP_SIM_PAGE_SIZE);
+		p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
+		n = p ? copy_to_iter(p + off % GPUP_SIM_PAGE_SIZE, c, to) :
+		    iov_iter_zero(c, to);
+		done += n;
+		off += n;
+		if (n < c)
+			break;
+	}
+	return done || !len ? done : -EFAULT;
+}
+
+/*
+ * vram_write's copy: each page it reaches is backed.  Returns the bytes
+ * copied, or -EFAULT / -ENOMEM if none could be.
+ */
+static ssize_t gpup_sim_vram_from_iter(struct gpup_sim_vf *vf, u64 off,
+				       size_t len, struct iov_iter *from)
+{
+	size_t done = 0, c, n;
+	u8 *p;
+
+	while (done < len) {
+		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
+			  off % GPUP_SIM_PAGE_SIZE);
+		p = gpup_sim_vram_page_get(vf, off / GPUP_SIM_PAGE_SIZE);
+		if (IS_ERR(p))
+			return done ?: PTR_ERR(p);
+		n = copy_from_iter(p + off % GPUP_SIM_PAGE_SIZE, c, from);
+		done += n;
+		off += n;
+		if (n < c)
+			break;
+	}
+	return done || !len ? done : -EFAULT;
+}
+
 static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 				  u64 offset, size_t len, struct iov_iter *to)
 {
@@ -815,9 +979,7 @@ static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 			      "vram_read", "with a range not page aligned")) {
 		n = -EINVAL;
 	} else {
-		n = copy_to_iter(vf->vram + offset, len, to);
-		if (!n && len)
-			n = -EFAULT;
+		n = gpup_sim_vram_to_iter(vf, offset, len, to);
 	}
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
@@ -849,9 +1011,7 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 				     "with a range not page aligned")) {
 		n = -EINVAL;
 	} else {
-		n = copy_from_iter(vf->vram + offset, len, from);
-		if (!n && len)
-			n = -EFAULT;
+		n = gpup_sim_vram_from_iter(vf, offset, len, from);
 	}
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
@@ -947,30 +1107,38 @@ static bool gpup_sim_xfer_races_locked(struct gpup_sim_vf *vf,
 	return false;
 }
 
-/* Copy @x's bytes between VRAM and its pages; caller holds @vf->lock. */
-static void gpup_sim_xfer_copy_locked(struct gpup_sim_vf *vf,
-				      const struct gpup_vram_xfer *x)
+/*
+ * Copy @x's bytes between VRAM and its pages; caller holds @vf->lock.
+ * Returns 0, or -ENOMEM if a restore could not back a page.
+ */
+static int gpup_sim_xfer_copy_locked(struct gpup_sim_vf *vf,
+				     const struct gpup_vram_xfer *x)
 {
 	size_t pos = 0, n;
 	unsigned int i;
 	u64 off, left;
+	int ret = 0;
 	u8 *p;
 
-	for (i = 0; i < x->nsegs; i++) {
+	for (i = 0; i < x->nsegs && !ret; i++) {
 		off = x->segs[i].offset;
-		for (left = x->segs[i].len; left; left -= n) {
+		for (left = x->segs[i].len; left && !ret; left -= n) {
 			n = min_t(u64, left, PAGE_SIZE - offset_in_page(pos));
 			p = kmap_local_page(x->pages[pos >> PAGE_SHIFT]);
 			if (x->dir == GPUP_XFER_SAVE)
-				memcpy(p + offset_in_page(pos), vf->vram + off, n);
+				gpup_sim_vram_copy_out(vf, off,
+						       p + offset_in_page(pos), n);
 			else
-				memcpy(vf->vram + off, p + offset_in_page(pos), n);
+				ret = gpup_sim_vram_copy_in(vf, off,
+							    p + offset_in_page(pos),
+							    n);
 			kunmap_local(p);
 			pos += n;
 			off += n;
 		}
 		cond_resched();
 	}
+	return ret;
 }
 
 static void gpup_sim_xfer_run(struct work_struct *work)
@@ -1004,8 +1172,8 @@ static void gpup_sim_xfer_run(struct work_struct *work)
 					    struct gpup_sim_xfer, node);
 		status = t->status;
 		if (!status)
-			gpup_sim_xfer_copy_locked(vf, t->xfer);
-		else
+			status = gpup_sim_xfer_copy_locked(vf, t->xfer);
+		if (status)
 			vf->xfer_errors++;
 		vf->xfer_async++;
 		vf->xfer_inflight--;
@@ -1058,7 +1226,7 @@ static int gpup_sim_vram_xfer(struct pci_dev *pdev, unsigned int idx,
 		/* The engine was idle and quick: done before the call returns. */
 		if (!gpup_sim_fault_locked(vf, "vram_xfer",
 					   GPUP_SIM_FAULT_ERRNO, &err))
-			gpup_sim_xfer_copy_locked(vf, xfer);
+			err = gpup_sim_xfer_copy_locked(vf, xfer);
 		vf->xfer_submitted++;
 		vf->xfer_segments += xfer->nsegs;
 		vf->xfer_max_segments = max(vf->xfer_max_segments,
@@ -1303,11 +1471,16 @@ int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
 	vf->profile = *(prof ? prof : &gpup_sim_profiles[0]);
 	vf->seed = gpup_sim_vf_seed(gpup_sim_seed, idx);
 	vf->vram_size = (u64)gpup_sim_vram_mb << 20;
-	vf->vram = vzalloc(vf->vram_size);
-	vf->dirty = bitmap_zalloc(gpup_sim_npages(vf), GFP_KERNEL);
-	if (!vf->vram || !vf->dirty) {
-		vfree(vf->vram);
-		bitmap_free(vf->dirty);
+	vf->ws_pages = gpup_sim_npages(vf);
+	if (gpup_sim_working_set_mb)
+		vf->ws_pages = min_t(u64, vf->ws_pages,
+				     ((u64)gpup_sim_working_set_mb << 20) /
+				     GPUP_SIM_PAGE_SIZE);
+	xa_init(&vf->vram);
+	/* 2 MiB at 64 GiB: not always a contiguous allocation. */
+	vf->dirty = kvcalloc(BITS_TO_LONGS(gpup_sim_npages(vf)),
+			     sizeof(unsigned long), GFP_KERNEL);
+	if (!vf->dirty) {
 		mutex_destroy(&vf->lock);
 		return -ENOMEM;
 	}
@@ -1334,7 +1507,9 @@ void gpup_sim_vf_fini(struct gpup_sim_vf *vf)
 	gpup_sim_dma_log_stop_locked(vf);
 	mutex_unlock(&vf->lock);
 	pci_dev_put(vf->vfdev);
-	vfree(vf->vram);
-	bitmap_free(vf->dirty);
+	mutex_lock(&vf->lock);
+	gpup_sim_vram_clear(vf);
+	mutex_unlock(&vf->lock);
+	kvfree(vf->dirty);
 	mutex_destroy(&vf->lock);
 }
