@@ -32,9 +32,9 @@
 /* bulk_xfer as the lane left it, written back after each test. */
 static char bulk_saved[8] = "Y";
 #define TIMEOUT_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_timeout_ms"
-/* 16 MiB of VRAM in runs of 256 KiB: the transfers of one full pass. */
+/* 16 MiB of VRAM in runs of 256 KiB: the runs (VRAM records) of one full pass. */
 #define FULL_PASS_RUNS	((GPUP_SIM_VRAM_MB << 20) / (256 << 10))
-/* Its transfers on the source: a slot of four runs (1 MiB) each. */
+/* Its transfers on either side: a save slot, a gather buffer of 1 MiB. */
 #define FULL_PASS_XFERS	(FULL_PASS_RUNS / 4)
 #define DEPTH_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_depth"
 /* The most runs gpup_vfio_pci puts in one transfer (GPUP_SLOT_RUNS). */
@@ -210,7 +210,7 @@ TEST_F_TIMEOUT(xfer, bulk_roundtrip, 300)
 	EXPECT_EQ(4, gpup_sim_xfer_stat(self->vf[A], "max_in_flight"));
 	/* The destination wrote VRAM by vram_xfer too. */
 	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
-		  FULL_PASS_RUNS);
+		  FULL_PASS_XFERS);
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "errors"));
 }
 
@@ -274,7 +274,7 @@ TEST_F_TIMEOUT(xfer, sync_roundtrip, 300)
 		  FULL_PASS_XFERS);
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "async"));
 	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
-		  FULL_PASS_RUNS);
+		  FULL_PASS_XFERS);
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "async"));
 }
 
@@ -292,7 +292,7 @@ TEST_F_TIMEOUT(xfer, one_in_flight_roundtrip, 300)
 		  FULL_PASS_XFERS);
 	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[A], "max_in_flight"));
 	EXPECT_GE(gpup_sim_xfer_stat(self->vf[B], "submitted"),
-		  FULL_PASS_RUNS);
+		  FULL_PASS_XFERS);
 	EXPECT_EQ(1, gpup_sim_xfer_stat(self->vf[B], "max_in_flight"));
 }
 
