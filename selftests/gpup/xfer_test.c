@@ -241,6 +241,58 @@ TEST_F_TIMEOUT(xfer, bulk_precopy_running, 300)
 }
 
 /*
+ * A dirty pass of scattered pages fills its slots with 64 runs, 256 KiB:
+ * a 1 MiB read() needs four of them, and while the VF runs the save
+ * keeps in flight the slots that cover the read() and one more, counted
+ * in bytes, not in slots (counted in slots, a read() kept two in flight
+ * and waited for each of the other two; the debug pair's dirty passes
+ * waited 200-250 ms each so).
+ */
+TEST_F_TIMEOUT(xfer, dirty_pass_reads_ahead_in_bytes, 300)
+{
+	struct gpup_buf b = { 0 };
+	int sfd = -1, dfd = -1;
+	size_t sent;
+
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "5000"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
+				  &dfd));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
+				  &sfd));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+	sent = b.len;
+	/* About 1200 pages all over VRAM: some 19 slots of 64 runs. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 300));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_stats", "0"));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
+	ksft_print_msg("dirty pass: %zu bytes, %ld transfers, %ld in flight at most\n",
+		       b.len - sent, gpup_sim_xfer_stat(self->vf[A], "submitted"),
+		       gpup_sim_xfer_stat(self->vf[A], "max_in_flight"));
+	EXPECT_GT(gpup_sim_xfer_stat(self->vf[A], "submitted"), 8);
+	EXPECT_EQ(4, gpup_sim_xfer_stat(self->vf[A], "max_in_flight"));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				       GPUP_CHUNK_WRITE));
+	sent = b.len;
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  NULL));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				       GPUP_CHUNK_WRITE));
+	close(dfd);
+	close(sfd);
+	gpup_buf_free(&b);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
+				  NULL));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 300 + 12));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+/*
  * Pre-copy passes in a VRAM of four windows send pages again and again:
  * two steps a round dirty 8 of its 256 pages, so the destination's
  * gather buffer holds the runs of several passes, and a later pass's

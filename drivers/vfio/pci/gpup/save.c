@@ -162,6 +162,8 @@ struct gpup_save_slot {
  * @slot: the VRAM record buffers, a ring
  * @slot_head: the oldest slot submitted and not handed out
  * @queued: slots submitted and not handed out, from @slot_head on
+ * @queued_bytes: bytes of the records of the @queued slots
+ * @newest_bytes: bytes of the records of the slot submitted last
  * @out_slot: the slot whose records are going out, taken off the ring;
  *	free again once the last one was read
  * @w: the stream writer (record chain, counts)
@@ -201,6 +203,8 @@ struct gpup_save_file {
 	struct gpup_save_slot slot[GPUP_XFER_DEPTH];
 	unsigned int slot_head;
 	unsigned int queued;
+	u64 queued_bytes;
+	u64 newest_bytes;
 	struct gpup_save_slot *out_slot;
 	struct gpup_writer w;
 	enum gpup_save_phase phase;
@@ -458,8 +462,11 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 		slot->t_done = ktime_get_ns();
 	}
 	gpup_vfio_op_exit(gdev);
-	if (!ret)
+	if (!ret) {
 		sf->queued++;
+		sf->newest_bytes = gpup_slot_bytes(slot, 0);
+		sf->queued_bytes += sf->newest_bytes;
+	}
 	return ret;
 }
 
@@ -559,6 +566,7 @@ static int gpup_save_take(struct gpup_save_file *sf)
 		p->bytes += gpup_slot_bytes(slot, 0);
 	sf->slot_head = (sf->slot_head + 1) % sf->depth;
 	sf->queued--;
+	sf->queued_bytes -= gpup_slot_bytes(slot, 0);
 	sf->out_slot = slot;
 	if (sf->bulk)
 		trace_gpup_vfio_op(sf->mf.gdev->vf_id, "vram_xfer",
@@ -660,33 +668,32 @@ static int gpup_save_fill(struct gpup_save_file *sf,
 }
 
 /*
- * Slots to keep submitted.  Once the VF is stopped (STOP_COPY, or a
- * save without pre-copy) nothing it holds can go stale: all of them.
- * While it runs, a page read ahead and written again before it goes out
- * is sent twice, so only as many as the read() under way asks for, and
- * one more: the transfer of the next read()'s first slot runs while
- * userspace sends this one's bytes, and that read() does not wait for
- * it.
+ * Whether to submit one more slot.  Once the VF is stopped (STOP_COPY,
+ * or a save without pre-copy) nothing it holds can go stale: every free
+ * slot.  While it runs, a page read ahead and written again before it
+ * goes out is sent twice, so the slots that cover what the read() under
+ * way asks for, and one more: the transfer of the next read()'s first
+ * slot runs while userspace sends this one's bytes, and that read()
+ * does not wait for it.  A slot of a dirty pass may hold less than its
+ * 1 MiB (64 runs of scattered pages): the slots are counted in bytes.
  */
-static unsigned int gpup_save_ahead(const struct gpup_save_file *sf)
+static bool gpup_save_more(const struct gpup_save_file *sf)
 {
-	u64 slot_bytes = (u64)sf->slot_pages * sf->page_size;
-
-	if (sf->stop_copy || !sf->tracking)
-		return sf->depth;
-	return clamp_t(u64, DIV_ROUND_UP_ULL(sf->want, slot_bytes) + 1, 1,
-		       sf->depth);
+	if (sf->queued >= sf->depth)
+		return false;
+	if (sf->stop_copy || !sf->tracking || !sf->queued)
+		return true;
+	return sf->queued_bytes - sf->newest_bytes < sf->want;
 }
 
 /*
  * The next piece of the current pass: the next of the slot going out;
- * else, with free slots filled and submitted (gpup_save_ahead()), the
+ * else, with free slots filled and submitted (gpup_save_more()), the
  * first of the oldest.  Returns 0 with a piece, 1 when the pass has
  * nothing left, or -errno.
  */
 static int gpup_save_vram_step(struct gpup_save_file *sf)
 {
-	unsigned int ahead = gpup_save_ahead(sf);
 	struct gpup_save_slot *slot;
 	int ret;
 
@@ -698,7 +705,7 @@ static int gpup_save_vram_step(struct gpup_save_file *sf)
 		sf->out_slot->state = GPUP_SLOT_FREE;
 		sf->out_slot = NULL;
 	}
-	while (sf->queued < ahead) {
+	while (gpup_save_more(sf)) {
 		slot = &sf->slot[(sf->slot_head + sf->queued) % sf->depth];
 		if (WARN_ON_ONCE(slot->state != GPUP_SLOT_FREE))
 			return -EIO;
