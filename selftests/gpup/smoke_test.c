@@ -10,6 +10,7 @@
  * Copyright (C) 2026 The gpup-vfio authors
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -153,6 +154,30 @@ TEST(no_provider_plain_vfio)
 	EXPECT_EQ(0, gpup_run("modprobe gpup_sim"));
 	EXPECT_EQ(0, gpup_bind_override(pf, "gpup_sim"));
 	gpup_run("rmmod igb");
+}
+
+/*
+ * VRAM moves in bulk (vram_xfer) unless the user turns it off: the
+ * module parameter bulk_xfer reads Y when nothing set it, and N where
+ * the kernel's command line did (the sid lane boots with
+ * gpup_vfio_pci.bulk_xfer=0, as a user would).
+ */
+TEST(bulk_xfer_is_the_default)
+{
+	char cmdline[4096], val[8];
+	bool off;
+
+	ASSERT_EQ(0, gpup_run("modprobe gpup_vfio_pci"));
+	ASSERT_LT(0, gpup_read_file("/proc/cmdline", cmdline,
+				    sizeof(cmdline)));
+	off = strstr(cmdline, "gpup_vfio_pci.bulk_xfer=0") ||
+	      strstr(cmdline, "gpup_vfio_pci.bulk_xfer=N") ||
+	      strstr(cmdline, "gpup_vfio_pci.bulk_xfer=n");
+	ASSERT_LT(0, gpup_read_file("/sys/module/gpup_vfio_pci/parameters/bulk_xfer",
+				    val, sizeof(val)));
+	TH_LOG("bulk_xfer=%c, %s on the command line", val[0],
+	       off ? "off" : "nothing");
+	EXPECT_EQ(off ? 'N' : 'Y', val[0]);
 }
 
 TEST_HARNESS_MAIN
