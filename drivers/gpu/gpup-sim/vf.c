@@ -156,44 +156,39 @@ static u8 *gpup_sim_vram_page_get(struct gpup_sim_vf *vf, u64 pg)
 	return page_address(page);
 }
 
-/* Copy @len bytes of VRAM at @off to @dst; caller holds @vf->lock. */
-static void gpup_sim_vram_copy_out(struct gpup_sim_vf *vf, u64 off,
-				   u8 *dst, size_t len)
-{
-	size_t n;
-	u8 *p;
-
-	for (; len; len -= n, off += n, dst += n) {
-		n = min_t(size_t, len, GPUP_SIM_PAGE_SIZE -
-			  off % GPUP_SIM_PAGE_SIZE);
-		p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
-		if (p)
-			memcpy(dst, p + off % GPUP_SIM_PAGE_SIZE, n);
-		else
-			memset(dst, 0, n);
-	}
-}
-
 /*
- * Copy @len bytes of @src to VRAM at @off; caller holds @vf->lock.
- * Returns 0 or -ENOMEM (the pages before the one that failed are
- * written).
+ * Copy @len bytes of VRAM at @off to @it (@write false: unbacked pages
+ * read as zeros) or from it (@write true: each page it reaches is
+ * backed); caller holds @vf->lock.  The one copy of VRAM that
+ * vram_read, vram_write, transfers and the digest all use.  Returns the
+ * bytes copied, or -EFAULT / -ENOMEM if none could be.
  */
-static int gpup_sim_vram_copy_in(struct gpup_sim_vf *vf, u64 off,
-				 const u8 *src, size_t len)
+static ssize_t gpup_sim_vram_copy(struct gpup_sim_vf *vf, u64 off,
+				  size_t len, struct iov_iter *it, bool write)
 {
-	size_t n;
+	size_t done = 0, c, n;
 	u8 *p;
 
-	for (; len; len -= n, off += n, src += n) {
-		n = min_t(size_t, len, GPUP_SIM_PAGE_SIZE -
+	while (done < len) {
+		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
 			  off % GPUP_SIM_PAGE_SIZE);
-		p = gpup_sim_vram_page_get(vf, off / GPUP_SIM_PAGE_SIZE);
-		if (IS_ERR(p))
-			return PTR_ERR(p);
-		memcpy(p + off % GPUP_SIM_PAGE_SIZE, src, n);
+		if (write) {
+			p = gpup_sim_vram_page_get(vf, off / GPUP_SIM_PAGE_SIZE);
+			if (IS_ERR(p))
+				return done ?: PTR_ERR(p);
+			n = copy_from_iter(p + off % GPUP_SIM_PAGE_SIZE, c, it);
+		} else {
+			p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
+			n = p ? copy_to_iter(p + off % GPUP_SIM_PAGE_SIZE, c,
+					     it) :
+			    iov_iter_zero(c, it);
+		}
+		done += n;
+		off += n;
+		if (n < c)
+			break;
 	}
-	return 0;
+	return done || !len ? done : -EFAULT;
 }
 
 /* Back to power-on: every page unbacked (zeros); under @vf->lock. */
@@ -385,6 +380,8 @@ int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 	u64 off, n, slices = DIV_ROUND_UP(vf->vram_size, GPUP_SIM_VRAM_SLICE);
 	u8 zero[SHA256_DIGEST_SIZE];
 	struct gpup_sim_imm imm;
+	struct iov_iter it;
+	struct kvec kv;
 	struct gpup_sim_mut *mut;
 	unsigned long first, last;
 	bool have_zero = false;
@@ -410,7 +407,10 @@ int gpup_sim_digest_locked(struct gpup_sim_vf *vf, u8 *out)
 		first = off / GPUP_SIM_PAGE_SIZE;
 		last = (off + n) / GPUP_SIM_PAGE_SIZE - 1;
 		if (xa_find(&vf->vram, &first, last, XA_PRESENT)) {
-			gpup_sim_vram_copy_out(vf, off, buf, n);
+			kv.iov_base = buf;
+			kv.iov_len = n;
+			iov_iter_kvec(&it, ITER_DEST, &kv, 1, n);
+			gpup_sim_vram_copy(vf, off, n, &it, false);
 			sha256(buf, n, p);
 		} else if (n == GPUP_SIM_VRAM_SLICE) {
 			if (!have_zero) {
@@ -912,55 +912,6 @@ static void gpup_sim_vram_latency(unsigned int us)
 		usleep_range(us, us + us / 4 + 1);
 }
 
-/*
- * vram_read's copy: unbacked pages read as zeros.  Returns the bytes
- * copied, or -EFAULT if none could be.
- */
-static ssize_t gpup_sim_vram_to_iter(struct gpup_sim_vf *vf, u64 off,
-				     size_t len, struct iov_iter *to)
-{
-	size_t done = 0, c, n;
-	u8 *p;
-
-	while (done < len) {
-		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
-			  off % GPUP_SIM_PAGE_SIZE);
-		p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
-		n = p ? copy_to_iter(p + off % GPUP_SIM_PAGE_SIZE, c, to) :
-		    iov_iter_zero(c, to);
-		done += n;
-		off += n;
-		if (n < c)
-			break;
-	}
-	return done || !len ? done : -EFAULT;
-}
-
-/*
- * vram_write's copy: each page it reaches is backed.  Returns the bytes
- * copied, or -EFAULT / -ENOMEM if none could be.
- */
-static ssize_t gpup_sim_vram_from_iter(struct gpup_sim_vf *vf, u64 off,
-				       size_t len, struct iov_iter *from)
-{
-	size_t done = 0, c, n;
-	u8 *p;
-
-	while (done < len) {
-		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
-			  off % GPUP_SIM_PAGE_SIZE);
-		p = gpup_sim_vram_page_get(vf, off / GPUP_SIM_PAGE_SIZE);
-		if (IS_ERR(p))
-			return done ?: PTR_ERR(p);
-		n = copy_from_iter(p + off % GPUP_SIM_PAGE_SIZE, c, from);
-		done += n;
-		off += n;
-		if (n < c)
-			break;
-	}
-	return done || !len ? done : -EFAULT;
-}
-
 static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 				  u64 offset, size_t len, struct iov_iter *to)
 {
@@ -979,7 +930,7 @@ static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 			      "vram_read", "with a range not page aligned")) {
 		n = -EINVAL;
 	} else {
-		n = gpup_sim_vram_to_iter(vf, offset, len, to);
+		n = gpup_sim_vram_copy(vf, offset, len, to, false);
 	}
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
@@ -1011,7 +962,7 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 				     "with a range not page aligned")) {
 		n = -EINVAL;
 	} else {
-		n = gpup_sim_vram_from_iter(vf, offset, len, from);
+		n = gpup_sim_vram_copy(vf, offset, len, from, true);
 	}
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
@@ -1114,9 +1065,13 @@ static bool gpup_sim_xfer_races_locked(struct gpup_sim_vf *vf,
 static int gpup_sim_xfer_copy_locked(struct gpup_sim_vf *vf,
 				     const struct gpup_vram_xfer *x)
 {
+	bool save = x->dir == GPUP_XFER_SAVE;
 	size_t pos = 0, n;
+	struct iov_iter it;
+	struct kvec kv;
 	unsigned int i;
 	u64 off, left;
+	ssize_t got;
 	int ret = 0;
 	u8 *p;
 
@@ -1125,14 +1080,15 @@ static int gpup_sim_xfer_copy_locked(struct gpup_sim_vf *vf,
 		for (left = x->segs[i].len; left && !ret; left -= n) {
 			n = min_t(u64, left, PAGE_SIZE - offset_in_page(pos));
 			p = kmap_local_page(x->pages[pos >> PAGE_SHIFT]);
-			if (x->dir == GPUP_XFER_SAVE)
-				gpup_sim_vram_copy_out(vf, off,
-						       p + offset_in_page(pos), n);
-			else
-				ret = gpup_sim_vram_copy_in(vf, off,
-							    p + offset_in_page(pos),
-							    n);
+			kv.iov_base = p + offset_in_page(pos);
+			kv.iov_len = n;
+			iov_iter_kvec(&it, save ? ITER_DEST : ITER_SOURCE,
+				      &kv, 1, n);
+			got = gpup_sim_vram_copy(vf, off, n, &it, !save);
 			kunmap_local(p);
+			/* Short only when a page could not be backed. */
+			if (got != n)
+				ret = got < 0 ? got : -ENOMEM;
 			pos += n;
 			off += n;
 		}
