@@ -358,7 +358,7 @@ TEST_F_TIMEOUT(big, vram_1g, 600)
 }
 
 /*
- * VFs of real GPU sizes, 16 to 64 GiB, in a guest of 2 GiB: VRAM is
+ * VFs of real GPU sizes, 16 to 64 GiB, in a guest of 3 GiB: VRAM is
  * backed as it is written, the engine writes a 64 MiB working set, and
  * the digest covers all of VRAM in the time of the pages written.
  */

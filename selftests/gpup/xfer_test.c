@@ -245,8 +245,9 @@ TEST_F_TIMEOUT(xfer, bulk_precopy_running, 300)
  * a 1 MiB read() needs four of them, and while the VF runs the save
  * keeps in flight the slots that cover the read() and one more, counted
  * in bytes, not in slots (counted in slots, a read() kept two in flight
- * and waited for each of the other two; the debug pair's dirty passes
- * waited 200-250 ms each so).
+ * and waited for each of the other two).  The steps of
+ * gpup_migrate_precopy(), with the engine's figures read between the
+ * dirty pass and STOP_COPY, which submits every slot.
  */
 TEST_F_TIMEOUT(xfer, dirty_pass_reads_ahead_in_bytes, 300)
 {
