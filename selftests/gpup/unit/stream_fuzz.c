@@ -10,7 +10,11 @@
  *                  bit 5 = recompute every CRC of the stream first, so
  *                  that mutations reach the checks behind the CRCs;
  *                  bit 6 = with bit 5, also set END's nrecords,
- *                  stream_bytes and chain to what precedes it
+ *                  stream_bytes and chain to what precedes it;
+ *                  bit 7 = the chunked pass checks the CRC of each VRAM
+ *                  record's pages itself (gpup_vfio_parser_defer_crc()),
+ *                  at its RECORD_END, as the driver's bulk restore does,
+ *                  and feeds those pages as NULL
  *   next k bytes   chunk sizes, used in turn (0: the rest of the input)
  *   the rest       the stream
  *
@@ -70,6 +74,9 @@ struct pass {
 	u32 len, next_off, npages;
 	u64 first_page;
 	struct gpup_stream_info info;
+	/* deferring VRAM page CRCs (chunked pass, control bit 7) */
+	bool defer;
+	u32 dcrc, dwant;
 	/* rebuilding with the writer (one-buffer pass only) */
 	bool rebuild;
 	struct gpup_writer w;
@@ -244,14 +251,49 @@ static bool is_stream_error(long err)
 	       err == -EMSGSIZE || err == -EINVAL;
 }
 
+/*
+ * As a reader that checks VRAM pages itself: defer at VRAM_RUN, sum the
+ * pages, compare at RECORD_END.  Returns -EBADMSG on a mismatch, which
+ * ends the pass before the event counts, as the parser's own check would
+ * have ended it at the record's last byte.
+ */
+static long defer_event(struct pass *ps, struct gpup_parser *p,
+			const struct gpup_event *ev)
+{
+	struct gpup_event ev2;
+
+	if (!ps->defer || ev->kind == GPUP_EV_NONE)
+		return 0;
+	if (ev->kind == GPUP_EV_VRAM_RUN) {
+		CHECK(!gpup_vfio_parser_defer_crc(p));
+		ps->dcrc = ev->crc_state;
+		ps->dwant = ev->crc;
+		return 0;
+	}
+	/* Anywhere else there is nothing to defer, nor to feed as NULL. */
+	CHECK(gpup_vfio_parser_defer_crc(p) == -EINVAL);
+	if (!gpup_vfio_parser_defer_left(p))
+		CHECK(gpup_vfio_parser_feed(p, NULL, 1, &ev2) == -EINVAL &&
+		      ev2.kind == GPUP_EV_NONE);
+	if (ev->type != GPUP_REC_VRAM)
+		return 0;
+	if (ev->kind == GPUP_EV_DATA)
+		ps->dcrc = gpup_vfio_crc(ps->dcrc, ev->data, ev->data_len);
+	if (ev->kind == GPUP_EV_RECORD_END &&
+	    gpup_vfio_crc_final(ps->dcrc) != ps->dwant)
+		return -EBADMSG;
+	return 0;
+}
+
 static void run(struct pass *ps, const struct gpup_stream_limits *lim,
 		const u8 *s, size_t len, const u8 *chunks, unsigned int nchunks,
 		bool zero_feeds)
 {
 	struct gpup_parser p;
 	struct gpup_event ev;
-	size_t off = 0, n, done;
+	size_t off = 0, n, done, want;
 	unsigned int ci = 0;
+	u32 left;
 	long r;
 
 	ps->ev_digest = GPUP_CRC_INIT;
@@ -266,10 +308,26 @@ static void run(struct pass *ps, const struct gpup_stream_limits *lim,
 		if (zero_feeds) {
 			r = gpup_vfio_parser_feed(&p, s + off, 0, &ev);
 			CHECK(r == 0);
+			if (defer_event(ps, &p, &ev)) {
+				ps->err = -EBADMSG;
+				ps->fin = -EBADMSG;
+				return;
+			}
 			on_event(ps, lim, &ev, s, off, NULL, 0);
 		}
 		for (done = 0; done < n; done += r) {
-			r = gpup_vfio_parser_feed(&p, s + off + done, n - done, &ev);
+			/* Deferred pages go in as NULL, placed by the reader. */
+			want = n - done;
+			left = ps->defer ? gpup_vfio_parser_defer_left(&p) : 0;
+			if (left && want > left)
+				want = left;
+			r = gpup_vfio_parser_feed(&p, left ? NULL : s + off + done,
+						  want, &ev);
+			if (r > 0 && left) {
+				CHECK(ev.kind == GPUP_EV_DATA && !ev.data &&
+				      ev.data_len == r);
+				ev.data = s + off + done;
+			}
 			if (r < 0) {
 				CHECK(is_stream_error(r));
 				CHECK(ev.kind == GPUP_EV_NONE);
@@ -277,8 +335,13 @@ static void run(struct pass *ps, const struct gpup_stream_limits *lim,
 				goto out;
 			}
 			/* Progress on every call, never past the buffer. */
-			CHECK(r >= 1 && (size_t)r <= n - done);
+			CHECK(r >= 1 && (size_t)r <= want);
 			CHECK(p.pos == off + done + r);
+			if (defer_event(ps, &p, &ev)) {
+				ps->err = -EBADMSG;
+				ps->fin = -EBADMSG;
+				return;
+			}
 			on_event(ps, lim, &ev, s, off + done + r,
 				 s + off + done, r);
 		}
@@ -286,6 +349,11 @@ static void run(struct pass *ps, const struct gpup_stream_limits *lim,
 	}
 	r = gpup_vfio_parser_feed(&p, NULL, 0, &ev);
 	CHECK(r == 0);
+	if (defer_event(ps, &p, &ev)) {
+		ps->err = -EBADMSG;
+		ps->fin = -EBADMSG;
+		return;
+	}
 	on_event(ps, lim, &ev, s, off, NULL, 0);
 	r = gpup_vfio_parser_feed(&p, NULL, 0, &ev);
 	CHECK(r == 0 && ev.kind == GPUP_EV_NONE);
@@ -339,6 +407,7 @@ int GPUP_FUZZ_ENTRY(const u8 *data, size_t size)
 
 	memset(&a, 0, sizeof(a));
 	memset(&b, 0, sizeof(b));
+	a.defer = ctl & 0x80;
 	b.rebuild = true;
 	run(&a, lim, s, len, data + 1, k, ctl & 8);
 	run(&b, lim, s, len, NULL, 0, false);

@@ -58,6 +58,8 @@ static const char *err_name(long err)
 		return "-ENODATA";
 	case -EINVAL:
 		return "-EINVAL";
+	case -EILSEQ:
+		return "-EILSEQ (the reader's own CRC check)";
 	default:
 		return "other";
 	}
@@ -990,6 +992,106 @@ static bool test_payload_crc(void)
 	return ok;
 }
 
+/*
+ * Parse @b in @chunk-byte pieces, deferring the CRC of every VRAM record
+ * and checking it at its RECORD_END, as the bulk restore does.  Returns
+ * the parser's error, else -EILSEQ for the first page CRC that does not
+ * match (the reader's own -EBADMSG), else 0; *@nrec counts the records
+ * checked.
+ */
+static long parse_deferred(const struct buf *b, size_t chunk,
+			   unsigned int *nrec)
+{
+	struct gpup_parser p;
+	struct gpup_event ev;
+	size_t off = 0, n;
+	u32 state = 0, want = 0, left;
+	long r;
+
+	*nrec = 0;
+	gpup_vfio_parser_init(&p, &def_lim);
+	for (;;) {
+		n = b->len - off < chunk ? b->len - off : chunk;
+		/* Deferred pages go in as NULL: the reader has them. */
+		left = gpup_vfio_parser_defer_left(&p);
+		if (left && n > left)
+			n = left;
+		r = gpup_vfio_parser_feed(&p, left ? NULL : b->p + off, n, &ev);
+		if (r < 0)
+			return r;
+		if (left) {
+			if (ev.kind != GPUP_EV_DATA || ev.data)
+				return -ENOTTY;
+			ev.data = b->p + off;
+		}
+		off += r;
+		if (ev.kind == GPUP_EV_VRAM_RUN) {
+			if (gpup_vfio_parser_defer_crc(&p))
+				return -ENOTTY;
+			state = ev.crc_state;
+			want = ev.crc;
+		} else if (ev.kind != GPUP_EV_NONE &&
+			   gpup_vfio_parser_defer_crc(&p) != -EINVAL) {
+			return -ENOTTY;
+		}
+		if (ev.kind == GPUP_EV_DATA && ev.type == GPUP_REC_VRAM)
+			state = gpup_vfio_crc(state, ev.data, ev.data_len);
+		if (ev.kind == GPUP_EV_RECORD_END && ev.type == GPUP_REC_VRAM) {
+			if (gpup_vfio_crc_final(state) != want)
+				return -EILSEQ;
+			(*nrec)++;
+		}
+		if (ev.kind == GPUP_EV_END)
+			return gpup_vfio_parser_finish(&p);
+		if (!r && ev.kind == GPUP_EV_NONE)
+			return -ENODATA;
+	}
+}
+
+/*
+ * A reader that checks VRAM pages itself: the parser lets a flipped page
+ * byte through, the reader's check refuses it, and a good stream passes.
+ */
+static bool test_defer_crc(void)
+{
+	static const size_t chunks[] = { 1, 7, 4096, 1 << 20 };
+	/* The second run's first_page, and a byte of its pages. */
+	size_t run_byte = 48 + 116 + 16 + 16 + 8192 + 16;
+	size_t page_byte = run_byte + 16 + 5000;
+	struct gpup_parser p;
+	struct gpup_event ev;
+	unsigned int i, nrec;
+	struct buf b;
+	bool ok;
+
+	ok = build_rt(&b);
+	for (i = 0; i < ARRAY_SIZE(chunks); i++) {
+		ok &= EXPECT_ERR(parse_deferred(&b, chunks[i], &nrec), 0);
+		ok &= EXPECT(nrec == ARRAY_SIZE(rt_runs));
+		b.p[page_byte] ^= 0x10;
+		ok &= EXPECT_ERR(parse_deferred(&b, chunks[i], &nrec), -EILSEQ);
+		ok &= EXPECT(nrec == 1);
+		b.p[page_byte] ^= 0x10;
+		/* first_page 9 -> 8: still in range, caught by the CRC. */
+		b.p[run_byte] ^= 0x01;
+		ok &= EXPECT_ERR(parse_deferred(&b, chunks[i], &nrec), -EILSEQ);
+		b.p[run_byte] ^= 0x01;
+	}
+	/* The parser alone refuses the flipped page byte. */
+	b.p[page_byte] ^= 0x10;
+	ok &= EXPECT_REFUSED(&b, -EBADMSG);
+	b.p[page_byte] ^= 0x10;
+	/* Not at the first page byte of a VRAM record: refused. */
+	gpup_vfio_parser_init(&p, &def_lim);
+	ok &= EXPECT_ERR(gpup_vfio_parser_defer_crc(&p), -EINVAL);
+	/* NULL stands for deferred pages only, and breaks nothing. */
+	ok &= EXPECT_ERR(gpup_vfio_parser_feed(&p, NULL, 1, &ev), -EINVAL);
+	ok &= EXPECT_ERR(gpup_vfio_parser_feed(&p, b.p, b.len, &ev),
+			 GPUP_STREAM_HDR_SIZE);
+	buf_free(&b);
+	return ok;
+}
+
 static bool test_rec_flags(void)
 {
 	struct raw r;
@@ -1628,6 +1730,7 @@ static const struct {
 	  test_limits_mismatch },
 	{ "record header crc gives -EBADMSG", test_rec_hcrc },
 	{ "payload crc gives -EBADMSG, no RECORD_END", test_payload_crc },
+	{ "VRAM page crc deferred to the reader", test_defer_crc },
 	{ "reserved record flag gives -EPROTO", test_rec_flags },
 	{ "missing IMMUTABLE gives -EPROTO", test_missing_immutable },
 	{ "duplicate IMMUTABLE gives -EPROTO", test_duplicate_immutable },
@@ -1690,8 +1793,10 @@ static int write_corpus(const char *dir)
 {
 	/*
 	 * Control byte (see stream_fuzz.c): bits 0-2 = chunk sizes - 1,
-	 * bit 3 = zero feeds, bit 5 = fix CRCs, bit 6 = fix END too.
+	 * bit 3 = zero feeds, bit 5 = fix CRCs, bit 6 = fix END too,
+	 * bit 7 = the chunked pass defers VRAM page CRCs.
 	 */
+	static const u8 p_defer[] = { 0x81, 7, 200 };
 	static const u8 p_all[] = { 0x00, 0 };
 	static const u8 p_one[] = { 0x00, 1 };
 	static const u8 p_mix[] = { 0x0a, 7, 16, 100 };
@@ -1701,6 +1806,7 @@ static int write_corpus(const char *dir)
 	static const u16 t_min[] = { I, M, E };
 	struct gpup_stream_hdr h;
 	struct raw r;
+	struct buf b;
 	int n = 0, ret = 0;
 
 	mkdir(dir, 0755);
@@ -1735,6 +1841,20 @@ static int write_corpus(const char *dir)
 	ret |= write_seed(dir, n++, p_odd, sizeof(p_odd), &r.b);
 	ret |= write_seed(dir, n++, p_fix_mix, sizeof(p_fix_mix), &r.b);
 	buf_free(&r.b);
+
+	/* The round trip stream, VRAM page CRCs deferred: good, then bad. */
+	build_rt(&b);
+	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &b);
+	b.p[b.len / 2] ^= 0x10;
+	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &b);
+	buf_free(&b);
+
+	/* The round trip stream, VRAM page CRCs deferred: good, then bad. */
+	build_rt(&b);
+	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &b);
+	b.p[b.len / 2] ^= 0x10;
+	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &b);
+	buf_free(&b);
 
 	hdr_make(&h, PAGE, VRAM_SIZE);
 	h.minor = cpu_to_le16(5);

@@ -4,21 +4,28 @@
  *
  * Writes of any size are copied from userspace into a staging buffer
  * (outside every lock an arc or a reset takes) and fed to the stream
- * parser.  VRAM payload is gathered into whole pages before it reaches
- * the provider's vram_write: a page-aligned range of at most one run, or
- * the rest of a record at its end, whatever the write() and record
- * boundaries.  In bulk (the provider has vram_xfer and bulk_xfer=Y) a
- * buffer of GPUP_RESUME_RUNS runs' bytes (1 MiB) gathers the runs of
- * several records, up to GPUP_RESUME_SEGS
- * segments of VRAM that do not overlap, and goes out as one vram_xfer
- * transfer when it is full, at a record other than VRAM and at END;
- * gathering goes on in a second buffer while it runs: a buffer is
- * gathered into again only once its last transfer completed.  Its pages
- * count as written (@seen) when it completed.  The END record, RESUMING
- * -> STOP, disabling the file and release wait for both buffers
- * (gpup_resume_drain_locked()).  The IMMUTABLE record
- * reaches restore_immutable as soon as it is complete; the MUTABLE record
- * is kept for RESUMING -> STOP.
+ * parser; the page bytes of a VRAM record that a bulk gather buffer
+ * checks itself are copied straight to their place in it.  VRAM payload
+ * is gathered into whole pages before it reaches the provider's
+ * vram_write: a page-aligned range of at most one run, or the rest of a
+ * record at its end, whatever the write() and record boundaries.
+ *
+ * In bulk (the provider has vram_xfer and bulk_xfer=Y) a buffer of
+ * GPUP_RESUME_RUNS runs' bytes (1 MiB) gathers the runs of several
+ * records, up to GPUP_RESUME_SEGS segments of VRAM that do not overlap,
+ * and goes out as one vram_xfer transfer when it is full, at a record
+ * other than VRAM and at END; gathering goes on in a second buffer while
+ * it runs: a buffer is gathered into again only once its last transfer
+ * completed.  Its pages count as written (@seen) when it completed.  A
+ * VRAM record that fits in a buffer is gathered whole into one, and its
+ * CRC is checked there, on another CPU while the transfer runs and the
+ * writer gathers on (gpup_vfio_parser_defer_crc()): the one stream check
+ * that costs as much as the copies.  Waiting for a buffer waits for its
+ * check too.  The END record, RESUMING -> STOP, disabling the file and
+ * release wait for both buffers (gpup_resume_drain_locked()).
+ *
+ * The IMMUTABLE record reaches restore_immutable as soon as it is
+ * complete; the MUTABLE record is kept for RESUMING -> STOP.
  *
  * Copyright (C) 2026 The gpup-vfio authors
  */
@@ -30,6 +37,7 @@
 #include <linux/uaccess.h>
 #include <linux/uio.h>
 #include <linux/vmalloc.h>
+#include <linux/workqueue.h>
 
 #include "file.h"
 #include "trace.h"
@@ -53,6 +61,22 @@
  * worth of single pages.
  */
 #define GPUP_RESUME_SEGS	64
+/* VRAM records whose CRC one gather buffer checks at most (bulk). */
+#define GPUP_RESUME_CHKS	64
+
+/**
+ * struct gpup_resume_chk - a VRAM record gathered whole, its CRC to check
+ * @off: where its pages begin in the buffer's data
+ * @len: bytes of its pages
+ * @state: the CRC state of its payload before the pages
+ * @crc: the stored payload CRC
+ */
+struct gpup_resume_chk {
+	u32 off;
+	u32 len;
+	u32 state;
+	u32 crc;
+};
 
 /**
  * struct gpup_resume_buf - a gather buffer and its transfer
@@ -66,6 +90,14 @@
  * @status: @xfer's result
  * @inflight: @xfer was queued and not waited for; @data is the
  *	provider's
+ * @chk: the VRAM records gathered whole into @data (bulk only)
+ * @nchk: entries in @chk
+ * @crc_work: checks @chk's CRCs, queued with @xfer on gpup_vfio_wq
+ * @crc_queued: @crc_work was queued and not waited for
+ * @crc_err: -EBADMSG if a record of @chk failed its check, else 0
+ *
+ * The resume file's @mf.lock protects all but @done and, while
+ * @crc_queued, @crc_err (@crc_work's until it is waited for).
  */
 struct gpup_resume_buf {
 	struct gpup_resume_file *rf;
@@ -77,11 +109,18 @@ struct gpup_resume_buf {
 	struct completion done;
 	int status;
 	bool inflight;
+	struct gpup_resume_chk chk[GPUP_RESUME_CHKS];
+	unsigned int nchk;
+	struct work_struct crc_work;
+	bool crc_queued;
+	int crc_err;
 };
 
 /**
  * struct gpup_resume_file - a resume data_fd
- * @mf: the shared part; @mf.lock protects every field below but @stage
+ * @mf: the shared part; @mf.lock protects every field below but @stage;
+ *	@mf.io_lock protects @cur, @gather and @gather_len too (either
+ *	lock to read them, both to change them)
  * @stage: what one copy from userspace lands in; under @mf.io_lock
  * @parser: the stream parser
  * @npages: VRAM pages of the VF
@@ -196,18 +235,66 @@ static void gpup_resume_written(struct gpup_resume_file *rf,
 			   div_u64(b->seg[i].len, ps));
 }
 
+/* Check the CRCs of @b's records: 0, or -EBADMSG. */
+static int gpup_resume_crc(const struct gpup_resume_buf *b)
+{
+	const struct gpup_resume_chk *c;
+	unsigned int i;
+	u32 crc;
+
+	for (i = 0; i < b->nchk; i++) {
+		c = &b->chk[i];
+		crc = gpup_vfio_crc(c->state, b->data + c->off, c->len);
+		if (gpup_vfio_crc_final(crc) != c->crc)
+			return -EBADMSG;
+		cond_resched();
+	}
+	return 0;
+}
+
 /*
- * Wait for @b's transfer, if one is in flight, outside op_lock (the
- * provider completes it before any reset_vf returns), xfer_timeout_ms
- * at most.  Returns its result, or -ETIMEDOUT.
+ * A buffer went out: check its records' CRCs here, on another CPU than
+ * the writer's while it gathers on, unless the writer comes for the
+ * buffer first and cancels this (gpup_resume_check()).  Reads @data as
+ * the transfer does; nothing writes it until both were waited for.
+ * Release waits for this work, module unload for gpup_vfio_wq.
+ */
+static void gpup_resume_crc_work(struct work_struct *work)
+{
+	struct gpup_resume_buf *b = container_of(work, struct gpup_resume_buf,
+						 crc_work);
+
+	b->crc_err = gpup_resume_crc(b);
+}
+
+/*
+ * The result of @b's CRC check, once it is done.  A check not begun yet
+ * is this thread's, which would only wait for it.
+ */
+static int gpup_resume_check(struct gpup_resume_buf *b)
+{
+	if (!b->crc_queued)
+		return 0;
+	b->crc_queued = false;
+	if (cancel_work_sync(&b->crc_work))
+		b->crc_err = gpup_resume_crc(b);
+	return b->crc_err;
+}
+
+/*
+ * Wait for @b's CRC check, then for its transfer, if one is in flight,
+ * outside op_lock (the provider completes it before any reset_vf
+ * returns), xfer_timeout_ms at most.  Returns the transfer's result,
+ * -ETIMEDOUT, or the check's -EBADMSG.
  */
 static int gpup_resume_wait(struct gpup_resume_file *rf,
 			    struct gpup_resume_buf *b)
 {
-	int ret;
+	int crc, ret;
 
+	crc = gpup_resume_check(b);
 	if (!b->inflight)
-		return 0;
+		return crc;
 	ret = gpup_vfio_file_wait(&rf->mf, &b->done, false);
 	if (ret)
 		return ret;
@@ -217,6 +304,8 @@ static int gpup_resume_wait(struct gpup_resume_file *rf,
 			   b->status ?: (s64)b->xfer.npages << PAGE_SHIFT);
 	if (b->status)
 		return b->status;
+	if (crc)
+		return crc;
 	gpup_resume_written(rf, b);
 	return 0;
 }
@@ -275,6 +364,11 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	b->xfer.npages = DIV_ROUND_UP(rf->gather_len, PAGE_SIZE);
 	b->status = 0;
 	reinit_completion(&b->done);
+	if (b->nchk) {
+		b->crc_err = 0;
+		b->crc_queued = true;
+		queue_work(gpup_vfio_wq, &b->crc_work);
+	}
 	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
 	if (ret)
 		return ret;
@@ -298,6 +392,7 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	rf->gather = rf->buf[rf->cur].data;
 	ret = gpup_resume_wait(rf, &rf->buf[rf->cur]);
 	rf->buf[rf->cur].nsegs = 0;
+	rf->buf[rf->cur].nchk = 0;
 	return ret;
 }
 
@@ -354,28 +449,35 @@ static bool gpup_resume_overlaps(const struct gpup_resume_buf *b, u64 start,
 }
 
 /*
- * A VRAM run of @npages from @first_page begins (bulk).  A later pass may
- * send a page again, and transfers may complete in any order.  If the
- * gather buffer has a page of the run, or no segment left for it, the
- * buffer goes out first, and gathering moves to the other one.  Then any
- * transfer in flight with a page of the run (the one just submitted
- * among them) completes before the run is gathered, so that no two
- * restores of one page are ever in flight, and the run's bytes reach
- * VRAM after the older ones.
+ * A VRAM run of @ev->npages from @ev->first_page begins (bulk).  A later
+ * pass may send a page again, and transfers may complete in any order.
+ * If the gather buffer has a page of the run, or no segment left for it,
+ * the buffer goes out first, and gathering moves to the other one; so it
+ * does if the record fits in a buffer but not in what is left of this
+ * one.  Then any transfer in flight with a page of the run (the one just
+ * submitted among them) completes before the run is gathered, so that no
+ * two restores of one page are ever in flight, and the run's bytes reach
+ * VRAM after the older ones.  A record gathered whole is checked with
+ * its buffer (gpup_resume_crc_work()), not by the parser.
  */
-static int gpup_resume_run(struct gpup_resume_file *rf, u64 first_page,
-			   u32 npages)
+static int gpup_resume_run(struct gpup_resume_file *rf,
+			   const struct gpup_event *ev)
 {
 	u32 ps = rf->mf.gdev->caps.page_size;
-	u64 start = first_page * ps, end = start + (u64)npages * ps;
+	u64 start = ev->first_page * ps, bytes = (u64)ev->npages * ps;
+	u64 end = start + bytes;
 	struct gpup_resume_buf *b = &rf->buf[rf->cur], *o;
+	bool whole = bytes <= rf->gather_cap;
+	struct gpup_resume_chk *c;
 	unsigned int i;
 	int ret;
 
 	if (!rf->bulk)
 		return 0;
 	if (b->nsegs == GPUP_RESUME_SEGS ||
-	    gpup_resume_overlaps(b, start, end)) {
+	    gpup_resume_overlaps(b, start, end) ||
+	    (whole && (b->nchk == GPUP_RESUME_CHKS ||
+		       bytes > rf->gather_cap - rf->gather_len))) {
 		ret = gpup_resume_flush(rf);
 		if (ret)
 			return ret;
@@ -390,6 +492,16 @@ static int gpup_resume_run(struct gpup_resume_file *rf, u64 first_page,
 				return ret;
 		}
 	}
+	if (!whole)
+		return 0;
+	/* The parser is at the record's first page byte: it cannot fail. */
+	if (WARN_ON_ONCE(gpup_vfio_parser_defer_crc(&rf->parser)))
+		return -EIO;
+	c = &b->chk[b->nchk++];
+	c->off = rf->gather_len;
+	c->len = bytes;
+	c->state = ev->crc_state;
+	c->crc = ev->crc;
 	return 0;
 }
 
@@ -416,7 +528,9 @@ static int gpup_resume_vram(struct gpup_resume_file *rf,
 			seg->len = 0;
 		}
 		n = min(len, rf->gather_cap - rf->gather_len);
-		memcpy(rf->gather + rf->gather_len, data, n);
+		/* NULL: write() put the bytes there (gpup_resume_dest()). */
+		if (data)
+			memcpy(rf->gather + rf->gather_len, data, n);
 		seg->len += n;
 		rf->gather_len += n;
 		data += n;
@@ -490,7 +604,8 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 		used = gpup_vfio_parser_feed(&rf->parser, buf, len, &ev);
 		if (used < 0)
 			return used;
-		buf += used;
+		if (buf)
+			buf += used;
 		len -= used;
 		switch (ev.kind) {
 		case GPUP_EV_HEADER:
@@ -504,7 +619,7 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 				ret = gpup_resume_record(rf, &ev);
 			break;
 		case GPUP_EV_VRAM_RUN:
-			ret = gpup_resume_run(rf, ev.first_page, ev.npages);
+			ret = gpup_resume_run(rf, &ev);
 			break;
 		case GPUP_EV_DATA:
 			ret = gpup_resume_data(rf, &ev);
@@ -537,8 +652,12 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 	return 0;
 }
 
-/* Under @rf->mf.lock: feed what one copy brought in. */
-static int gpup_resume_feed_locked(struct gpup_resume_file *rf, size_t n)
+/*
+ * Under @rf->mf.lock: feed what one copy brought in, @n bytes at @src,
+ * or NULL for bytes in place.
+ */
+static int gpup_resume_feed_locked(struct gpup_resume_file *rf,
+				   const u8 *src, size_t n)
 {
 	struct gpup_mig_file *mf = &rf->mf;
 	int ret;
@@ -548,10 +667,34 @@ static int gpup_resume_feed_locked(struct gpup_resume_file *rf, size_t n)
 	ret = gpup_vfio_file_alive(mf);
 	if (ret)
 		return ret;
-	ret = gpup_resume_feed(rf, rf->stage, n);
+	ret = gpup_resume_feed(rf, src, n);
 	if (ret)
 		mf->error = ret;
 	return ret;
+}
+
+/*
+ * Where the next bytes of a write() go, and how many at most: the page
+ * bytes of a record gathered whole go straight to their place in the
+ * gather buffer, since the parser does not read them (the buffer checks
+ * their CRC); every other byte goes to the stage.  The copy runs under
+ * io_lock only: the gather buffer is never in flight, and only a holder
+ * of io_lock gathers into it or moves gathering to another buffer;
+ * release cannot come during a write().
+ */
+static u8 *gpup_resume_dest(struct gpup_resume_file *rf, size_t *max)
+{
+	u32 left;
+
+	mutex_lock(&rf->mf.lock);
+	left = rf->mf.error ? 0 : gpup_vfio_parser_defer_left(&rf->parser);
+	mutex_unlock(&rf->mf.lock);
+	if (!left) {
+		*max = GPUP_STAGE_BYTES;
+		return rf->stage;
+	}
+	*max = left;
+	return rf->gather + rf->gather_len;
 }
 
 /*
@@ -565,6 +708,7 @@ static ssize_t gpup_resume_write(struct file *filp, const char __user *buf,
 	struct gpup_resume_file *rf = filp->private_data;
 	struct gpup_mig_file *mf = &rf->mf;
 	size_t done = 0, n, got;
+	u8 *dst;
 	int ret = 0;
 
 	if (pos)
@@ -577,12 +721,14 @@ static ssize_t gpup_resume_write(struct file *filp, const char __user *buf,
 		mutex_unlock(&mf->lock);
 	}
 	while (done < len) {
-		n = min_t(size_t, len - done, GPUP_STAGE_BYTES);
+		dst = gpup_resume_dest(rf, &n);
+		n = min(len - done, n);
 		/* Only io_lock held: a fault here blocks no arc. */
-		got = n - copy_from_user(rf->stage, buf + done, n);
+		got = n - copy_from_user(dst, buf + done, n);
 		if (got) {
 			mutex_lock(&mf->lock);
-			ret = gpup_resume_feed_locked(rf, got);
+			ret = gpup_resume_feed_locked(rf, dst == rf->stage ?
+						      dst : NULL, got);
 			mutex_unlock(&mf->lock);
 			if (ret)
 				break;
@@ -688,6 +834,7 @@ static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 		b->xfer.pages = b->pages;
 		b->xfer.done = gpup_resume_xfer_done;
 		b->xfer.priv = b;
+		INIT_WORK(&b->crc_work, gpup_resume_crc_work);
 	}
 	rf->gather = rf->buf[0].data;
 	return 0;

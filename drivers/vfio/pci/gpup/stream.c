@@ -289,6 +289,7 @@ static long gpup_feed_rec(struct gpup_parser *p, const u8 *in, size_t len,
 	p->rec_crc = le32_to_cpu(rh->crc);
 	p->rec_off = 0;
 	p->crc = GPUP_CRC_INIT;
+	p->defer = false;
 	p->first_page = 0;
 	p->npages = 0;
 
@@ -345,6 +346,7 @@ static long gpup_feed_run(struct gpup_parser *p, const u8 *in, size_t len,
 	p->first_page = first;
 	p->npages = npages;
 	gpup_ev_rec(p, ev, GPUP_EV_VRAM_RUN);
+	ev->crc_state = p->crc;
 	/* The checks above leave at least one page to come. */
 	p->state = GPUP_S_DATA;
 	return n;
@@ -355,10 +357,12 @@ static long gpup_feed_data(struct gpup_parser *p, const u8 *in, size_t len,
 {
 	u32 n = min_t(size_t, len, p->rec_len - p->rec_off);
 
-	p->crc = gpup_vfio_crc(p->crc, in, n);
-	if (p->rec_off + n == p->rec_len &&
-	    gpup_vfio_crc_final(p->crc) != p->rec_crc)
-		return gpup_fail(p, -EBADMSG);
+	if (!p->defer) {
+		p->crc = gpup_vfio_crc(p->crc, in, n);
+		if (p->rec_off + n == p->rec_len &&
+		    gpup_vfio_crc_final(p->crc) != p->rec_crc)
+			return gpup_fail(p, -EBADMSG);
+	}
 
 	if (gpup_rec_known(p->rec_type)) {
 		gpup_ev_rec(p, ev, GPUP_EV_DATA);
@@ -413,6 +417,9 @@ static long gpup_feed_end(struct gpup_parser *p, const u8 *in, size_t len,
  * Consumes a prefix of @buf and reports at most one event; the caller acts
  * on @ev, then feeds the rest of @buf, until it is all consumed.  A DATA
  * event points into @buf (no copy) and ends where the consumed bytes end.
+ * @buf may be NULL for the page bytes of a VRAM record whose CRC the
+ * caller checks (gpup_vfio_parser_defer_left()); else NULL with @len not
+ * 0 is -EINVAL, and the parser stays as it was.
  * When a payload's last byte was consumed, its RECORD_END comes with the
  * next call (which also takes up to 15 bytes of the next record header); a
  * call with @len 0 delivers such a pending event and consumes nothing.
@@ -430,6 +437,9 @@ long gpup_vfio_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
 	memset(ev, 0, sizeof(*ev));
 	if (p->err)
 		return p->err;
+	/* NULL stands only for a deferred record's pages, in place. */
+	if (!buf && len > gpup_vfio_parser_defer_left(p))
+		return -EINVAL;
 	if (p->pending) {
 		/* Now in GPUP_S_REC with an empty buffer: no event can follow. */
 		p->pending = false;
@@ -468,6 +478,48 @@ int gpup_vfio_parser_finish(const struct gpup_parser *p)
 	if (p->err)
 		return p->err;
 	return p->state == GPUP_S_DONE ? 0 : -ENODATA;
+}
+
+/**
+ * gpup_vfio_parser_defer_crc() - leave a VRAM record's CRC to the caller
+ * @p: the parser, whose last event was %GPUP_EV_VRAM_RUN
+ *
+ * The parser does not checksum the pages of the current record: the
+ * caller keeps them and checks, before it trusts the stream, that
+ * gpup_vfio_crc_final(gpup_vfio_crc(crc_state, pages, npages * page_size))
+ * equals the event's crc, with the VRAM_RUN event's crc_state; a mismatch
+ * is the stream's -EBADMSG.  It may do so on another CPU while the parser
+ * goes on.  Every other check of the record stays the parser's.
+ *
+ * Return: 0, or -EINVAL (the parser is not at the first page byte of a
+ * VRAM record).
+ */
+int gpup_vfio_parser_defer_crc(struct gpup_parser *p)
+{
+	if (p->err || p->state != GPUP_S_DATA ||
+	    p->rec_type != GPUP_REC_VRAM || p->rec_off != GPUP_VRAM_RUN_SIZE)
+		return -EINVAL;
+	p->defer = true;
+	return 0;
+}
+
+/**
+ * gpup_vfio_parser_defer_left() - page bytes of a deferred record to come
+ * @p: the parser
+ *
+ * While the CRC of the current VRAM record is the caller's
+ * (gpup_vfio_parser_defer_crc()), the parser does not read its page
+ * bytes: the caller may put them in place itself and feed the parser
+ * NULL for up to this many bytes; the DATA event then has data NULL.
+ *
+ * Return: the record's page bytes not consumed yet, or 0 (no deferred
+ * record's pages come next).
+ */
+u32 gpup_vfio_parser_defer_left(const struct gpup_parser *p)
+{
+	if (p->err || !p->defer || p->state != GPUP_S_DATA)
+		return 0;
+	return p->rec_len - p->rec_off;
 }
 
 /**

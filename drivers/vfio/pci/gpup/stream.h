@@ -30,7 +30,10 @@
  * RECORD_END; finally END.  DATA chunks follow the caller's buffers, not
  * page boundaries, and a payload is known good only at its RECORD_END: a
  * reader must not commit an IMMUTABLE or MUTABLE payload before it, and
- * VRAM it wrote from a record that then fails holds garbage.
+ * VRAM it wrote from a record that then fails holds garbage.  A reader
+ * that keeps a VRAM record's pages may check their CRC itself, later and
+ * elsewhere (gpup_vfio_parser_defer_crc()); the stream is then known good
+ * only once it did.
  *
  * Writing: gpup_vfio_writer_init(), gpup_vfio_stream_hdr_build() + gpup_vfio_writer_hdr(),
  * then per record the payload CRC (gpup_vfio_crc() in pieces or gpup_vfio_crc32c())
@@ -260,7 +263,10 @@ enum gpup_event_kind {
  * @flags: record flags (same events)
  * @len: record payload length (same events)
  * @crc: stored payload CRC (same events)
- * @data: DATA: first payload byte of the chunk, inside the fed buffer
+ * @crc_state: VRAM_RUN: the CRC state (gpup_vfio_crc()) of the payload up
+ *	to its pages, for gpup_vfio_parser_defer_crc()
+ * @data: DATA: first payload byte of the chunk, inside the fed buffer;
+ *	NULL where the caller fed NULL (gpup_vfio_parser_defer_left())
  * @data_len: DATA: bytes at @data
  * @offset: DATA: offset of @data within the record payload; VRAM page
  *	bytes start at offset %GPUP_VRAM_RUN_SIZE
@@ -277,6 +283,7 @@ struct gpup_event {
 	u16 flags;
 	u32 len;
 	u32 crc;
+	u32 crc_state;
 	const void *data;
 	u32 data_len;
 	u32 offset;
@@ -310,6 +317,7 @@ struct gpup_event {
  * @phase: which known records were seen (private enum)
  * @fill: bytes in @u
  * @pending: a RECORD_END is owed for the current record
+ * @defer: the caller checks the current VRAM record's CRC
  * @u: buffer for the fixed-size parts; @u.raw aliases the others
  * @u.raw: the bytes
  * @u.hdr: as the stream header
@@ -340,6 +348,7 @@ struct gpup_parser {
 	u8 phase;
 	u8 fill;
 	bool pending;
+	bool defer;
 	union {
 		u8 raw[GPUP_STREAM_HDR_SIZE];
 		struct gpup_stream_hdr hdr;
@@ -381,6 +390,8 @@ void gpup_vfio_parser_init(struct gpup_parser *p,
 long gpup_vfio_parser_feed(struct gpup_parser *p, const void *buf, size_t len,
 			   struct gpup_event *ev);
 int gpup_vfio_parser_finish(const struct gpup_parser *p);
+int gpup_vfio_parser_defer_crc(struct gpup_parser *p);
+u32 gpup_vfio_parser_defer_left(const struct gpup_parser *p);
 
 void gpup_vfio_writer_init(struct gpup_writer *w);
 void gpup_vfio_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
