@@ -53,10 +53,11 @@ static void print_rec(const struct dump *d, const char *status)
 	printf("@%llu record %u: %s (type %u) flags 0x%04x len %u crc 0x%08x %s",
 	       d->rec_at, d->nrec, gpup_vfio_rec_type_name(ev->type), ev->type,
 	       ev->flags, ev->len, ev->crc, status);
-	if (ev->type == GPUP_REC_VRAM && ev->npages)
+	if ((ev->type == GPUP_REC_VRAM || ev->type == GPUP_REC_ZERO) &&
+	    ev->npages)
 		printf(" first_page %llu npages %u", ev->first_page,
 		       ev->npages);
-	else if (ev->type > GPUP_REC_END || !ev->type)
+	else if (ev->type > GPUP_REC_ZERO || !ev->type)
 		printf(" (skipped)");
 	printf("\n");
 }

@@ -133,7 +133,8 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 						   ev->hdr.profile_id,
 					      ev->hdr.page_size,
 					      ev->hdr.vram_size);
-			CHECK(ev->hdr.minor || !memcmp(&h, stream, sizeof(h)));
+			CHECK(ev->hdr.minor != GPUP_STREAM_MINOR ||
+			      !memcmp(&h, stream, sizeof(h)));
 			CHECK(!gpup_vfio_writer_hdr(&ps->w, &h));
 		}
 		break;
@@ -151,11 +152,15 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 			max = lim->max_mutable;
 		else if (ev->type == GPUP_REC_VRAM)
 			max = lim->max_vram_run + GPUP_VRAM_RUN_SIZE;
+		else if (ev->type == GPUP_REC_ZERO)
+			max = GPUP_VRAM_RUN_SIZE;
 		else
 			max = lim->max_optional;
 		CHECK(ev->len <= max);
 		CHECK(ev->type != GPUP_REC_END);
-		CHECK(known(ev->type) || (ev->flags & GPUP_REC_F_OPTIONAL));
+		CHECK(known(ev->type) || ev->type == GPUP_REC_ZERO ||
+		      (ev->flags & GPUP_REC_F_OPTIONAL));
+		CHECK(ev->type != GPUP_REC_ZERO || ev->len == GPUP_VRAM_RUN_SIZE);
 		if (ps->rebuild) {
 			CHECK(!gpup_vfio_rec_hdr_build(&ps->w, &rh, ev->type,
 						       ev->flags, ev->len, ev->crc));
@@ -165,12 +170,14 @@ static void on_event(struct pass *ps, const struct gpup_stream_limits *lim,
 		}
 		break;
 	case GPUP_EV_VRAM_RUN:
-		CHECK(ps->in_rec && ps->type == GPUP_REC_VRAM && !ps->npages);
+		CHECK(ps->in_rec && !ps->npages &&
+		      (ps->type == GPUP_REC_VRAM || ps->type == GPUP_REC_ZERO));
 		CHECK(ev->npages);
 		CHECK(ev->first_page <= ps->info.vram_size / ps->info.page_size);
 		CHECK(ev->npages <= ps->info.vram_size / ps->info.page_size -
 		      ev->first_page);
-		CHECK((u64)ev->npages * ps->info.page_size ==
+		CHECK(ps->type == GPUP_REC_ZERO ||
+		      (u64)ev->npages * ps->info.page_size ==
 		      ps->len - GPUP_VRAM_RUN_SIZE);
 		ps->first_page = ev->first_page;
 		ps->npages = ev->npages;
@@ -264,7 +271,7 @@ static long defer_event(struct pass *ps, struct gpup_parser *p,
 
 	if (!ps->defer || ev->kind == GPUP_EV_NONE)
 		return 0;
-	if (ev->kind == GPUP_EV_VRAM_RUN) {
+	if (ev->kind == GPUP_EV_VRAM_RUN && ev->type == GPUP_REC_VRAM) {
 		CHECK(!gpup_vfio_parser_defer_crc(p));
 		ps->dcrc = ev->crc_state;
 		ps->dwant = ev->crc;

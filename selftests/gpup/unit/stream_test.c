@@ -148,7 +148,7 @@ static void hdr_make(struct gpup_stream_hdr *h, u32 page_size, u64 vram_size)
 	memset(h, 0, sizeof(*h));
 	h->magic = cpu_to_le32(0x50555047);
 	h->major = cpu_to_le16(1);
-	h->minor = cpu_to_le16(0);
+	h->minor = cpu_to_le16(1);
 	h->hdr_len = cpu_to_le32(48);
 	h->provider_id = cpu_to_le32(0x10de0001);
 	h->profile_id = cpu_to_le32(7);
@@ -228,6 +228,25 @@ static void raw_vram_ex(struct raw *r, u64 first, u32 npages, u32 reserved,
 static void raw_vram(struct raw *r, u64 first, u32 npages)
 {
 	raw_vram_ex(r, first, npages, 0, npages);
+}
+
+/* A ZERO record with explicit run fields and payload length. */
+static void raw_zero_ex(struct raw *r, u64 first, u32 npages, u32 reserved,
+			u32 len)
+{
+	u8 pl[GPUP_VRAM_RUN_SIZE + 8] = { 0 };
+	struct gpup_vram_run run;
+
+	run.first_page = cpu_to_le64(first);
+	run.npages = cpu_to_le32(npages);
+	run.reserved = cpu_to_le32(reserved);
+	memcpy(pl, &run, sizeof(run));
+	raw_rec(r, GPUP_REC_ZERO, 0, pl, len);
+}
+
+static void raw_zero(struct raw *r, u64 first, u32 npages)
+{
+	raw_zero_ex(r, first, npages, 0, GPUP_VRAM_RUN_SIZE);
 }
 
 static void raw_end_vals(struct raw *r, u32 nrec, u64 bytes, u32 chain,
@@ -361,6 +380,7 @@ struct res {
 	u64 pos;		/* parser position at the end */
 	unsigned int ev[GPUP_EV_END + 1];	/* events by kind */
 	unsigned int opt_records;		/* unknown records ended */
+	unsigned int zero_records;		/* ZERO records ended */
 	struct gpup_stream_info hdr;
 	bool in_rec;
 	u16 type;
@@ -413,7 +433,8 @@ static void res_event(struct res *res, const struct gpup_event *ev,
 			res->mut_len = ev->len;
 		break;
 	case GPUP_EV_VRAM_RUN:
-		if (!res->in_rec || res->type != GPUP_REC_VRAM || res->npages)
+		if (!res->in_rec || res->npages ||
+		    (res->type != GPUP_REC_VRAM && res->type != GPUP_REC_ZERO))
 			res_bad(res, "VRAM_RUN out of place");
 		if (ev->first_page + ev->npages > res->hdr.vram_size / PAGE)
 			res_bad(res, "VRAM_RUN out of range");
@@ -453,7 +474,19 @@ static void res_event(struct res *res, const struct gpup_event *ev,
 		if (!res->in_rec || ev->type != res->type)
 			res_bad(res, "RECORD_END outside a record");
 		res->in_rec = false;
-		if (ev->type >= GPUP_REC_IMMUTABLE && ev->type <= GPUP_REC_MUTABLE) {
+		if (ev->type == GPUP_REC_ZERO) {
+			/* Its pages hold zeros; no DATA came. */
+			if (res->next_off != GPUP_VRAM_RUN_SIZE ||
+			    ev->first_page != res->first_page ||
+			    ev->npages != res->npages)
+				res_bad(res, "ZERO's RECORD_END");
+			else if ((res->first_page + res->npages) * PAGE <=
+				 sizeof(res->vram))
+				memset(res->vram + res->first_page * PAGE, 0,
+				       (size_t)res->npages * PAGE);
+			res->zero_records++;
+		} else if (ev->type >= GPUP_REC_IMMUTABLE &&
+			   ev->type <= GPUP_REC_MUTABLE) {
 			if (res->next_off != res->len)
 				res_bad(res, "RECORD_END before all DATA");
 		} else {
@@ -569,7 +602,7 @@ static bool check_rt(struct res *res, const struct buf *b)
 	ok &= EXPECT(res->ev[GPUP_EV_VRAM_RUN] == 3);
 	ok &= EXPECT(res->ev[GPUP_EV_RECORD_END] == 5);
 	ok &= EXPECT(res->ev[GPUP_EV_END] == 1);
-	ok &= EXPECT(res->hdr.major == 1 && res->hdr.minor == 0);
+	ok &= EXPECT(res->hdr.major == 1 && res->hdr.minor == 1);
 	ok &= EXPECT(res->hdr.provider_id == 0x10de0001);
 	ok &= EXPECT(res->hdr.profile_id == 7);
 	ok &= EXPECT(res->hdr.page_size == PAGE);
@@ -605,7 +638,7 @@ static bool test_wire_layout(void)
 	bool ok = true;
 
 	gpup_vfio_stream_hdr_build(&h, 1, 2, PAGE, VRAM_SIZE);
-	ok &= EXPECT(!memcmp(&h, "GPUP\1\0\0\0\x30\0\0\0", 12));
+	ok &= EXPECT(!memcmp(&h, "GPUP\1\0\1\0\x30\0\0\0", 12));
 	ok &= EXPECT(sizeof(struct gpup_stream_hdr) == 48);
 	ok &= EXPECT(sizeof(struct gpup_rec_hdr) == 16);
 	ok &= EXPECT(sizeof(struct gpup_vram_run) == 16);
@@ -865,6 +898,17 @@ static bool test_hdr_minor(void)
 	ok &= EXPECT(res->hdr.major == 1 && res->hdr.minor == 5);
 	free(res);
 	buf_free(&r.b);
+
+	/* A stream of minor 0, before the ZERO record, loads as it did. */
+	h.minor = cpu_to_le16(0);
+	hdr_fix_crc(&h);
+	build_after_hdr(&r, &h);
+	res = parse(&r.b, &def_lim);
+	ok &= EXPECT_ERR(res->err, 0);
+	ok &= EXPECT_ERR(res->fin, 0);
+	ok &= EXPECT(res->hdr.major == 1 && res->hdr.minor == 0);
+	free(res);
+	buf_free(&r.b);
 	return ok;
 }
 
@@ -993,6 +1037,127 @@ static bool test_payload_crc(void)
 }
 
 /*
+ * The ZERO record (minor 1): a run of pages that hold zeros, in 16 bytes,
+ * wherever a VRAM record may be, over pages a VRAM record sent before or
+ * sends after; every malformed one refused.
+ */
+static bool test_zero_record(void)
+{
+	static const size_t chunks[] = { 0, 1, 5 };
+	struct gpup_writer w;
+	struct gpup_stream_hdr h;
+	struct gpup_rec_hdr rh;
+	struct gpup_vram_run run;
+	struct res *res;
+	struct raw r, x;
+	unsigned int i;
+	bool ok = true;
+	static u8 want[NPAGES * PAGE];
+
+	raw_init(&r);
+	raw_std_hdr(&r);
+	raw_blob(&r, GPUP_REC_IMMUTABLE, 0, 100);
+	raw_vram(&r, 2, 4);
+	raw_zero(&r, 3, 2);
+	raw_zero(&r, 0, NPAGES);
+	raw_vram(&r, 5, 1);
+	raw_blob(&r, GPUP_REC_MUTABLE, 0, 200);
+	raw_end(&r);
+	/* All zeros but page 5, sent after the zero run. */
+	memset(want, 0, sizeof(want));
+	pattern(want + 5 * PAGE, PAGE, 5 + 1000);
+	for (i = 0; i < ARRAY_SIZE(chunks); i++) {
+		res = parse_ex(r.b.p, r.b.len, &def_lim, chunks[i], NULL);
+		ok &= EXPECT_ERR(res->err, 0);
+		ok &= EXPECT_ERR(res->fin, 0);
+		ok &= EXPECT(!res->bad);
+		ok &= EXPECT(res->zero_records == 2);
+		ok &= EXPECT(res->ev[GPUP_EV_VRAM_RUN] == 4);
+		ok &= EXPECT(!memcmp(res->vram, want, sizeof(want)));
+		free(res);
+	}
+
+	/* The writer builds what the raw encoder does. */
+	gpup_vfio_writer_init(&w);
+	gpup_vfio_stream_hdr_build(&h, 0x10de0001, 7, PAGE, VRAM_SIZE);
+	ok &= EXPECT_ERR(gpup_vfio_writer_hdr(&w, &h), 0);
+	ok &= EXPECT_ERR(gpup_vfio_zero_rec_build(&w, &rh, &run, 3, 2), -EPROTO);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_IMMUTABLE, 0,
+						 0, gpup_vfio_crc32c(NULL, 0)), 0);
+	ok &= EXPECT_ERR(gpup_vfio_zero_rec_build(&w, &rh, &run, 3, 0), -EINVAL);
+	ok &= EXPECT_ERR(gpup_vfio_rec_hdr_build(&w, &rh, GPUP_REC_ZERO, 0, 17,
+						 0), -EINVAL);
+	ok &= EXPECT_ERR(gpup_vfio_zero_rec_build(&w, &rh, &run, 3, 2), 0);
+	raw_init(&x);
+	raw_zero(&x, 3, 2);
+	ok &= EXPECT(x.b.len == sizeof(rh) + sizeof(run) &&
+		     !memcmp(x.b.p, &rh, sizeof(rh)) &&
+		     !memcmp(x.b.p + sizeof(rh), &run, sizeof(run)));
+	ok &= EXPECT(w.stream_bytes == 48 + 16 + 32);
+	buf_free(&x.b);
+
+	/* A flipped bit of its run: refused, whichever field it is in. */
+	for (i = 0; i < GPUP_VRAM_RUN_SIZE * 8; i += 3) {
+		raw_init(&x);
+		buf_put(&x.b, r.b.p, r.b.len);
+		/* The first ZERO record's run: after IMMUTABLE and VRAM. */
+		x.b.p[48 + 116 + 16 + 16 + 4 * PAGE + 16 + i / 8] ^= 1 << (i % 8);
+		res = parse(&x.b, &def_lim);
+		ok &= EXPECT(res->err == -EBADMSG || res->err == -EPROTO);
+		ok &= EXPECT(!res->zero_records);
+		free(res);
+		buf_free(&x.b);
+	}
+	buf_free(&r.b);
+
+	/* Malformed or out of place. */
+	raw_init(&r);
+	raw_std_hdr(&r);
+	raw_zero(&r, 0, 1);
+	res = parse(&r.b, &def_lim);
+	ok &= EXPECT_ERR(res->err, -EPROTO);
+	free(res);
+	buf_free(&r.b);
+	{
+		static const struct {
+			u64 first;
+			u32 npages, reserved, len;
+			long err;
+		} bad[] = {
+			{ 0, 0, 0, 16, -EPROTO },		/* no page */
+			{ NPAGES, 1, 0, 16, -EPROTO },		/* past VRAM */
+			{ 1, NPAGES, 0, 16, -EPROTO },		/* past VRAM */
+			{ 1ULL << 40, 1, 0, 16, -EPROTO },
+			{ 0, 1, 1, 16, -EPROTO },		/* reserved */
+			{ 0, 1, 0, 17, -EMSGSIZE },
+			{ 0, 1, 0, 15, -EMSGSIZE },
+		};
+
+		for (i = 0; i < ARRAY_SIZE(bad); i++) {
+			raw_init(&r);
+			raw_std_hdr(&r);
+			raw_blob(&r, GPUP_REC_IMMUTABLE, 0, 100);
+			raw_zero_ex(&r, bad[i].first, bad[i].npages,
+				    bad[i].reserved, bad[i].len);
+			raw_blob(&r, GPUP_REC_MUTABLE, 0, 200);
+			raw_end(&r);
+			ok &= EXPECT_REFUSED(&r.b, bad[i].err);
+			buf_free(&r.b);
+		}
+	}
+	/* After MUTABLE. */
+	raw_init(&r);
+	raw_std_hdr(&r);
+	raw_blob(&r, GPUP_REC_IMMUTABLE, 0, 100);
+	raw_blob(&r, GPUP_REC_MUTABLE, 0, 200);
+	raw_zero(&r, 0, 1);
+	raw_end(&r);
+	ok &= EXPECT_REFUSED(&r.b, -EPROTO);
+	buf_free(&r.b);
+	return ok;
+}
+
+/*
  * Parse @b in @chunk-byte pieces, deferring the CRC of every VRAM record
  * and checking it at its RECORD_END, as the bulk restore does.  Returns
  * the parser's error, else -EILSEQ for the first page CRC that does not
@@ -1025,7 +1190,7 @@ static long parse_deferred(const struct buf *b, size_t chunk,
 			ev.data = b->p + off;
 		}
 		off += r;
-		if (ev.kind == GPUP_EV_VRAM_RUN) {
+		if (ev.kind == GPUP_EV_VRAM_RUN && ev.type == GPUP_REC_VRAM) {
 			if (gpup_vfio_parser_defer_crc(&p))
 				return -ENOTTY;
 			state = ev.crc_state;
@@ -1208,7 +1373,7 @@ static bool test_unknown_mandatory(void)
 {
 	bool ok = true;
 
-	ok &= REFUSED_TYPES(-EPROTO, I, 5, M, E);
+	ok &= REFUSED_TYPES(-EPROTO, I, 6, M, E);
 	ok &= REFUSED_TYPES(-EPROTO, 0, I, M, E);
 	ok &= REFUSED_TYPES(-EPROTO, I, M, 0xffff, E);
 	return ok;
@@ -1230,7 +1395,7 @@ static bool test_unknown_optional(void)
 	raw_blob(&r, 0xffff, GPUP_REC_F_OPTIONAL, 256);
 	raw_vram(&r, 4, 1);
 	raw_blob(&r, GPUP_REC_MUTABLE, 0, 200);
-	raw_blob(&r, 5, GPUP_REC_F_OPTIONAL, 1);
+	raw_blob(&r, 6, GPUP_REC_F_OPTIONAL, 1);
 	raw_end(&r);
 	for (i = 0; i < 3; i++) {
 		res = parse_ex(r.b.p, r.b.len, &def_lim, i * 7, NULL);
@@ -1722,7 +1887,7 @@ static const struct {
 	{ "every single bit flip is refused", test_bit_flips },
 	{ "wrong magic gives -EPROTO", test_hdr_magic },
 	{ "major 2 gives -EPROTONOSUPPORT", test_hdr_major },
-	{ "minor 5 is accepted", test_hdr_minor },
+	{ "minors 5 and 0 are accepted", test_hdr_minor },
 	{ "stream header crc gives -EBADMSG", test_hdr_crc },
 	{ "hdr_len, flags, reserved give -EPROTO", test_hdr_fields },
 	{ "bad page_size or vram_size give -EPROTO", test_hdr_page_size },
@@ -1731,6 +1896,8 @@ static const struct {
 	{ "record header crc gives -EBADMSG", test_rec_hcrc },
 	{ "payload crc gives -EBADMSG, no RECORD_END", test_payload_crc },
 	{ "VRAM page crc deferred to the reader", test_defer_crc },
+	{ "ZERO record: zeros in 16 bytes, malformed ones refused",
+	  test_zero_record },
 	{ "reserved record flag gives -EPROTO", test_rec_flags },
 	{ "missing IMMUTABLE gives -EPROTO", test_missing_immutable },
 	{ "duplicate IMMUTABLE gives -EPROTO", test_duplicate_immutable },
@@ -1842,12 +2009,19 @@ static int write_corpus(const char *dir)
 	ret |= write_seed(dir, n++, p_fix_mix, sizeof(p_fix_mix), &r.b);
 	buf_free(&r.b);
 
-	/* The round trip stream, VRAM page CRCs deferred: good, then bad. */
-	build_rt(&b);
-	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &b);
-	b.p[b.len / 2] ^= 0x10;
-	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &b);
-	buf_free(&b);
+	/* Zero runs between VRAM records, over their pages. */
+	raw_init(&r);
+	raw_std_hdr(&r);
+	raw_blob(&r, GPUP_REC_IMMUTABLE, 0, 10);
+	raw_vram(&r, 2, 2);
+	raw_zero(&r, 3, 2);
+	raw_zero(&r, 0, NPAGES);
+	raw_vram(&r, 5, 1);
+	raw_blob(&r, GPUP_REC_MUTABLE, 0, 20);
+	raw_end(&r);
+	ret |= write_seed(dir, n++, p_mix, sizeof(p_mix), &r.b);
+	ret |= write_seed(dir, n++, p_defer, sizeof(p_defer), &r.b);
+	buf_free(&r.b);
 
 	/* The round trip stream, VRAM page CRCs deferred: good, then bad. */
 	build_rt(&b);

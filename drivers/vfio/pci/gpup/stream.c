@@ -248,6 +248,10 @@ static int gpup_check_rec(struct gpup_parser *p, u16 type, u16 flags,
 		if (!run || (run & (p->info.page_size - 1)))
 			return -EPROTO;
 		return 0;
+	case GPUP_REC_ZERO:
+		if (p->phase != GPUP_PH_IMM)
+			return -EPROTO;
+		return len != GPUP_VRAM_RUN_SIZE ? -EMSGSIZE : 0;
 	case GPUP_REC_MUTABLE:
 		if (p->phase != GPUP_PH_IMM)
 			return -EPROTO;
@@ -309,7 +313,7 @@ static long gpup_feed_rec(struct gpup_parser *p, const u8 *in, size_t len,
 		p->phase = GPUP_PH_MUT;
 
 	gpup_ev_rec(p, ev, GPUP_EV_RECORD);
-	if (type == GPUP_REC_VRAM) {
+	if (type == GPUP_REC_VRAM || type == GPUP_REC_ZERO) {
 		p->state = GPUP_S_RUN;
 	} else if (rlen) {
 		p->state = GPUP_S_DATA;
@@ -327,6 +331,7 @@ static long gpup_feed_run(struct gpup_parser *p, const u8 *in, size_t len,
 {
 	size_t n = gpup_take(p, in, len, GPUP_VRAM_RUN_SIZE);
 	const struct gpup_vram_run *run = &p->u.run;
+	bool zero = p->rec_type == GPUP_REC_ZERO;
 	u64 first;
 	u32 npages;
 
@@ -339,12 +344,22 @@ static long gpup_feed_run(struct gpup_parser *p, const u8 *in, size_t len,
 	first = le64_to_cpu(run->first_page);
 	npages = le32_to_cpu(run->npages);
 	if (le32_to_cpu(run->reserved) || !npages ||
-	    (u64)npages * p->info.page_size != p->rec_len - GPUP_VRAM_RUN_SIZE ||
+	    (!zero && (u64)npages * p->info.page_size !=
+	     p->rec_len - GPUP_VRAM_RUN_SIZE) ||
 	    first > p->total_pages || npages > p->total_pages - first)
 		return gpup_fail(p, -EPROTO);
 
 	p->first_page = first;
 	p->npages = npages;
+	if (zero) {
+		/* The run header is all of a ZERO payload. */
+		if (gpup_vfio_crc_final(p->crc) != p->rec_crc)
+			return gpup_fail(p, -EBADMSG);
+		gpup_ev_rec(p, ev, GPUP_EV_VRAM_RUN);
+		p->state = GPUP_S_REC;
+		p->pending = true;
+		return n;
+	}
 	gpup_ev_rec(p, ev, GPUP_EV_VRAM_RUN);
 	ev->crc_state = p->crc;
 	/* The checks above leave at least one page to come. */
@@ -601,7 +616,7 @@ static void gpup_rec_hdr_fill(struct gpup_rec_hdr *rh, u16 type, u16 flags,
  * gpup_vfio_rec_hdr_build() - fill in a record header and account the record
  * @w: the writer
  * @rh: the header to fill in
- * @type: GPUP_REC_IMMUTABLE, _VRAM, _MUTABLE, or an unknown type with
+ * @type: GPUP_REC_IMMUTABLE, _VRAM, _ZERO, _MUTABLE, or an unknown type with
  *	%GPUP_REC_F_OPTIONAL in @flags; END is built by gpup_vfio_end_build()
  * @flags: GPUP_REC_F_* bits
  * @len: payload bytes that will follow the header; for VRAM
@@ -615,8 +630,9 @@ static void gpup_rec_hdr_fill(struct gpup_rec_hdr *rh, u16 type, u16 flags,
  * on error @rh and @w are left as they were.
  *
  * Return: 0; -EPROTO if a record of @type may not come now; -EINVAL for
- * reserved @flags, an unknown mandatory or END @type, or a VRAM @len that
- * is not a whole number (at least one) of pages plus the run header.
+ * reserved @flags, an unknown mandatory or END @type, a VRAM @len that
+ * is not a whole number (at least one) of pages plus the run header, or
+ * a ZERO @len other than the run header's.
  */
 int gpup_vfio_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
 			    u16 type, u16 flags, u32 len, u32 payload_crc)
@@ -636,6 +652,12 @@ int gpup_vfio_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
 			return -EPROTO;
 		if (len <= GPUP_VRAM_RUN_SIZE ||
 		    ((len - GPUP_VRAM_RUN_SIZE) & (w->page_size - 1)))
+			return -EINVAL;
+		break;
+	case GPUP_REC_ZERO:
+		if (w->phase != GPUP_PH_IMM)
+			return -EPROTO;
+		if (len != GPUP_VRAM_RUN_SIZE)
 			return -EINVAL;
 		break;
 	case GPUP_REC_MUTABLE:
@@ -659,6 +681,31 @@ int gpup_vfio_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
 	w->stream_bytes += GPUP_REC_HDR_SIZE + (u64)len;
 	w->phase = next;
 	return 0;
+}
+
+/**
+ * gpup_vfio_zero_rec_build() - fill in a ZERO record and account it
+ * @w: the writer, between IMMUTABLE and MUTABLE
+ * @rh: the record header to fill in
+ * @run: its payload to fill in
+ * @first_page: first VRAM page of the run
+ * @npages: pages that hold zeros, at least 1
+ *
+ * The caller emits @rh then @run.  As gpup_vfio_rec_hdr_build() otherwise.
+ *
+ * Return: 0; -EPROTO if a ZERO record may not come now; -EINVAL if
+ * @npages is 0.
+ */
+int gpup_vfio_zero_rec_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
+			     struct gpup_vram_run *run, u64 first_page,
+			     u32 npages)
+{
+	if (!npages)
+		return -EINVAL;
+	gpup_vfio_vram_run_build(run, first_page, npages);
+	return gpup_vfio_rec_hdr_build(w, rh, GPUP_REC_ZERO, 0,
+				       GPUP_VRAM_RUN_SIZE,
+				       gpup_vfio_crc32c(run, GPUP_VRAM_RUN_SIZE));
 }
 
 /**
@@ -766,7 +813,7 @@ u64 gpup_vfio_stream_full_size(u64 immutable_len, u64 vram_size, u32 page_size,
  * gpup_vfio_rec_type_name() - name of a record type, for logs
  * @type: GPUP_REC_*
  *
- * Return: "IMMUTABLE", "VRAM", "MUTABLE", "END" or "UNKNOWN".
+ * Return: "IMMUTABLE", "VRAM", "MUTABLE", "END", "ZERO" or "UNKNOWN".
  */
 const char *gpup_vfio_rec_type_name(u16 type)
 {
@@ -779,6 +826,8 @@ const char *gpup_vfio_rec_type_name(u16 type)
 		return "MUTABLE";
 	case GPUP_REC_END:
 		return "END";
+	case GPUP_REC_ZERO:
+		return "ZERO";
 	default:
 		return "UNKNOWN";
 	}

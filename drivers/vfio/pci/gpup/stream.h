@@ -13,7 +13,7 @@
  *  ======================= ================================================
  *  struct gpup_stream_hdr  48 bytes, once, first
  *  IMMUTABLE record        exactly one, the first record
- *  VRAM records            any number, any page order, repeats allowed
+ *  VRAM and ZERO records   any number, any page order, repeats allowed
  *  MUTABLE record          exactly one, after the VRAM records
  *  END record              last; no byte may follow it
  *  ======================= ================================================
@@ -21,12 +21,15 @@
  * A record is a struct gpup_rec_hdr (16 bytes) followed by @len payload
  * bytes.  A VRAM payload is a struct gpup_vram_run followed by
  * npages * page_size bytes of page contents; the run header is covered by
- * the payload CRC.  An END payload is a struct gpup_end.  A record of an
+ * the payload CRC.  A ZERO payload (minor 1 on) is a struct gpup_vram_run
+ * alone: its pages hold zeros, as a VRAM record of zero pages would say
+ * in fewer bytes.  An END payload is a struct gpup_end.  A record of an
  * unknown type with %GPUP_REC_F_OPTIONAL set may appear anywhere between
  * the stream header and END; readers check and skip it.
  *
  * The parser reports, through gpup_vfio_parser_feed(): HEADER; for each record
- * RECORD, for VRAM a VRAM_RUN, DATA chunks (none for a skipped record),
+ * RECORD, for VRAM and ZERO a VRAM_RUN (for ZERO once its CRC was
+ * checked), for VRAM DATA chunks (none for a skipped record),
  * RECORD_END; finally END.  DATA chunks follow the caller's buffers, not
  * page boundaries, and a payload is known good only at its RECORD_END: a
  * reader must not commit an IMMUTABLE or MUTABLE payload before it, and
@@ -49,6 +52,7 @@
  *                   unknown type without %GPUP_REC_F_OPTIONAL, a missing,
  *                   duplicate or out-of-order record, a bad VRAM run
  *                   (npages 0, pages out of range, npages not matching len),
+ *                   a ZERO record where a VRAM record could not be,
  *                   END nrecords or stream_bytes not matching, any byte
  *                   after END
  *  -EBADMSG         a CRC mismatch: stream header, record header (hcrc),
@@ -58,7 +62,7 @@
  *  -EMSGSIZE        a record longer than the limits allow (IMMUTABLE past
  *                   max_immutable, MUTABLE past max_mutable, VRAM pages past
  *                   max_vram_run, an optional record past max_optional, END
- *                   len not 24); reported when the record header completes,
+ *                   len not 24, ZERO len not 16); reported when the record header completes,
  *                   before any of its payload is consumed
  *  -ENODATA         gpup_vfio_parser_finish() before the END record was verified
  *  -EINVAL          page_size or vram_size of the stream differ from the
@@ -81,7 +85,8 @@
 /* "GPUP" in the first four bytes of the stream. */
 #define GPUP_STREAM_MAGIC	0x50555047
 #define GPUP_STREAM_MAJOR	1
-#define GPUP_STREAM_MINOR	0
+/* Minor 1 added the ZERO record. */
+#define GPUP_STREAM_MINOR	1
 
 #define GPUP_STREAM_HDR_SIZE	48
 #define GPUP_REC_HDR_SIZE	16
@@ -100,6 +105,7 @@
 #define GPUP_REC_VRAM		2
 #define GPUP_REC_MUTABLE	3
 #define GPUP_REC_END		4
+#define GPUP_REC_ZERO		5
 
 /* Record flags (struct gpup_rec_hdr.flags); other bits are reserved. */
 #define GPUP_REC_F_OPTIONAL	0x0001
@@ -238,8 +244,9 @@ struct gpup_stream_info {
  *	against the limits: &gpup_event.type, .flags, .len, .crc.  Not
  *	reported for END.  An unknown optional record is reported too; its
  *	payload is then skipped (no DATA) and RECORD_END follows.
- * @GPUP_EV_VRAM_RUN: the run header of a VRAM record was checked:
- *	&gpup_event.first_page and .npages
+ * @GPUP_EV_VRAM_RUN: the run header of a VRAM or ZERO record was
+ *	checked: &gpup_event.first_page and .npages; for ZERO, whose whole
+ *	payload it is, the CRC too, and RECORD_END follows
  * @GPUP_EV_DATA: a chunk of payload, pointing into the caller's buffer:
  *	&gpup_event.data, .data_len, .offset and, for VRAM, .vram_offset.
  *	The payload CRC is only known good at RECORD_END.
@@ -399,6 +406,9 @@ void gpup_vfio_stream_hdr_build(struct gpup_stream_hdr *h, u32 provider_id,
 int gpup_vfio_writer_hdr(struct gpup_writer *w, const struct gpup_stream_hdr *h);
 int gpup_vfio_rec_hdr_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
 			    u16 type, u16 flags, u32 len, u32 payload_crc);
+int gpup_vfio_zero_rec_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
+			     struct gpup_vram_run *run, u64 first_page,
+			     u32 npages);
 void gpup_vfio_vram_run_build(struct gpup_vram_run *r, u64 first_page,
 			      u32 npages);
 int gpup_vfio_end_build(struct gpup_writer *w, struct gpup_rec_hdr *rh,
