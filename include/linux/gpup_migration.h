@@ -309,6 +309,14 @@ struct gpup_vram_xfer {
  *	@vram_read and @vram_write.  There is no DDI for it: GPU-P's VRAM paging is the
  *	kernel driver's own business.
  *
+ * @vram_zero: optional.  Fill @len bytes of @vf's VRAM at byte @offset
+ *	with zeros, as one copy-engine fill, or by dropping the backing of
+ *	pages that then read as zeros.  The target's side of a ZERO record
+ *	(stream minor 1): a run of pages that held zeros on the source.
+ *	Preconditions of @vram_write; @len may be the whole VRAM.  Returns 0
+ *	once the pages read as zeros, or -errno.  Without it the variant
+ *	driver writes zero pages with @vram_write.  There is no DDI for it.
+ *
  * @reset_vf: bring @vf back to its power-on state, as a function level
  *	reset does: unpaused, not migrating, no dirty tracking, engine state
  *	and VRAM cleared, nothing of the last user left.  Called in any
@@ -419,6 +427,8 @@ struct gpup_migration_ops {
 			      size_t len, struct iov_iter *from);
 	int (*vram_xfer)(struct pci_dev *pf, unsigned int vf,
 			 struct gpup_vram_xfer *xfer);
+	int (*vram_zero)(struct pci_dev *pf, unsigned int vf, u64 offset,
+			 u64 len);
 
 	int (*reset_vf)(struct pci_dev *pf, unsigned int vf);
 

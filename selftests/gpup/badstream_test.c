@@ -481,4 +481,250 @@ TEST_F(bad, oversized_records)
 	free(p);
 }
 
+/* A stream being re-assembled from the good one's records and new ones. */
+struct asm_stream {
+	u8 *p;
+	size_t off;
+	u32 chain;
+	u32 nrec;
+};
+
+static int asm_start(struct _test_data_bad *self, struct asm_stream *a)
+{
+	/* Room for the good stream, a VRAM record and a few more. */
+	a->p = malloc(self->good.len + (2 << 20));
+	if (!a->p)
+		return -ENOMEM;
+	memcpy(a->p, self->good.data, GPUP_STREAM_HDR_SIZE);
+	a->off = GPUP_STREAM_HDR_SIZE;
+	a->chain = GPUP_CRC_INIT;
+	a->nrec = 0;
+	return 0;
+}
+
+/* The header at @a's end, once its payload of @len is in place. */
+static void asm_hdr(struct asm_stream *a, u16 type, u32 len)
+{
+	struct gpup_rec_hdr *rh = (void *)(a->p + a->off);
+
+	rh->type = cpu_to_le16(type);
+	rh->flags = 0;
+	rh->len = cpu_to_le32(len);
+	rh->crc = cpu_to_le32(gpup_vfio_crc32c(rh + 1, len));
+	fix_rec_hcrc(rh);
+	a->chain = gpup_vfio_crc(a->chain, rh, GPUP_REC_CHAIN_LEN);
+	a->off += GPUP_REC_HDR_SIZE + len;
+	a->nrec++;
+}
+
+static void asm_good(struct _test_data_bad *self, struct asm_stream *a,
+		     int i)
+{
+	const struct rec *r = &self->recs[i];
+
+	memcpy(a->p + a->off, self->good.data + r->off, r->len);
+	a->chain = gpup_vfio_crc(a->chain, a->p + a->off, GPUP_REC_CHAIN_LEN);
+	a->off += r->len;
+	a->nrec++;
+}
+
+/* A ZERO record, or (@pages) a VRAM record of as many zero pages. */
+static void asm_zeros(struct asm_stream *a, u64 first, u32 npages,
+		      bool pages)
+{
+	struct gpup_vram_run *run = (void *)(a->p + a->off + GPUP_REC_HDR_SIZE);
+	size_t bytes = pages ? (size_t)npages * 4096 : 0;
+
+	gpup_vfio_vram_run_build(run, first, npages);
+	memset(run + 1, 0, bytes);
+	asm_hdr(a, pages ? GPUP_REC_VRAM : GPUP_REC_ZERO,
+		GPUP_VRAM_RUN_SIZE + bytes);
+}
+
+static size_t asm_end(struct asm_stream *a)
+{
+	struct gpup_rec_hdr *rh = (void *)(a->p + a->off);
+	struct gpup_end *end = (void *)(rh + 1);
+
+	memset(end, 0, sizeof(*end));
+	end->nrecords = cpu_to_le32(a->nrec);
+	end->stream_bytes = cpu_to_le64(a->off);
+	end->chain = cpu_to_le32(gpup_vfio_crc_final(a->chain));
+	rh->type = cpu_to_le16(GPUP_REC_END);
+	rh->flags = 0;
+	rh->len = cpu_to_le32(GPUP_END_SIZE);
+	rh->crc = cpu_to_le32(gpup_vfio_crc32c(end, GPUP_END_SIZE));
+	fix_rec_hcrc(rh);
+	return a->off + GPUP_END_REC_SIZE;
+}
+
+/*
+ * B, after it ran (its VRAM written), restores @p in one write(), then
+ * RESUMING -> STOP: its digest then, and B reset to RUNNING.
+ */
+static int load_digest(struct _test_data_bad *self, const u8 *p, size_t len,
+		       char *digest)
+{
+	int d = self->v[B].device, fd, ret, state = -1;
+
+	ret = gpup_sim_run(self->vf[B], 20);
+	if (!ret)
+		ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RESUMING, &fd);
+	if (ret)
+		return ret;
+	ret = gpup_write_stream(fd, p, len, len);
+	close(fd);
+	if (!ret)
+		ret = gpup_mig_set(d, VFIO_DEVICE_STATE_STOP, NULL);
+	if (!ret)
+		ret = gpup_sim_digest(self->vf[B], digest);
+	if (gpup_device_reset(d) || gpup_mig_get(d, &state) ||
+	    state != VFIO_DEVICE_STATE_RUNNING)
+		return -ENOTRECOVERABLE;
+	return ret;
+}
+
+/* The first page of the good stream's VRAM that does not hold zeros. */
+static long first_nonzero_page(struct _test_data_bad *self)
+{
+	const struct gpup_vram_run *run;
+	const u8 *pg;
+	u32 i, k;
+	int r;
+
+	for (r = 1; r < self->nrecs - 2; r++) {
+		run = (const void *)(self->good.data + self->recs[r].off +
+				     GPUP_REC_HDR_SIZE);
+		for (i = 0; i < le32_to_cpu(run->npages); i++) {
+			pg = (const u8 *)(run + 1) + (size_t)i * 4096;
+			for (k = 0; k < 4096; k++)
+				if (pg[k])
+					return le64_to_cpu(run->first_page) + i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * ZERO records (stream minor 1) restore zeros: a stream with zero runs
+ * over all of VRAM before the good VRAM records and over 32 pages A had
+ * written after them leaves B as the same stream with VRAM records of
+ * zero pages instead does, and unlike A.  B ran before each load, so the
+ * zeros are written, not found.  In bulk B's copy engine takes 5 ms a
+ * transfer: the zero run over pages still in flight waits for them.
+ */
+static void zero_runs_restore_zeros(struct __test_metadata *_metadata,
+				    struct _test_data_bad *self)
+{
+	char dz[GPUP_DIGEST_LEN], dp[GPUP_DIGEST_LEN];
+	struct asm_stream a;
+	long pg = first_nonzero_page(self);
+	size_t len;
+	int i, pass;
+
+	ASSERT_LE(0, pg);
+	pg = pg < 256 - 32 ? pg : 256 - 32;
+	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_delay", "5000"));
+	for (pass = 0; pass < 2; pass++) {
+		ASSERT_EQ(0, asm_start(self, &a));
+		asm_good(self, &a, 0);
+		asm_zeros(&a, 0, 256, pass);
+		for (i = 1; i < self->nrecs - 2; i++)
+			asm_good(self, &a, i);
+		asm_zeros(&a, pg, 32, pass);
+		asm_zeros(&a, 255, 1, pass);
+		asm_good(self, &a, self->nrecs - 2);
+		len = asm_end(&a);
+		EXPECT_EQ(0, load_digest(self, a.p, len, pass ? dp : dz));
+		free(a.p);
+	}
+	gpup_sim_write(self->vf[B], "xfer_delay", "0");
+	EXPECT_STREQ(dp, dz);
+	EXPECT_STRNE(self->digest, dz);
+	source_untouched(_metadata, self);
+}
+
+TEST_F(bad, zero_runs_restore_zeros)
+{
+	zero_runs_restore_zeros(_metadata, self);
+}
+
+/*
+ * The same where the provider has no vram_zero: gpup_vfio_pci writes the
+ * zeros with vram_write.  gpup_sim's PF is probed again without the op.
+ */
+TEST_F(bad, zero_runs_without_vram_zero)
+{
+	const char *param = "/sys/module/gpup_sim/parameters/vram_zero";
+	int i, ret;
+
+	for (i = 0; i < 2; i++) {
+		gpup_vfio_close(&self->v[i]);
+		gpup_unbind(self->vf[i]);
+	}
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 0));
+	ASSERT_EQ(0, gpup_write_file(param, "N"));
+	ret = gpup_unbind(self->pf) ?: gpup_bind_override(self->pf, "gpup_sim");
+	/* The next tests get the op back, whatever happens here. */
+	gpup_write_file(param, "Y");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 2));
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+	}
+	/* A is new: it holds what the stream holds once it restored it. */
+	ASSERT_EQ(0, gpup_load(self->v[A].device, &self->good));
+	zero_runs_restore_zeros(_metadata, self);
+	/* Back to a PF with the op, for the tests after this one. */
+	for (i = 0; i < 2; i++) {
+		gpup_vfio_close(&self->v[i]);
+		gpup_unbind(self->vf[i]);
+	}
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 0));
+	ASSERT_EQ(0, gpup_unbind(self->pf));
+	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, 2));
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+	}
+}
+
+/*
+ * A zero run or a VRAM page past the destination's VRAM (256 pages here)
+ * is refused, by the parser, before anything of it is restored.
+ */
+TEST_F(bad, zero_run_past_vram)
+{
+	static const struct {
+		u64 first;
+		u32 npages;
+		bool pages;
+	} runs[] = {
+		{ 255, 2, false }, { 256, 1, false }, { 0, 257, false },
+		{ 1ULL << 40, 1, false }, { 0, 0xffffffffU, false },
+		{ 256, 1, true }, { 255, 2, true },
+	};
+	struct asm_stream a;
+	unsigned int r;
+	size_t len;
+	int i;
+
+	for (r = 0; r < ARRAY_SIZE(runs); r++) {
+		ASSERT_EQ(0, asm_start(self, &a));
+		for (i = 0; i < self->nrecs - 2; i++)
+			asm_good(self, &a, i);
+		asm_zeros(&a, runs[r].first, runs[r].npages, runs[r].pages);
+		asm_good(self, &a, self->nrecs - 2);
+		len = asm_end(&a);
+		EXPECT_EQ(-EPROTO, try_stream(self, a.p, len))
+			TH_LOG("run %u", r);
+		free(a.p);
+	}
+	source_untouched(_metadata, self);
+}
+
 TEST_HARNESS_MAIN

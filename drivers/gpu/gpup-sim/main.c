@@ -35,6 +35,10 @@ static unsigned int gpup_sim_dma_log;
 module_param_named(dma_log, gpup_sim_dma_log, uint, 0644);
 MODULE_PARM_DESC(dma_log, "DMA logging a PF bound from then on offers, for the selftests: 0 cap and ops (default), 1 neither, 2 the cap without the ops, 3 the ops without the cap, 4 dma_log_start and dma_log_read without dma_log_stop");
 
+static bool gpup_sim_vram_zero_op = true;
+module_param_named(vram_zero, gpup_sim_vram_zero_op, bool, 0644);
+MODULE_PARM_DESC(vram_zero, "a PF bound from then on offers the vram_zero op (default Y; N: gpup_vfio_pci writes zeros with vram_write)");
+
 unsigned int gpup_sim_dma_log_page_kb;
 module_param_named(dma_log_page_kb, gpup_sim_dma_log_page_kb, uint, 0644);
 MODULE_PARM_DESC(dma_log_page_kb, "smallest DMA log page in KiB, a power of two; a DMA_LOGGING_START asking for less gets this (default 0: the page asked)");
@@ -214,6 +218,8 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	} else if (pf->dma_log == GPUP_SIM_DMA_LOG_NO_STOP) {
 		ops->dma_log_stop = NULL;
 	}
+	if (!READ_ONCE(gpup_sim_vram_zero_op))
+		ops->vram_zero = NULL;
 	pf->ops = ops;
 	pf->prov = gpup_register_pf(pdev, pf->ops);
 	if (IS_ERR(pf->prov)) {

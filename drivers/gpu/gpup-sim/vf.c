@@ -971,6 +971,50 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 }
 
 /*
+ * vram_zero: the pages of the range lose their backing and read as
+ * zeros, as after a reset; one fill, so one vram_delay_us.
+ */
+static int gpup_sim_vram_zero(struct pci_dev *pdev, unsigned int idx,
+			      u64 offset, u64 len)
+{
+	struct gpup_sim_vf *vf;
+	unsigned int delay, n = 0;
+	struct page *page;
+	unsigned long pg;
+	int err = 0;
+
+	vf = gpup_sim_op_begin(pdev, idx, "vram_zero", &err);
+	if (!vf)
+		return err;
+	if (gpup_sim_violated(vf, !vf->paused, "vram_zero", "unpaused") ||
+	    gpup_sim_violated(vf, !vf->imm_ok, "vram_zero",
+			      "before restore_immutable")) {
+		err = -EBUSY;
+	} else if (gpup_sim_violated(vf, !len || offset > vf->vram_size ||
+				     len > vf->vram_size - offset,
+				     "vram_zero", "past the end of VRAM") ||
+		   gpup_sim_violated(vf, !gpup_sim_page_aligned(offset, len),
+				     "vram_zero",
+				     "with a range not page aligned")) {
+		err = -EINVAL;
+	} else {
+		xa_for_each_range(&vf->vram, pg, page,
+				  offset / GPUP_SIM_PAGE_SIZE,
+				  (offset + len) / GPUP_SIM_PAGE_SIZE - 1) {
+			xa_erase(&vf->vram, pg);
+			__free_page(page);
+			vf->vram_backed--;
+			if (!(++n % 1024))
+				cond_resched();
+		}
+	}
+	delay = vf->vram_delay_us;
+	gpup_sim_vf_unlock(vf);
+	gpup_sim_vram_latency(delay);
+	return err;
+}
+
+/*
  * vram_xfer: transfers are queued on the VF and run, oldest first, by a
  * worker on gpup_sim_xfer_wq, as a copy engine would run them (a
  * high-priority one: an engine does not queue behind the CPU's other
@@ -1363,6 +1407,7 @@ const struct gpup_migration_ops gpup_sim_ops = {
 	.vram_read = gpup_sim_vram_read,
 	.vram_write = gpup_sim_vram_write,
 	.vram_xfer = gpup_sim_vram_xfer,
+	.vram_zero = gpup_sim_vram_zero,
 	.reset_vf = gpup_sim_reset_vf,
 	.dma_log_start = gpup_sim_dma_log_start,
 	.dma_log_read = gpup_sim_dma_log_read,

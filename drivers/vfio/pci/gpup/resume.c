@@ -31,8 +31,10 @@
  */
 #include <linux/bitmap.h>
 #include <linux/fs.h>
+#include <linux/mm.h>
 #include <linux/pci.h>
 #include <linux/poll.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
@@ -449,6 +451,40 @@ static bool gpup_resume_overlaps(const struct gpup_resume_buf *b, u64 start,
 }
 
 /*
+ * Before VRAM [@start, @end) is restored again (bulk): the gather buffer
+ * goes out first if it has a page of it, or if @flush; then any transfer
+ * in flight with a page of it (the one just submitted among them)
+ * completes.  So no two restores of one page are ever in flight, and
+ * the later one reaches VRAM last.
+ */
+static int gpup_resume_settle(struct gpup_resume_file *rf, u64 start,
+			      u64 end, bool flush)
+{
+	struct gpup_resume_buf *b = &rf->buf[rf->cur], *o;
+	unsigned int i;
+	int ret;
+
+	if (!rf->bulk)
+		return 0;
+	if (flush || gpup_resume_overlaps(b, start, end)) {
+		ret = gpup_resume_flush(rf);
+		if (ret)
+			return ret;
+		b = &rf->buf[rf->cur];
+	}
+	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+		o = &rf->buf[i];
+		if (o != b && o->inflight &&
+		    gpup_resume_overlaps(o, start, end)) {
+			ret = gpup_resume_wait(rf, o);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/*
  * A VRAM run of @ev->npages from @ev->first_page begins (bulk).  A later
  * pass may send a page again, and transfers may complete in any order.
  * If the gather buffer has a page of the run, or no segment left for it,
@@ -466,32 +502,19 @@ static int gpup_resume_run(struct gpup_resume_file *rf,
 	u32 ps = rf->mf.gdev->caps.page_size;
 	u64 start = ev->first_page * ps, bytes = (u64)ev->npages * ps;
 	u64 end = start + bytes;
-	struct gpup_resume_buf *b = &rf->buf[rf->cur], *o;
+	struct gpup_resume_buf *b = &rf->buf[rf->cur];
 	bool whole = bytes <= rf->gather_cap;
 	struct gpup_resume_chk *c;
-	unsigned int i;
 	int ret;
 
 	if (!rf->bulk)
 		return 0;
-	if (b->nsegs == GPUP_RESUME_SEGS ||
-	    gpup_resume_overlaps(b, start, end) ||
-	    (whole && (b->nchk == GPUP_RESUME_CHKS ||
-		       bytes > rf->gather_cap - rf->gather_len))) {
-		ret = gpup_resume_flush(rf);
-		if (ret)
-			return ret;
-		b = &rf->buf[rf->cur];
-	}
-	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
-		o = &rf->buf[i];
-		if (o != b && o->inflight &&
-		    gpup_resume_overlaps(o, start, end)) {
-			ret = gpup_resume_wait(rf, o);
-			if (ret)
-				return ret;
-		}
-	}
+	ret = gpup_resume_settle(rf, start, end, b->nsegs == GPUP_RESUME_SEGS ||
+				 (whole && (b->nchk == GPUP_RESUME_CHKS ||
+				  bytes > rf->gather_cap - rf->gather_len)));
+	if (ret)
+		return ret;
+	b = &rf->buf[rf->cur];
 	if (!whole)
 		return 0;
 	/* The parser is at the record's first page byte: it cannot fail. */
@@ -502,6 +525,86 @@ static int gpup_resume_run(struct gpup_resume_file *rf,
 	c->len = bytes;
 	c->state = ev->crc_state;
 	c->crc = ev->crc;
+	return 0;
+}
+
+/*
+ * Without vram_zero: zeros by vram_write, up to 256 KiB (and a whole
+ * page) a call, each page of it the kernel's zero page; a provider call
+ * each, so that a reset need not wait for a whole VRAM of them.
+ */
+static int gpup_resume_write_zeros(struct gpup_resume_file *rf, u64 off,
+				   u64 len)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	size_t chunk = max_t(size_t, SZ_256K, gdev->caps.page_size), n;
+	unsigned int nvec = chunk / PAGE_SIZE, i;
+	struct iov_iter it;
+	struct kvec *kv;
+	ssize_t put;
+	int ret = 0;
+
+	kv = kvcalloc(nvec, sizeof(*kv), GFP_KERNEL);
+	if (!kv)
+		return -ENOMEM;
+	for (i = 0; i < nvec; i++) {
+		kv[i].iov_base = page_address(ZERO_PAGE(0));
+		kv[i].iov_len = PAGE_SIZE;
+	}
+	while (len) {
+		n = min_t(u64, len, chunk);
+		iov_iter_kvec(&it, ITER_SOURCE, kv, DIV_ROUND_UP(n, PAGE_SIZE),
+			      n);
+		ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+		if (ret)
+			break;
+		put = GPUP_OPS(gdev)->vram_write(GPUP_PF(gdev), gdev->vf_id,
+						 off, n, &it);
+		gpup_vfio_op_exit(gdev);
+		if (put != n) {
+			ret = put < 0 ? put : -EIO;
+			break;
+		}
+		off += n;
+		len -= n;
+		cond_resched();
+	}
+	kvfree(kv);
+	return ret;
+}
+
+/*
+ * A ZERO record, whose CRC the parser checked: its pages hold zeros.
+ * Restored after every earlier restore of them (gpup_resume_settle()),
+ * by vram_zero, or vram_write without it.
+ */
+static int gpup_resume_zero(struct gpup_resume_file *rf,
+			    const struct gpup_event *ev)
+{
+	struct gpup_vfio_dev *gdev = rf->mf.gdev;
+	u32 ps = gdev->caps.page_size;
+	u64 off = ev->first_page * ps, len = (u64)ev->npages * ps;
+	int ret;
+
+	ret = gpup_resume_settle(rf, off, off + len, false);
+	if (ret)
+		return ret;
+	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
+	if (ret)
+		return ret;
+	if (GPUP_OPS(gdev)->vram_zero) {
+		ret = GPUP_OPS(gdev)->vram_zero(GPUP_PF(gdev), gdev->vf_id, off,
+						len);
+		gpup_vfio_op_exit(gdev);
+	} else {
+		gpup_vfio_op_exit(gdev);
+		ret = gpup_resume_write_zeros(rf, off, len);
+	}
+	trace_gpup_vfio_op(gdev->vf_id, "vram_zero", off, ret ?: (s64)len);
+	if (ret)
+		return gpup_vfio_op_err(ret);
+	/* The parser kept the run inside the VRAM size. */
+	bitmap_set(rf->seen, ev->first_page, ev->npages);
 	return 0;
 }
 
@@ -574,6 +677,8 @@ static int gpup_resume_record_end(struct gpup_resume_file *rf,
 	 */
 	if (ev->type == GPUP_REC_VRAM)
 		return rf->bulk ? 0 : gpup_resume_flush(rf);
+	if (ev->type == GPUP_REC_ZERO)
+		return gpup_resume_zero(rf, ev);
 	if (ev->type != GPUP_REC_IMMUTABLE)
 		return 0;
 	/* The compatibility check, as early as the stream allows. */
@@ -612,14 +717,20 @@ static int gpup_resume_feed(struct gpup_resume_file *rf, const u8 *buf,
 			ret = gpup_resume_header(rf, &ev);
 			break;
 		case GPUP_EV_RECORD:
-			/* What was gathered goes out before other records. */
-			ret = ev.type == GPUP_REC_VRAM ? 0 :
+			/*
+			 * What was gathered goes out before other records;
+			 * a ZERO record waits only for its own pages.
+			 */
+			ret = ev.type == GPUP_REC_VRAM ||
+			      ev.type == GPUP_REC_ZERO ? 0 :
 			      gpup_resume_flush(rf);
 			if (!ret)
 				ret = gpup_resume_record(rf, &ev);
 			break;
 		case GPUP_EV_VRAM_RUN:
-			ret = gpup_resume_run(rf, &ev);
+			/* A ZERO record acts at its RECORD_END. */
+			ret = ev.type == GPUP_REC_VRAM ?
+			      gpup_resume_run(rf, &ev) : 0;
 			break;
 		case GPUP_EV_DATA:
 			ret = gpup_resume_data(rf, &ev);
