@@ -938,6 +938,26 @@ static ssize_t gpup_sim_vram_read(struct pci_dev *pdev, unsigned int idx,
 	return n;
 }
 
+/*
+ * The promises of a call that restores VRAM (@op: vram_write,
+ * vram_zero): the VF paused, restore_immutable done, a page-aligned
+ * range inside VRAM.  Returns 0, -EBUSY or -EINVAL; under @vf->lock.
+ */
+static int gpup_sim_restore_check(struct gpup_sim_vf *vf, const char *op,
+				  u64 offset, u64 len)
+{
+	if (gpup_sim_violated(vf, !vf->paused, op, "unpaused") ||
+	    gpup_sim_violated(vf, !vf->imm_ok, op, "before restore_immutable"))
+		return -EBUSY;
+	if (gpup_sim_violated(vf, offset > vf->vram_size ||
+			      len > vf->vram_size - offset, op,
+			      "past the end of VRAM") ||
+	    gpup_sim_violated(vf, !gpup_sim_page_aligned(offset, len), op,
+			      "with a range not page aligned"))
+		return -EINVAL;
+	return 0;
+}
+
 static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 				   u64 offset, size_t len,
 				   struct iov_iter *from)
@@ -950,20 +970,9 @@ static ssize_t gpup_sim_vram_write(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "vram_write", &err);
 	if (!vf)
 		return err;
-	if (gpup_sim_violated(vf, !vf->paused, "vram_write", "unpaused") ||
-	    gpup_sim_violated(vf, !vf->imm_ok, "vram_write",
-			      "before restore_immutable")) {
-		n = -EBUSY;
-	} else if (gpup_sim_violated(vf, offset > vf->vram_size ||
-				     len > vf->vram_size - offset,
-				     "vram_write", "past the end of VRAM") ||
-		   gpup_sim_violated(vf, !gpup_sim_page_aligned(offset, len),
-				     "vram_write",
-				     "with a range not page aligned")) {
-		n = -EINVAL;
-	} else {
+	n = gpup_sim_restore_check(vf, "vram_write", offset, len);
+	if (!n)
 		n = gpup_sim_vram_copy(vf, offset, len, from, true);
-	}
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
 	gpup_sim_vram_latency(delay);
@@ -986,18 +995,8 @@ static int gpup_sim_vram_zero(struct pci_dev *pdev, unsigned int idx,
 	vf = gpup_sim_op_begin(pdev, idx, "vram_zero", &err);
 	if (!vf)
 		return err;
-	if (gpup_sim_violated(vf, !vf->paused, "vram_zero", "unpaused") ||
-	    gpup_sim_violated(vf, !vf->imm_ok, "vram_zero",
-			      "before restore_immutable")) {
-		err = -EBUSY;
-	} else if (gpup_sim_violated(vf, !len || offset > vf->vram_size ||
-				     len > vf->vram_size - offset,
-				     "vram_zero", "past the end of VRAM") ||
-		   gpup_sim_violated(vf, !gpup_sim_page_aligned(offset, len),
-				     "vram_zero",
-				     "with a range not page aligned")) {
-		err = -EINVAL;
-	} else {
+	err = gpup_sim_restore_check(vf, "vram_zero", offset, len);
+	if (!err && len) {
 		xa_for_each_range(&vf->vram, pg, page,
 				  offset / GPUP_SIM_PAGE_SIZE,
 				  (offset + len) / GPUP_SIM_PAGE_SIZE - 1) {
