@@ -191,19 +191,31 @@ static ssize_t gpup_sim_vram_copy(struct gpup_sim_vf *vf, u64 off,
 	return done || !len ? done : -EFAULT;
 }
 
-/* Back to power-on: every page unbacked (zeros); under @vf->lock. */
-static void gpup_sim_vram_clear(struct gpup_sim_vf *vf)
+/*
+ * Pages @first to @last unbacked: they read as zeros again, as at
+ * power-on; under @vf->lock.
+ */
+static void gpup_sim_vram_unback(struct gpup_sim_vf *vf, unsigned long first,
+				 unsigned long last)
 {
+	unsigned int n = 0;
 	struct page *page;
 	unsigned long pg;
 
-	xa_for_each(&vf->vram, pg, page) {
+	xa_for_each_range(&vf->vram, pg, page, first, last) {
+		xa_erase(&vf->vram, pg);
 		__free_page(page);
-		if (!(pg % 1024))
+		vf->vram_backed--;
+		if (!(++n % 1024))
 			cond_resched();
 	}
+}
+
+/* Back to power-on: every page unbacked (zeros); under @vf->lock. */
+static void gpup_sim_vram_clear(struct gpup_sim_vf *vf)
+{
+	gpup_sim_vram_unback(vf, 0, ULONG_MAX);
 	xa_destroy(&vf->vram);
-	vf->vram_backed = 0;
 }
 
 /**
@@ -987,26 +999,16 @@ static int gpup_sim_vram_zero(struct pci_dev *pdev, unsigned int idx,
 			      u64 offset, u64 len)
 {
 	struct gpup_sim_vf *vf;
-	unsigned int delay, n = 0;
-	struct page *page;
-	unsigned long pg;
+	unsigned int delay;
 	int err = 0;
 
 	vf = gpup_sim_op_begin(pdev, idx, "vram_zero", &err);
 	if (!vf)
 		return err;
 	err = gpup_sim_restore_check(vf, "vram_zero", offset, len);
-	if (!err && len) {
-		xa_for_each_range(&vf->vram, pg, page,
-				  offset / GPUP_SIM_PAGE_SIZE,
-				  (offset + len) / GPUP_SIM_PAGE_SIZE - 1) {
-			xa_erase(&vf->vram, pg);
-			__free_page(page);
-			vf->vram_backed--;
-			if (!(++n % 1024))
-				cond_resched();
-		}
-	}
+	if (!err && len)
+		gpup_sim_vram_unback(vf, offset / GPUP_SIM_PAGE_SIZE,
+				     (offset + len) / GPUP_SIM_PAGE_SIZE - 1);
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
 	gpup_sim_vram_latency(delay);
