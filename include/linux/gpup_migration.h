@@ -271,6 +271,27 @@ struct gpup_vram_xfer {
  *	not a scan.  Ports DxgkDdiQueryDirtyBitData
  *	(DXGK_DIRTYBITTRACKING_CLEARDATA).
  *
+ * @query_written: optional.  Report which pages of @vf in [@first,
+ *	@first + @count) were written since @vf's last reset (@reset_vf, an
+ *	FLR): those not reported hold what they held at power-on, zeros,
+ *	so the variant driver sends them as a ZERO record without reading
+ *	them.  @bitmap as for @query_dirty; returns the number of written
+ *	pages in the range, or -errno.  Reporting more pages than were
+ *	written is allowed (a coarser granule, pages restored with zeros);
+ *	fewer never is.  Valid in every state, tracking on or off.  The
+ *	variant driver takes one snapshot of the whole VRAM when a save
+ *	stream starts, after @start_dirty_tracking: a page written after
+ *	the snapshot is dirty and goes out in a dirty pass.  It asks the
+ *	whole-VRAM count (no @bitmap) for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
+ *	that count should cost O(1), and the snapshot time proportional to
+ *	the pages written, not to VRAM.  Offer it only where the GPU keeps
+ *	this set at no cost, always on (GPU-P's DIRTYBITTRACKINGCAPS
+ *	reports tracking that "costs next to nothing"): without the op
+ *	every page goes out in the first pass.  No DDI returns the set;
+ *	it is what a memory basis tracked since the VF's creation reports
+ *	(DxgkDdiCreateMemoryBasis, DxgkDdiQueryDirtyBitData without
+ *	CLEARDATA).
+ *
  * @stop_dirty_tracking: balance one @start_dirty_tracking.  Ports
  *	DxgkDdiStopDirtyTracking.  Precondition: tracking is on.
  *
@@ -420,6 +441,8 @@ struct gpup_migration_ops {
 	long (*query_dirty)(struct pci_dev *pf, unsigned int vf, u64 first,
 			    u64 count, unsigned long *bitmap, bool clear);
 	void (*stop_dirty_tracking)(struct pci_dev *pf, unsigned int vf);
+	long (*query_written)(struct pci_dev *pf, unsigned int vf, u64 first,
+			      u64 count, unsigned long *bitmap);
 
 	ssize_t (*vram_read)(struct pci_dev *pf, unsigned int vf, u64 offset,
 			     size_t len, struct iov_iter *to);

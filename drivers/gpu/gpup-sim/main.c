@@ -39,6 +39,10 @@ static bool gpup_sim_vram_zero_op = true;
 module_param_named(vram_zero, gpup_sim_vram_zero_op, bool, 0644);
 MODULE_PARM_DESC(vram_zero, "a PF bound from then on offers the vram_zero op (default Y; N: gpup_vfio_pci writes zeros with vram_write)");
 
+static bool gpup_sim_query_written_op = true;
+module_param_named(query_written, gpup_sim_query_written_op, bool, 0644);
+MODULE_PARM_DESC(query_written, "a PF bound from then on offers the query_written op, the pages written since a VF's reset (default Y; N: gpup_vfio_pci reads every page in its first pass)");
+
 unsigned int gpup_sim_dma_log_page_kb;
 module_param_named(dma_log_page_kb, gpup_sim_dma_log_page_kb, uint, 0644);
 MODULE_PARM_DESC(dma_log_page_kb, "smallest DMA log page in KiB, a power of two; a DMA_LOGGING_START asking for less gets this (default 0: the page asked)");
@@ -220,6 +224,8 @@ static int gpup_sim_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 	if (!READ_ONCE(gpup_sim_vram_zero_op))
 		ops->vram_zero = NULL;
+	if (!READ_ONCE(gpup_sim_query_written_op))
+		ops->query_written = NULL;
 	pf->ops = ops;
 	pf->prov = gpup_register_pf(pdev, pf->ops);
 	if (IS_ERR(pf->prov)) {

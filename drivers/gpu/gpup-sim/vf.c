@@ -157,41 +157,6 @@ static u8 *gpup_sim_vram_page_get(struct gpup_sim_vf *vf, u64 pg)
 }
 
 /*
- * Copy @len bytes of VRAM at @off to @it (@write false: unbacked pages
- * read as zeros) or from it (@write true: each page it reaches is
- * backed); caller holds @vf->lock.  The one copy of VRAM that
- * vram_read, vram_write, transfers and the digest all use.  Returns the
- * bytes copied, or -EFAULT / -ENOMEM if none could be.
- */
-static ssize_t gpup_sim_vram_copy(struct gpup_sim_vf *vf, u64 off,
-				  size_t len, struct iov_iter *it, bool write)
-{
-	size_t done = 0, c, n;
-	u8 *p;
-
-	while (done < len) {
-		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
-			  off % GPUP_SIM_PAGE_SIZE);
-		if (write) {
-			p = gpup_sim_vram_page_get(vf, off / GPUP_SIM_PAGE_SIZE);
-			if (IS_ERR(p))
-				return done ?: PTR_ERR(p);
-			n = copy_from_iter(p + off % GPUP_SIM_PAGE_SIZE, c, it);
-		} else {
-			p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
-			n = p ? copy_to_iter(p + off % GPUP_SIM_PAGE_SIZE, c,
-					     it) :
-			    iov_iter_zero(c, it);
-		}
-		done += n;
-		off += n;
-		if (n < c)
-			break;
-	}
-	return done || !len ? done : -EFAULT;
-}
-
-/*
  * Pages @first to @last unbacked: they read as zeros again, as at
  * power-on; under @vf->lock.
  */
@@ -209,6 +174,51 @@ static void gpup_sim_vram_unback(struct gpup_sim_vf *vf, unsigned long first,
 		if (!(++n % 1024))
 			cond_resched();
 	}
+}
+
+/*
+ * Copy @len bytes of VRAM at @off to @it (@write false: unbacked pages
+ * read as zeros) or from it (@write true: each page it reaches is
+ * backed, but for an unbacked one that still holds zeros after it, as
+ * a restore of pages never written writes them: VRAM stays as sparse
+ * on the target as on the source); caller holds @vf->lock.  The one
+ * copy of VRAM that vram_read, vram_write, transfers and the digest all
+ * use.  Returns the
+ * bytes copied, or -EFAULT / -ENOMEM if none could be.
+ */
+static ssize_t gpup_sim_vram_copy(struct gpup_sim_vf *vf, u64 off,
+				  size_t len, struct iov_iter *it, bool write)
+{
+	size_t done = 0, c, n;
+	bool fresh;
+	u64 pg;
+	u8 *p;
+
+	while (done < len) {
+		c = min_t(size_t, len - done, GPUP_SIM_PAGE_SIZE -
+			  off % GPUP_SIM_PAGE_SIZE);
+		if (write) {
+			pg = off / GPUP_SIM_PAGE_SIZE;
+			fresh = !gpup_sim_vram_page(vf, pg);
+			p = gpup_sim_vram_page_get(vf, pg);
+			if (IS_ERR(p))
+				return done ?: PTR_ERR(p);
+			n = copy_from_iter(p + off % GPUP_SIM_PAGE_SIZE, c, it);
+			/* Zeros into an unbacked page leave it unbacked. */
+			if (fresh && !memchr_inv(p, 0, GPUP_SIM_PAGE_SIZE))
+				gpup_sim_vram_unback(vf, pg, pg);
+		} else {
+			p = gpup_sim_vram_page(vf, off / GPUP_SIM_PAGE_SIZE);
+			n = p ? copy_to_iter(p + off % GPUP_SIM_PAGE_SIZE, c,
+					     it) :
+			    iov_iter_zero(c, it);
+		}
+		done += n;
+		off += n;
+		if (n < c)
+			break;
+	}
+	return done || !len ? done : -EFAULT;
 }
 
 /* Back to power-on: every page unbacked (zeros); under @vf->lock. */
@@ -914,6 +924,48 @@ out:
 }
 
 /*
+ * query_written: the backed pages are the ones written since the reset
+ * (by the engine, a restore or a test), a superset as the op allows: a
+ * restore's vram_write of a zero page backs it too.  The whole-VRAM
+ * count is kept; a bitmap costs the backed pages of the range.
+ */
+static long gpup_sim_query_written(struct pci_dev *pdev, unsigned int idx,
+				   u64 first, u64 count, unsigned long *bitmap)
+{
+	struct gpup_sim_vf *vf;
+	unsigned long pg;
+	struct page *page;
+	long n = 0;
+	int err = 0;
+
+	vf = gpup_sim_op_begin(pdev, idx, "query_written", &err);
+	if (!vf)
+		return err;
+	if (gpup_sim_violated(vf, first > gpup_sim_npages(vf) ||
+			      count > gpup_sim_npages(vf) - first,
+			      "query_written", "past the end of VRAM")) {
+		n = -EINVAL;
+		goto out;
+	}
+	if (!first && count == gpup_sim_npages(vf) && !bitmap) {
+		n = vf->vram_backed;
+		goto out;
+	}
+	if (bitmap)
+		bitmap_zero(bitmap, count);
+	if (!count)
+		goto out;
+	xa_for_each_range(&vf->vram, pg, page, first, first + count - 1) {
+		if (bitmap)
+			__set_bit(pg - first, bitmap);
+		n++;
+	}
+out:
+	gpup_sim_vf_unlock(vf);
+	return n;
+}
+
+/*
  * The latency of a CPU access to VRAM across the bus (debugfs
  * "vram_delay"), paid by each vram_read and vram_write call after its
  * copy, outside the VF's lock, as xfer_delay is by each transfer.
@@ -1405,6 +1457,7 @@ const struct gpup_migration_ops gpup_sim_ops = {
 	.start_dirty_tracking = gpup_sim_start_tracking,
 	.query_dirty = gpup_sim_query_dirty,
 	.stop_dirty_tracking = gpup_sim_stop_tracking,
+	.query_written = gpup_sim_query_written,
 	.vram_read = gpup_sim_vram_read,
 	.vram_write = gpup_sim_vram_write,
 	.vram_xfer = gpup_sim_vram_xfer,
