@@ -369,7 +369,7 @@ TEST_F(bad, record_order)
 	int n = self->nrecs - 1;	/* without END */
 	int *order = calloc(n + 2, sizeof(int));
 	u8 *p = malloc(self->good.len * 2);
-	int i, mut = n - 1;
+	int i, k, t, type, mut = n - 1;
 	size_t len;
 
 	ASSERT_NE(NULL, order);
@@ -414,23 +414,25 @@ TEST_F(bad, record_order)
 	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
 
 	/*
-	 * A VRAM record left out, END recomputed to match: every record
-	 * checks, but the stream no longer covers the whole VRAM.
+	 * A VRAM record, or a ZERO record (the pages the source never
+	 * wrote), left out, END recomputed to match: every record checks,
+	 * but the stream no longer covers the whole VRAM.  Then the record
+	 * twice instead of the next one: the same hole.
 	 */
-	ASSERT_EQ(GPUP_REC_VRAM, self->recs[1].type);
-	ASSERT_EQ(GPUP_REC_VRAM, self->recs[2].type);
-	order[0] = 0;
-	for (i = 2; i < n; i++)
-		order[i - 1] = i;
-	len = assemble(self, p, order, n - 1);
-	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
-
-	/* A VRAM record twice instead of another: the same hole. */
-	for (i = 0; i < n; i++)
-		order[i] = i;
-	order[2] = 1;
-	len = assemble(self, p, order, n);
-	EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+	for (t = 0; t < 2; t++) {
+		type = t ? GPUP_REC_ZERO : GPUP_REC_VRAM;
+		for (k = 1; k < n - 2 && self->recs[k].type != type; k++)
+			;
+		ASSERT_EQ(type, self->recs[k].type);
+		for (i = 0; i < n; i++)
+			order[i] = i < k ? i : i + 1;
+		len = assemble(self, p, order, n - 1);
+		EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+		for (i = 0; i < n; i++)
+			order[i] = i == k + 1 ? k : i;
+		len = assemble(self, p, order, n);
+		EXPECT_EQ(-EPROTO, try_stream(self, p, len));
+	}
 
 	/* Duplicate END. */
 	for (i = 0; i < n; i++)

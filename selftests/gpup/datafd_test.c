@@ -31,6 +31,8 @@
 
 enum { A, B, C };
 
+#define SKIP_PARAM	"/sys/module/gpup_vfio_pci/parameters/skip_unwritten"
+
 FIXTURE(dfd) {
 	char pf[GPUP_BDF_LEN];
 	char vf[NVF][GPUP_BDF_LEN];
@@ -63,6 +65,7 @@ FIXTURE_TEARDOWN(dfd)
 		gpup_unbind(self->vf[i]);
 	}
 	gpup_set_numvfs(self->pf, 0);
+	gpup_write_file(SKIP_PARAM, "Y");
 }
 
 static int dev(struct _test_data_dfd *self, int i)
@@ -264,7 +267,8 @@ TEST_F(dfd, partial_write_returns_consumed)
 	u8 *map;
 	int fd;
 
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 10));
+	/* About 160 pages written: a stream longer than @len. */
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 40));
 	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
 	ASSERT_LT(len, b.len);
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -458,45 +462,105 @@ TEST_F_TIMEOUT(dfd, parked_reader_blocks_nothing, 120)
 }
 
 /*
- * Pre-copy sends each page once per dirtying: pages dirtied ahead of the
- * first pass's cursor go out in that pass only, so an idle reader of a
- * VF that ran steps before the pass gets exactly initial_bytes.
+ * Pre-copy from RUNNING after 5 steps, 20 more before the first read:
+ * the stream up to pre-copy's temporary end into @b, its initial_bytes
+ * and the pages written since A's reset before and after the 20 steps.
+ * PRECOPY_INFO reads 0 and 0 then.
  */
-TEST_F(dfd, precopy_sends_each_page_once)
+static void precopy_idle_read(struct __test_metadata *_metadata,
+			      struct _test_data_dfd *self, int *sfd,
+			      struct gpup_buf *b, u64 *initial,
+			      long *backed0, long *backed1)
 {
-	struct gpup_buf b = { 0 };
-	u64 initial, dirty;
-	size_t sent;
-	int sfd, dfd;
+	u64 in, dirty;
 
 	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
+	*backed0 = gpup_sim_read_long(self->vf[A], "vram_backed");
 	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
-				  &sfd));
-	ASSERT_EQ(0, gpup_precopy_info(sfd, &initial, &dirty));
+				  sfd));
+	ASSERT_EQ(0, gpup_precopy_info(*sfd, initial, &dirty));
 	EXPECT_EQ(0, dirty);
 	/* Steps dirty pages that the full pass has not reached yet. */
 	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 20));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
-	EXPECT_EQ(initial, b.len);
-	ASSERT_EQ(0, gpup_precopy_info(sfd, &initial, &dirty));
-	EXPECT_EQ(0, initial);
+	*backed1 = gpup_sim_read_long(self->vf[A], "vram_backed");
+	ASSERT_EQ(0, gpup_read_stream(*sfd, b, GPUP_CHUNK_READ, 1));
+	ASSERT_EQ(0, gpup_precopy_info(*sfd, &in, &dirty));
+	EXPECT_EQ(0, in);
 	EXPECT_EQ(0, dirty);
+}
 
-	/* And the migration is exact. */
-	sent = b.len;
+/* The rest of the stream in STOP_COPY, restored into B: B equals C. */
+static void precopy_finish(struct __test_metadata *_metadata,
+			   struct _test_data_dfd *self, int sfd,
+			   struct gpup_buf *b)
+{
+	size_t sent = b->len;
+	int dfd;
+
 	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
 				  NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
-	EXPECT_GT(b.len, sent);
-	close(sfd);
+	ASSERT_EQ(0, gpup_read_stream(sfd, b, GPUP_CHUNK_READ, 0));
+	EXPECT_GT(b->len, sent);
 	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
 				  &dfd));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b->data, b->len,
+				       GPUP_CHUNK_WRITE));
 	close(dfd);
 	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
 				  NULL));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 25));
 	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+/*
+ * Pre-copy sends each page once per dirtying: pages dirtied ahead of the
+ * first pass's cursor go out in that pass only, so an idle reader of a
+ * VF that ran steps before the pass gets exactly initial_bytes.  Here
+ * the full pass reads every page (skip_unwritten=N).
+ */
+TEST_F(dfd, precopy_sends_each_page_once)
+{
+	struct gpup_buf b = { 0 };
+	long backed0, backed1;
+	u64 initial;
+	int sfd = -1;
+
+	ASSERT_EQ(0, gpup_write_file(SKIP_PARAM, "N"));
+	precopy_idle_read(_metadata, self, &sfd, &b, &initial, &backed0,
+			  &backed1);
+	gpup_write_file(SKIP_PARAM, "Y");
+	EXPECT_EQ(initial, b.len);
+	/* And the migration is exact. */
+	precopy_finish(_metadata, self, sfd, &b);
+	close(sfd);
+	gpup_buf_free(&b);
+}
+
+/*
+ * The same with the pages A never wrote sent as ZERO records (gpup_sim
+ * offers query_written, the default): the pages the full pass reads are
+ * those written when the save file was made; each page written first
+ * after it is dirty and goes out once too, after initial_bytes, as one
+ * page of a VRAM record (one record per page at most).
+ */
+TEST_F(dfd, precopy_sends_new_pages_once)
+{
+	struct gpup_buf b = { 0 };
+	long backed0, backed1, fresh;
+	u64 initial;
+	int sfd = -1;
+
+	precopy_idle_read(_metadata, self, &sfd, &b, &initial, &backed0,
+			  &backed1);
+	fresh = backed1 - backed0;
+	ASSERT_LT(0, fresh);
+	/* The full pass read what was written, not VRAM. */
+	EXPECT_GT((u64)backed0 * 4096 * 11 / 10 + 65536, initial);
+	EXPECT_LE((u64)backed0 * 4096, initial);
+	EXPECT_LE(initial + fresh * 4096 + 32, b.len);
+	EXPECT_GE(initial + fresh * (4096 + 32), b.len);
+	precopy_finish(_metadata, self, sfd, &b);
+	close(sfd);
 	gpup_buf_free(&b);
 }
 

@@ -55,6 +55,7 @@ struct fcase {
 /* Where each op is called, per range and in bulk. */
 static const struct fcase cases[] = {
 	{ "save_immutable",	P_INITIAL,	false },
+	{ "query_written",	P_INITIAL,	false },
 	{ "query_dirty",	P_INITIAL,	false },
 	{ "vram_read",		P_INITIAL,	false },
 	{ "query_dirty",	P_DIRTY,	false },
@@ -64,6 +65,7 @@ static const struct fcase cases[] = {
 	{ "save_mutable",	P_STOP_COPY,	false },
 	{ "restore_immutable",	P_RESUME,	false },
 	{ "vram_write",		P_RESUME,	false },
+	{ "vram_zero",		P_RESUME,	false },
 	{ "restore_mutable",	P_RESUME,	false },
 	{ "query_dirty",	P_INITIAL,	true },
 	{ "vram_xfer",		P_INITIAL,	true },
@@ -71,6 +73,7 @@ static const struct fcase cases[] = {
 	{ "vram_xfer",		P_DIRTY,	true },
 	{ "vram_xfer",		P_STOP_COPY,	true },
 	{ "vram_xfer",		P_RESUME,	true },
+	{ "vram_zero",		P_RESUME,	true },
 };
 
 static const int errnos[] = { -EINTR, -EIO, -ENOMEM, -ETIMEDOUT };

@@ -37,6 +37,12 @@ static char bulk_saved[8] = "Y";
 /* Its transfers on either side: a save slot, a gather buffer of 1 MiB. */
 #define FULL_PASS_XFERS	(FULL_PASS_RUNS / 4)
 #define DEPTH_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_depth"
+/*
+ * The tests count the transfers of full passes over all of VRAM, so the
+ * full pass reads every page, written or not (migration_test's big.*
+ * tests the pass over the written pages, in bulk).
+ */
+#define SKIP_PARAM	"/sys/module/gpup_vfio_pci/parameters/skip_unwritten"
 /* The most runs gpup_vfio_pci puts in one transfer (GPUP_SLOT_RUNS). */
 #define MAX_SEGS	64
 
@@ -53,6 +59,7 @@ static void vfs_setup(struct __test_metadata *_metadata, char *pf,
 	ASSERT_LT(0, gpup_read_file(BULK_PARAM, bulk_saved,
 				    sizeof(bulk_saved)));
 	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "Y"));
+	ASSERT_EQ(0, gpup_write_file(SKIP_PARAM, "N"));
 	for (i = 0; i < NVF; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(pf, i, vf[i]));
 	/* C stands for "A, had it not moved" (see migration_test). */
@@ -89,6 +96,7 @@ static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
 	gpup_write_file(BULK_PARAM, "%s", bulk_saved);
 	gpup_write_file(TIMEOUT_PARAM, "10000");
 	gpup_write_file(DEPTH_PARAM, "4");
+	gpup_write_file(SKIP_PARAM, "Y");
 	gpup_set_numvfs(pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	if (vram_mb != GPUP_SIM_VRAM_MB)

@@ -61,8 +61,8 @@ void gpup_vfio_bitmap_free(unsigned long *map);
 struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 					  bool precopy);
 int gpup_vfio_save_stop_copy(struct gpup_save_file *sf);
-u64 gpup_vfio_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
-			     size_t mut);
+int gpup_vfio_save_full_size(struct gpup_vfio_dev *gdev, size_t imm,
+			     size_t mut, u64 *size);
 int gpup_vfio_save_pending(struct gpup_save_file *sf, u64 *initial,
 			   u64 *dirty, bool precopy);
 struct file *gpup_vfio_save_filp(struct gpup_save_file *sf);

@@ -240,6 +240,7 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 
 /* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
 extern bool gpup_vfio_bulk_xfer;
+extern bool gpup_vfio_skip_unwritten;
 extern unsigned int gpup_vfio_xfer_timeout_ms;
 extern unsigned int gpup_vfio_xfer_depth;
 /* main.c: where a save's completed transfers are checksummed */
@@ -252,6 +253,8 @@ bool gpup_vfio_caps_match(const struct gpup_migration_caps *a,
 			  const struct gpup_migration_caps *b);
 int gpup_vfio_op_enter(struct gpup_vfio_dev *gdev, unsigned long gen);
 bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev);
+long gpup_vfio_query_written(struct gpup_vfio_dev *gdev, unsigned long gen,
+			     u64 first, u64 count, unsigned long *map);
 void gpup_vfio_op_exit(struct gpup_vfio_dev *gdev);
 long gpup_vfio_op_err(long ret);
 int gpup_vfio_save_size(struct gpup_vfio_dev *gdev, unsigned long gen,

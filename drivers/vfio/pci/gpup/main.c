@@ -31,6 +31,10 @@ bool gpup_vfio_bulk_xfer = true;
 module_param_named(bulk_xfer, gpup_vfio_bulk_xfer, bool, 0644);
 MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several transfers in flight, when it has one (default Y; N: vram_read/vram_write, one range at a time). Read when a data_fd is made");
 
+bool gpup_vfio_skip_unwritten = true;
+module_param_named(skip_unwritten, gpup_vfio_skip_unwritten, bool, 0644);
+MODULE_PARM_DESC(skip_unwritten, "send the VRAM pages the provider reports as never written since the VF's reset (query_written) as ZERO records, without reading them (default Y; N: the first pass reads every page). Read when a save data_fd is made");
+
 unsigned int gpup_vfio_xfer_depth = GPUP_XFER_DEPTH;
 module_param_named(xfer_depth, gpup_vfio_xfer_depth, uint, 0644);
 MODULE_PARM_DESC(xfer_depth, "vram_xfer transfers a save data_fd keeps in flight, 1 to 4 (default 4). Read when a data_fd is made");

@@ -585,7 +585,7 @@ static int gpup_vfio_get_data_size(struct vfio_device *vdev,
 				   unsigned long *stop_copy_length)
 {
 	struct gpup_vfio_dev *gdev = gpup_vfio_from_vdev(vdev);
-	u64 initial, dirty;
+	u64 initial, dirty, full;
 	size_t imm, mut;
 	int ret;
 
@@ -601,7 +601,9 @@ static int gpup_vfio_get_data_size(struct vfio_device *vdev,
 	} else {
 		ret = gpup_vfio_save_size(gdev, GPUP_GEN_ANY, &imm, &mut);
 		if (!ret)
-			*stop_copy_length = gpup_vfio_save_full_size(gdev, imm, mut);
+			ret = gpup_vfio_save_full_size(gdev, imm, mut, &full);
+		if (!ret)
+			*stop_copy_length = full;
 	}
 out:
 	gpup_vfio_state_mutex_unlock(gdev);

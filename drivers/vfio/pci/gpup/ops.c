@@ -151,6 +151,42 @@ bool gpup_vfio_use_bulk(struct gpup_vfio_dev *gdev)
 }
 
 /**
+ * gpup_vfio_query_written() - pages written since the VF's last reset
+ * @gdev: the VF
+ * @gen: as for gpup_vfio_op_enter()
+ * @first: first page
+ * @count: pages from @first, inside VRAM
+ * @map: a bitmap of @count bits to fill, or NULL for the count alone
+ *
+ * Asks the provider's optional query_written, if the skip_unwritten
+ * parameter is set.
+ *
+ * Return: the number of written pages in the range; -EOPNOTSUPP without
+ * the op or with skip_unwritten=N; -EIO for a count past the range; or
+ * -errno.
+ */
+long gpup_vfio_query_written(struct gpup_vfio_dev *gdev, unsigned long gen,
+			     u64 first, u64 count, unsigned long *map)
+{
+	long ret;
+
+	if (!READ_ONCE(gpup_vfio_skip_unwritten))
+		return -EOPNOTSUPP;
+	ret = gpup_vfio_op_enter(gdev, gen);
+	if (ret)
+		return ret;
+	ret = -EOPNOTSUPP;
+	if (GPUP_OPS(gdev)->query_written)
+		ret = GPUP_OPS(gdev)->query_written(GPUP_PF(gdev), gdev->vf_id,
+						    first, count, map);
+	gpup_vfio_op_exit(gdev);
+	trace_gpup_vfio_op(gdev->vf_id, "query_written", count, ret);
+	if (ret > (long)count)
+		return -EIO;
+	return ret == -EOPNOTSUPP ? ret : gpup_vfio_op_err(ret);
+}
+
+/**
  * gpup_vfio_caps_match() - whether two caps describe the same migration
  * @a: caps
  * @b: caps

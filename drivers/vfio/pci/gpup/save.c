@@ -3,7 +3,8 @@
  * The save data_fd of gpup_vfio_pci (PRE_COPY and STOP_COPY, read()).
  *
  * The stream is produced lazily, one piece per refill: the stream header
- * with the IMMUTABLE record; the full pass over VRAM; with pre-copy,
+ * with the IMMUTABLE record; ZERO records for the pages never written
+ * (below); the full pass over VRAM; with pre-copy,
  * passes over the pages dirtied since; once in STOP_COPY, the MUTABLE
  * record and END.  VRAM moves through a few buffers of one run
  * (GPUP_RUN_BYTES) each, the slots, so the memory a migration needs does
@@ -27,6 +28,22 @@
  * anything is freed.  The provider completes every transfer before
  * reset_vf returns and before it unregisters; a copy engine that hangs
  * anyway is waited for xfer_timeout_ms at most (gpup_vfio_file_wait()).
+ *
+ * Pages never written.  A provider with query_written (and the module
+ * parameter skip_unwritten, default Y) tells which pages were written
+ * since the VF's reset; the others hold zeros.  The file takes one
+ * snapshot of that set when it is made, after dirty tracking started,
+ * into a bitmap of one bit per page (2 MiB at 64 GiB, the driver's only
+ * memory that grows with VRAM besides the resume side's one).  The
+ * stream then carries one ZERO record per gap of the snapshot, before
+ * the full pass, and the full pass reads the snapshot's runs only, each
+ * inside one window: every page is covered once, as the destination's
+ * END check wants.  A page first written after the snapshot is dirty and
+ * goes out in a dirty pass (or in STOP_COPY), after its ZERO record.
+ * Both walks cost the bitmap and the written pages, not VRAM reads;
+ * PRECOPY_INFO counts what is left of them from two sums the snapshot
+ * made.  Without the op, or with all of VRAM written, there is no
+ * snapshot and the full pass reads every window.
  *
  * Every pass walks VRAM in windows of one run.  With dirty tracking on,
  * each window's dirty bits are read and cleared just before the window is
@@ -59,6 +76,7 @@
 
 enum gpup_save_phase {
 	GPUP_SAVE_HEAD,		/* stream header + IMMUTABLE record */
+	GPUP_SAVE_ZEROS,	/* ZERO records: the gaps of the written set */
 	GPUP_SAVE_FULL,		/* the first full pass over VRAM */
 	GPUP_SAVE_DIRTY,	/* passes over the dirty pages */
 	GPUP_SAVE_MUTABLE,	/* the MUTABLE record */
@@ -78,6 +96,10 @@ enum gpup_save_phase {
  * submission and completion of each cost a quarter as much per byte.
  */
 #define GPUP_SLOT_WINDOWS	4
+/* Pages one ZERO record covers at most (its npages is a u32). */
+#define GPUP_ZERO_MAX_PAGES	BIT(30)
+/* ZERO records one piece holds: a page of them. */
+#define GPUP_ZBUF_RECS		128
 
 /**
  * enum gpup_slot_state - what a slot holds
@@ -173,6 +195,13 @@ struct gpup_save_slot {
  * @stop_copy: the device reached STOP_COPY; no more -ENOMSG
  * @eof_seen: read() reached the end of the stream
  * @cursor: next page of the current pass
+ * @written: the snapshot of the pages written since the VF's reset, one
+ *	bit per page; NULL: every page goes out in the full pass
+ * @zcursor: next page to look for a gap of @written at
+ * @zero_left: bytes of the ZERO records not yet built
+ * @full_left: bytes of the VRAM records of the full pass not yet taken
+ *	into a slot (with @written)
+ * @zbuf: ZERO records going out, GPUP_ZBUF_RECS at most (with @written)
  * @win: dirty bits of the window being sent, @win_len bits
  * @win_first: first page of the window
  * @win_len: pages in the window
@@ -212,6 +241,11 @@ struct gpup_save_file {
 	bool stop_copy;
 	bool eof_seen;
 	u64 cursor;
+	unsigned long *written;
+	u64 zcursor;
+	u64 zero_left;
+	u64 full_left;
+	u8 *zbuf;
 	unsigned long *win;
 	u64 win_first;
 	u32 win_len;
@@ -268,20 +302,196 @@ static u64 gpup_save_win_bytes(const struct gpup_save_file *sf)
 	return bytes;
 }
 
+/*
+ * The next gap of @map (@npages bits) from page @from on: pages never
+ * written, GPUP_ZERO_MAX_PAGES at most.  Returns false when there is
+ * none.
+ */
+static bool gpup_written_gap(const unsigned long *map, u64 npages, u64 from,
+			     u64 *first, u32 *n)
+{
+	unsigned long start, end;
+
+	if (from >= npages)
+		return false;
+	start = find_next_zero_bit(map, npages, from);
+	if (start >= npages)
+		return false;
+	end = find_next_bit(map, min_t(u64, npages,
+				       start + GPUP_ZERO_MAX_PAGES), start);
+	*first = start;
+	*n = end - start;
+	return true;
+}
+
+/*
+ * The next run of written pages of @map (@npages bits) from page @from
+ * on, inside the window of @run_pages it starts in.  Returns false when
+ * there is none.
+ */
+static bool gpup_written_run(const unsigned long *map, u64 npages,
+			     u32 run_pages, u64 from, u64 *first, u32 *n)
+{
+	unsigned long start, end;
+	u64 win_end;
+
+	if (from >= npages)
+		return false;
+	start = find_next_bit(map, npages, from);
+	if (start >= npages)
+		return false;
+	win_end = min_t(u64, npages, start - start % run_pages + run_pages);
+	end = find_next_zero_bit(map, win_end, start);
+	*first = start;
+	*n = end - start;
+	return true;
+}
+
+/*
+ * Bytes of the ZERO records (@zero) and of the VRAM records (@full) of a
+ * first pass over the written pages of @map.
+ */
+static void gpup_written_bytes(const unsigned long *map, u64 npages,
+			       u32 run_pages, u32 page_size, u64 *zero,
+			       u64 *full)
+{
+	u64 pos, first, runs = 0;
+	u32 n;
+
+	*zero = 0;
+	*full = 0;
+	for (pos = 0; gpup_written_gap(map, npages, pos, &first, &n);
+	     pos = first + n)
+		*zero += GPUP_VRAM_REC_EXTRA;
+	for (pos = 0; gpup_written_run(map, npages, run_pages, pos, &first,
+				       &n); pos = first + n) {
+		runs++;
+		*full += (u64)n * page_size;
+	}
+	*full += runs * GPUP_VRAM_REC_EXTRA;
+}
+
+/*
+ * The written set of @gdev's VRAM, if the provider reports it and some
+ * page was not written: a new bitmap of @npages bits in @map (else NULL).
+ * Returns 0 or -errno.
+ */
+static int gpup_written_map(struct gpup_vfio_dev *gdev, unsigned long gen,
+			    u64 npages, unsigned long **map)
+{
+	long ret;
+
+	*map = NULL;
+	ret = gpup_vfio_query_written(gdev, gen, 0, npages, NULL);
+	if (ret == -EOPNOTSUPP || ret == npages)
+		return 0;
+	if (ret < 0)
+		return ret;
+	*map = gpup_vfio_bitmap_alloc(npages);
+	if (!*map)
+		return -ENOMEM;
+	ret = gpup_vfio_query_written(gdev, gen, 0, npages, *map);
+	if (ret >= 0)
+		return 0;
+	gpup_vfio_bitmap_free(*map);
+	*map = NULL;
+	return ret == -EOPNOTSUPP ? -EIO : ret;
+}
+
+/*
+ * Take the snapshot of the pages written since the VF's reset (see
+ * gpup_written_map()) and sum up what the ZERO records and the full pass
+ * will send.  Returns 0 (with or without a snapshot) or -errno.
+ */
+static int gpup_save_snapshot(struct gpup_save_file *sf)
+{
+	int ret;
+
+	ret = gpup_written_map(sf->mf.gdev, sf->mf.gen, sf->npages,
+			       &sf->written);
+	if (ret || !sf->written)
+		return ret;
+	sf->zbuf = kmalloc(GPUP_ZBUF_RECS * GPUP_VRAM_REC_EXTRA,
+			   GFP_KERNEL_ACCOUNT);
+	if (!sf->zbuf)
+		return -ENOMEM;
+	gpup_written_bytes(sf->written, sf->npages, sf->run_pages,
+			   sf->page_size, &sf->zero_left, &sf->full_left);
+	return 0;
+}
+
+/*
+ * The next piece of ZERO records, built from the gaps of @sf->written.
+ * Returns 1 with a piece, 0 when every gap went out, or -errno.
+ */
+static int gpup_save_zeros(struct gpup_save_file *sf)
+{
+	u8 *p = sf->zbuf;
+	unsigned int i;
+	u64 first;
+	u32 n;
+	int ret;
+
+	for (i = 0; i < GPUP_ZBUF_RECS && sf->written &&
+	     gpup_written_gap(sf->written, sf->npages, sf->zcursor, &first,
+			      &n); i++) {
+		ret = gpup_vfio_zero_rec_build(&sf->w, (struct gpup_rec_hdr *)p,
+					       (struct gpup_vram_run *)(p +
+						GPUP_REC_HDR_SIZE),
+					       first, n);
+		if (ret)
+			return ret;
+		p += GPUP_VRAM_REC_EXTRA;
+		sf->zcursor = first + n;
+	}
+	if (!i)
+		return 0;
+	sf->out = sf->zbuf;
+	sf->out_len = p - sf->zbuf;
+	sf->out_initial = true;
+	sf->zero_left -= sf->out_len;
+	return 1;
+}
+
 /**
  * gpup_vfio_save_full_size() - bytes of a whole save stream
  * @gdev: the VF
  * @imm: bytes of immutable data
  * @mut: bytes of mutable data
+ * @size: the size of the stream STOP_COPY would produce from STOP
  *
- * Return: the size of the stream STOP_COPY produces from STOP: header,
- * IMMUTABLE, one pass over VRAM, MUTABLE and END.
+ * Header, IMMUTABLE, one pass over VRAM, MUTABLE and END; where the
+ * provider reports the pages written since the VF's reset, the pass is
+ * the ZERO records and the written runs a save file made now would send
+ * (a walk of the written set, in a bitmap of its own).
+ *
+ * Context: the caller holds @gdev->state_mutex.
+ * Return: 0 or -errno.
  */
-u64 gpup_vfio_save_full_size(const struct gpup_vfio_dev *gdev, size_t imm,
-			     size_t mut)
+int gpup_vfio_save_full_size(struct gpup_vfio_dev *gdev, size_t imm,
+			     size_t mut, u64 *size)
 {
-	return gpup_vfio_stream_full_size(imm, gdev->caps.vram_size,
-				     gdev->caps.page_size, GPUP_RUN_BYTES, mut);
+	const struct gpup_migration_caps *caps = &gdev->caps;
+	u64 npages = div_u64(caps->vram_size, caps->page_size), zero, full;
+	u32 run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
+	unsigned long *map;
+	int ret;
+
+	ret = gpup_written_map(gdev, GPUP_GEN_ANY, npages, &map);
+	if (ret)
+		return ret;
+	if (!map) {
+		*size = gpup_vfio_stream_full_size(imm, caps->vram_size,
+						   caps->page_size,
+						   GPUP_RUN_BYTES, mut);
+		return 0;
+	}
+	gpup_written_bytes(map, npages, run_pages, caps->page_size, &zero,
+			   &full);
+	gpup_vfio_bitmap_free(map);
+	*size = gpup_vfio_stream_full_size(imm, 0, caps->page_size,
+					   GPUP_RUN_BYTES, mut) + zero + full;
+	return 0;
 }
 
 /*
@@ -580,7 +790,8 @@ static int gpup_save_take(struct gpup_save_file *sf)
 
 /*
  * The next run of the current pass, if it has at most @room pages: the
- * full pass's next window, its dirty bits cleared; or a run of the dirty
+ * full pass's next window (or written run of it), its dirty bits
+ * cleared; or a run of the dirty
  * pages of the current window, querying (and clearing) the next window's
  * bits when it is used up.  Returns 1 with a run, 2 if the next run has
  * more than @room pages (it stays next), 0 at the end of the pass, or
@@ -591,22 +802,33 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u32 room,
 {
 	unsigned long start, end;
 	long ret;
+	u64 pos;
 	u32 w;
 
 	if (sf->phase == GPUP_SAVE_FULL) {
-		if (sf->cursor >= sf->npages)
+		if (!sf->written) {
+			if (sf->cursor >= sf->npages)
+				return 0;
+			pos = sf->cursor;
+			w = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+		} else if (!gpup_written_run(sf->written, sf->npages,
+					     sf->run_pages, sf->cursor, &pos,
+					     &w)) {
+			sf->cursor = sf->npages;
 			return 0;
-		w = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
+		}
 		if (w > room)
 			return 2;
 		if (sf->tracking) {
-			ret = gpup_save_query(sf, sf->cursor, w, NULL, true);
+			ret = gpup_save_query(sf, pos, w, NULL, true);
 			if (ret < 0)
 				return ret;
 		}
-		*first = sf->cursor;
+		*first = pos;
 		*n = w;
-		sf->cursor += w;
+		sf->cursor = pos + w;
+		if (sf->written)
+			sf->full_left -= gpup_save_run_bytes(sf, w);
 		return 1;
 	}
 	for (;;) {
@@ -780,8 +1002,14 @@ static int gpup_save_next(struct gpup_save_file *sf)
 			sf->out = sf->head;
 			sf->out_len = sf->head_len;
 			sf->out_initial = true;
-			sf->phase = GPUP_SAVE_FULL;
+			sf->phase = GPUP_SAVE_ZEROS;
 			return 0;
+		case GPUP_SAVE_ZEROS:
+			ret = gpup_save_zeros(sf);
+			if (ret)
+				return ret < 0 ? ret : 0;
+			sf->phase = GPUP_SAVE_FULL;
+			break;
 		case GPUP_SAVE_FULL:
 			ret = gpup_save_vram_step(sf);
 			if (ret != 1)
@@ -944,8 +1172,11 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
 		dt += rest + gpup_save_out_left(sf);
 	if (sf->phase == GPUP_SAVE_HEAD)
 		in += sf->head_len;
+	if (sf->phase <= GPUP_SAVE_ZEROS)
+		in += sf->zero_left;
 	if (sf->phase <= GPUP_SAVE_FULL)
-		in += gpup_save_run_bytes(sf, sf->npages - sf->cursor);
+		in += sf->written ? sf->full_left :
+		      gpup_save_run_bytes(sf, sf->npages - sf->cursor);
 	for (i = 0; i < sf->queued; i++) {
 		slot = &sf->slot[(sf->slot_head + i) % sf->depth];
 		bytes = gpup_slot_bytes(slot, 0);
@@ -982,7 +1213,8 @@ static int gpup_save_pending_locked(struct gpup_save_file *sf, u64 *initial,
 /**
  * gpup_vfio_save_pending() - bytes a save file still holds
  * @sf: the save file
- * @initial: initial bytes left (header, IMMUTABLE, the full VRAM pass)
+ * @initial: initial bytes left (header, IMMUTABLE, ZERO records, the
+ *	full VRAM pass)
  * @dirty: other bytes: dirty pages so far, and with @precopy false the
  *	MUTABLE and END records as well
  * @precopy: count as VFIO_MIG_GET_PRECOPY_INFO does
@@ -1181,6 +1413,8 @@ static void gpup_save_free(struct gpup_save_file *sf)
 	kvfree(sf->head);
 	kvfree(sf->mut);
 	gpup_vfio_bitmap_free(sf->win);
+	gpup_vfio_bitmap_free(sf->written);
+	kfree(sf->zbuf);
 	gpup_save_slots_free(sf);
 	kfree(sf);
 }
@@ -1312,6 +1546,9 @@ struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 	if (ret)
 		goto err_put;
 	sf->head_len = pre + imm_len;
+	ret = gpup_save_snapshot(sf);
+	if (ret)
+		goto err_put;
 
 	if (!precopy) {
 		ret = gpup_vfio_save_stop_copy(sf);
