@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -799,6 +800,19 @@ static long long written_bytes(const char *vf)
 	return gpup_sim_read_long(vf, "vram_backed") * 4096LL;
 }
 
+/* Seconds since the last call, for the test's time budget. */
+static double lap(void)
+{
+	static struct timespec t0;
+	struct timespec t;
+	double d;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	d = t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) / 1e9;
+	t0 = t;
+	return d;
+}
+
 TEST_F_TIMEOUT(big, roundtrips, 600)
 {
 	int a = self->v[A].device, b = self->v[B].device, sfd, i;
@@ -806,25 +820,28 @@ TEST_F_TIMEOUT(big, roundtrips, 600)
 	u64 size, initial, dirty;
 	long long written;
 
+	lap();
 	/* In slices: each runs under the VF's lock. */
 	for (i = 0; i < BIG_STEPS / 10000; i++)
 		ASSERT_EQ(0, gpup_sim_run(self->vf[A], 10000));
 	/* B's own pages, most of them never written by A: zeroed on B. */
 	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 2000));
 	written = written_bytes(self->vf[A]);
-	ksft_print_msg("%u MiB VF, %lld MiB written\n", BIG_VRAM_MB,
-		       written >> 20);
+	ksft_print_msg("%u MiB VF, %lld MiB written (%.1f s)\n", BIG_VRAM_MB,
+		       written >> 20, lap());
 	ASSERT_LT((long long)BIG_WS_MB << 19, written);
 
 	/* Stop-copy: the size is known before, exactly. */
 	ASSERT_EQ(0, gpup_mig_data_size(a, &size));
 	ASSERT_EQ(0, gpup_save_stop_copy(a, &s));
 	EXPECT_EQ(size, s.len);
-	ksft_print_msg("stop-copy stream %zu bytes, %.4f of the bytes written\n",
-		       s.len, (double)s.len / written);
+	ksft_print_msg("stop-copy stream %zu bytes, %.4f of the bytes written (%.1f s)\n",
+		       s.len, (double)s.len / written, lap());
 	EXPECT_GE(written + written / 100, s.len);
 	ASSERT_EQ(0, gpup_load(b, &s));
+	ksft_print_msg("restored (%.1f s)\n", lap());
 	expect_same(_metadata, self->vf[A], self->vf[B]);
+	ksft_print_msg("digests (%.1f s)\n", lap());
 	gpup_buf_free(&s);
 
 	/* Pre-copy back, B writing pages during it, some for the first time. */
@@ -838,8 +855,8 @@ TEST_F_TIMEOUT(big, roundtrips, 600)
 	ASSERT_EQ(0, gpup_mig_set(b, VFIO_DEVICE_STATE_STOP_COPY, NULL));
 	ASSERT_EQ(0, gpup_read_stream(sfd, &s, GPUP_CHUNK_READ, 0));
 	close(sfd);
-	ksft_print_msg("pre-copy stream %zu bytes, %zu after the initial data\n",
-		       s.len, s.len - (size_t)initial);
+	ksft_print_msg("pre-copy stream %zu bytes, %zu after the initial data (%.1f s)\n",
+		       s.len, s.len - (size_t)initial, lap());
 	ASSERT_EQ(0, gpup_load(a, &s));
 	expect_same(_metadata, self->vf[A], self->vf[B]);
 	gpup_buf_free(&s);
