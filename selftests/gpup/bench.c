@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kselftest.h"
 #include "lib/gpup_lib.h"
 #include "lib/gpup_mig.h"
 
@@ -890,7 +891,7 @@ static int bench_big(void)
 	struct vfs s;
 	int ret = 0;
 
-	for (i = 0; i < sizeof(big_sizes) / sizeof(big_sizes[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(big_sizes); i++) {
 		mb = big_sizes[i];
 		memset(&s, 0, sizeof(s));
 		ret = setup_ws(&s, mb, BIG_WS_MB, 2);
