@@ -926,8 +926,9 @@ out:
 /*
  * query_written: the backed pages are the ones written since the reset
  * (by the engine, a restore or a test), a superset as the op allows: a
- * restore's vram_write of a zero page backs it too.  The whole-VRAM
- * count is kept; a bitmap costs the backed pages of the range.
+ * backed page written back to zeros stays backed (zeros written into an
+ * unbacked page leave it so).  The whole-VRAM count is kept; a bitmap
+ * costs the backed pages of the range.
  */
 static long gpup_sim_query_written(struct pci_dev *pdev, unsigned int idx,
 				   u64 first, u64 count, unsigned long *bitmap)
