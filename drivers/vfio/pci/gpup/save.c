@@ -278,11 +278,16 @@ struct file *gpup_vfio_save_filp(struct gpup_save_file *sf)
 }
 
 /* Bytes of the VRAM records that send @n contiguous pages. */
+static u64 gpup_run_bytes(u64 n, u32 run_pages, u32 page_size)
+{
+	u64 runs = div_u64(n + run_pages - 1, run_pages);
+
+	return runs * GPUP_VRAM_REC_EXTRA + n * page_size;
+}
+
 static u64 gpup_save_run_bytes(const struct gpup_save_file *sf, u64 n)
 {
-	u64 runs = div_u64(n + sf->run_pages - 1, sf->run_pages);
-
-	return runs * GPUP_VRAM_REC_EXTRA + n * sf->mf.gdev->caps.page_size;
+	return gpup_run_bytes(n, sf->run_pages, sf->mf.gdev->caps.page_size);
 }
 
 /* Exact bytes of the records for the window's pages still to send. */
@@ -355,7 +360,7 @@ static void gpup_written_bytes(const unsigned long *map, u64 npages,
 			       u32 run_pages, u32 page_size, u64 *zero,
 			       u64 *full)
 {
-	u64 pos, first, runs = 0;
+	u64 pos, first;
 	u32 n;
 
 	*zero = 0;
@@ -363,12 +368,10 @@ static void gpup_written_bytes(const unsigned long *map, u64 npages,
 	for (pos = 0; gpup_written_gap(map, npages, pos, &first, &n);
 	     pos = first + n)
 		*zero += GPUP_VRAM_REC_EXTRA;
+	/* A run never crosses a window: one record each. */
 	for (pos = 0; gpup_written_run(map, npages, run_pages, pos, &first,
-				       &n); pos = first + n) {
-		runs++;
-		*full += (u64)n * page_size;
-	}
-	*full += runs * GPUP_VRAM_REC_EXTRA;
+				       &n); pos = first + n)
+		*full += gpup_run_bytes(n, run_pages, page_size);
 }
 
 /*
@@ -432,7 +435,9 @@ static int gpup_save_zeros(struct gpup_save_file *sf)
 	u32 n;
 	int ret;
 
-	for (i = 0; i < GPUP_ZBUF_RECS && sf->written &&
+	if (!sf->written)
+		return 0;
+	for (i = 0; i < GPUP_ZBUF_RECS &&
 	     gpup_written_gap(sf->written, sf->npages, sf->zcursor, &first,
 			      &n); i++) {
 		ret = gpup_vfio_zero_rec_build(&sf->w, (struct gpup_rec_hdr *)p,
