@@ -680,7 +680,7 @@ TEST_F(bad, zero_runs_restore_zeros)
  */
 TEST_F(bad, zero_runs_without_vram_zero)
 {
-	const char *param = "/sys/module/gpup_sim/parameters/vram_zero";
+	const char *param = GPUP_SIM_PARAM("vram_zero");
 	int i, ret;
 
 	for (i = 0; i < 2; i++) {

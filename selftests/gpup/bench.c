@@ -303,8 +303,6 @@ out:
 	return ret;
 }
 
-#define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
-
 /* <what>_bulk and <what>_per_range in MB/s, and their ratio. */
 static void bench_bulk_vs(const char *what, unsigned int mb, double bulk,
 			  double per_range)
@@ -334,7 +332,7 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 	double t;
 	ssize_t n;
 
-	ret = gpup_write_file(BULK_PARAM, bulk ? "Y" : "N");
+	ret = gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk ? "Y" : "N");
 	if (!ret)
 		ret = gpup_sim_write(s->vf[0], "xfer_stats", "0");
 	if (!ret)
@@ -399,7 +397,7 @@ static int bench_xfer(unsigned int mb)
 	if (!ret)
 		ret = xfer_pass(&s, false, &sp, &rp);
 	/* The module's default. */
-	gpup_write_file(BULK_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "Y");
 	teardown(&s);
 	if (ret)
 		return ret;
@@ -407,8 +405,6 @@ static int bench_xfer(unsigned int mb)
 	bench_bulk_vs("restore", mb, rb, rp);
 	return 0;
 }
-
-#define DEPTH_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_depth"
 
 /*
  * A copy engine's latency, @us per transfer, and the same per vram_read
@@ -435,13 +431,13 @@ static int bench_latency(unsigned int mb, unsigned int us)
 	if (!ret)
 		ret = xfer_pass(&s, true, &sb, &rb);
 	if (!ret)
-		ret = gpup_write_file(DEPTH_PARAM, "1");
+		ret = gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "1");
 	if (!ret)
 		ret = xfer_pass(&s, true, &s1, &r1);
-	gpup_write_file(DEPTH_PARAM, "4");
+	gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "4");
 	if (!ret)
 		ret = xfer_pass(&s, false, &sp, &rp);
-	gpup_write_file(BULK_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "Y");
 	teardown(&s);
 	if (ret)
 		return ret;
@@ -569,7 +565,7 @@ static int dirty_passes(struct vfs *s, bool bulk, unsigned long steps,
 	bool used;
 	int r, ret;
 
-	ret = gpup_write_file(BULK_PARAM, bulk ? "Y" : "N");
+	ret = gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk ? "Y" : "N");
 	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
 	if (!ret)
@@ -633,7 +629,7 @@ static int bench_dirty(struct vfs *s, unsigned int mb)
 	ret = dirty_passes(s, true, steps, &sb, &rb, &segs);
 	if (!ret)
 		ret = dirty_passes(s, false, steps, &sp, &rp, &none);
-	gpup_write_file(BULK_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "Y");
 	if (ret)
 		return ret;
 	bench_bulk_vs("dirty_save", mb, sb, sp);
@@ -723,7 +719,6 @@ out:
 #define BIG_WS_MB	256
 #define BIG_STEPS	60000UL
 #define BIG_DIRTY_STEPS	2000UL
-#define SKIP_PARAM	"/sys/module/gpup_vfio_pci/parameters/skip_unwritten"
 
 static const unsigned int big_sizes[] = { 1024, 16384, 49152, 65536 };
 
@@ -796,7 +791,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	if (!ret)
 		ret = big_steps(s->vf[0], BIG_STEPS);
 	if (!ret)
-		ret = gpup_write_file(SKIP_PARAM, model ? "N" : "Y");
+		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), model ? "N" : "Y");
 	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
 	if (ret)
@@ -851,7 +846,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	if (!ret)
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
 out:
-	gpup_write_file(SKIP_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
 	if (sfd >= 0)
 		close(sfd);
 	if (dfd >= 0)
@@ -869,10 +864,10 @@ static int big_model_bytes(struct vfs *s, long long *bytes)
 	u64 size;
 	int ret;
 
-	ret = gpup_write_file(SKIP_PARAM, "N");
+	ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
 	if (!ret)
 		ret = gpup_mig_data_size(s->v[0].device, &size);
-	gpup_write_file(SKIP_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
 	*bytes = size;
 	return ret;
 }

@@ -31,8 +31,6 @@
 
 enum { A, B, C };
 
-#define SKIP_PARAM	"/sys/module/gpup_vfio_pci/parameters/skip_unwritten"
-
 FIXTURE(dfd) {
 	char pf[GPUP_BDF_LEN];
 	char vf[NVF][GPUP_BDF_LEN];
@@ -65,7 +63,7 @@ FIXTURE_TEARDOWN(dfd)
 		gpup_unbind(self->vf[i]);
 	}
 	gpup_set_numvfs(self->pf, 0);
-	gpup_write_file(SKIP_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
 }
 
 static int dev(struct _test_data_dfd *self, int i)
@@ -525,10 +523,10 @@ TEST_F(dfd, precopy_sends_each_page_once)
 	u64 initial;
 	int sfd = -1;
 
-	ASSERT_EQ(0, gpup_write_file(SKIP_PARAM, "N"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N"));
 	precopy_idle_read(_metadata, self, &sfd, &b, &initial, &backed0,
 			  &backed1);
-	gpup_write_file(SKIP_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
 	EXPECT_EQ(initial, b.len);
 	/* And the migration is exact. */
 	precopy_finish(_metadata, self, sfd, &b);

@@ -35,8 +35,6 @@
 #define FILL		0xa5a5a5a5a5a5a5a5ULL
 #define DMA_MAGIC	0x47505544ULL	/* gpup_sim's GPUP_SIM_DMA_MAGIC */
 
-#define SIM_PARAM(name)	"/sys/module/gpup_sim/parameters/" name
-
 static const char *const no_log_line =
 	"gpup: no device DMA logging: kernel without CONFIG_IOMMUFD_DRIVER";
 
@@ -85,8 +83,8 @@ FIXTURE_TEARDOWN(dl)
 	int i;
 
 	/* A test that changed the sim's logging leaves it as it was. */
-	gpup_write_file(SIM_PARAM("dma_log"), "0");
-	gpup_write_file(SIM_PARAM("dma_log_page_kb"), "0");
+	gpup_write_file(GPUP_SIM_PARAM("dma_log"), "0");
+	gpup_write_file(GPUP_SIM_PARAM("dma_log_page_kb"), "0");
 	gpup_bind_override(self->pf, "gpup_sim");
 	for (i = 0; i < 2; i++)
 		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
@@ -299,7 +297,7 @@ TEST_F(dl, report_over_two_halves_of_a_log_page)
 
 	if (!self->logging)
 		SKIP(return, "%s", no_logging);
-	ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log_page_kb"), "64"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_SIM_PARAM("dma_log_page_kb"), "64"));
 	ASSERT_EQ(0, set_window(self, 0, WIN_PAGES));
 	ASSERT_EQ(0, gpup_dma_log_start(dev(self, 0), &r, 1, &ps));
 	ASSERT_EQ(16 * PAGE, ps);
@@ -435,7 +433,7 @@ TEST_F(dl, logging_fits_the_attached_provider)
 	 */
 	for (i = 0; i < ARRAY_SIZE(v); i++) {
 		ASSERT_EQ(0, gpup_unbind(self->pf));
-		ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log"), "%s",
+		ASSERT_EQ(0, gpup_write_file(GPUP_SIM_PARAM("dma_log"), "%s",
 					     v[i].variant));
 		ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
 		gpup_vfio_close(&self->v[1]);
@@ -455,13 +453,13 @@ TEST_F(dl, logging_fits_the_attached_provider)
 	}
 
 	ASSERT_EQ(0, gpup_unbind(self->pf));
-	ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log"), "4"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_SIM_PARAM("dma_log"), "4"));
 	kmsg = gpup_kmsg_open();
 	ASSERT_LE(0, kmsg);
 	EXPECT_NE(0, gpup_bind_override(self->pf, "gpup_sim"));
 	EXPECT_EQ(1, gpup_kmsg_count(kmsg, refused));
 	close(kmsg);
-	ASSERT_EQ(0, gpup_write_file(SIM_PARAM("dma_log"), "0"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_SIM_PARAM("dma_log"), "0"));
 	gpup_unbind(self->pf);
 	ASSERT_EQ(0, gpup_bind_override(self->pf, "gpup_sim"));
 	gpup_vfio_close(&self->v[1]);

@@ -32,7 +32,6 @@
 
 #define NVF		3
 #define VRAM_MB		2
-#define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
 
 /* bulk_xfer as the lane left it, written back after each test. */
 static char bulk_saved[8] = "Y";
@@ -89,7 +88,7 @@ FIXTURE_SETUP(fault)
 	int i;
 
 	ASSERT_EQ(0, gpup_setup_pf_vram(self->pf, NVF, VRAM_MB));
-	ASSERT_LT(0, gpup_read_file(BULK_PARAM, bulk_saved,
+	ASSERT_LT(0, gpup_read_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk_saved,
 				    sizeof(bulk_saved)));
 	for (i = 0; i < NVF; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
@@ -113,7 +112,7 @@ FIXTURE_TEARDOWN(fault)
 		gpup_vfio_close(&self->v[i]);
 		gpup_unbind(self->vf[i]);
 	}
-	gpup_write_file(BULK_PARAM, "%s", bulk_saved);
+	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "%s", bulk_saved);
 	gpup_set_numvfs(self->pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	gpup_setup_pf(self->pf, 0);
@@ -302,7 +301,7 @@ TEST_F_TIMEOUT(fault, matrix, 1800)
 			/* Every VF from power-on, C A's twin. */
 			for (k = 0; k < NVF; k++)
 				ASSERT_EQ(0, gpup_device_reset(self->v[k].device));
-			ASSERT_EQ(0, gpup_write_file(BULK_PARAM,
+			ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"),
 						     fc->bulk ? "Y" : "N"));
 			ASSERT_EQ(0, gpup_sim_write(self->vf[A], "seed", "7"));
 			ASSERT_EQ(0, gpup_sim_twin(self->vf[C], self->vf[A]));

@@ -143,7 +143,7 @@ static void expect_path(struct __test_metadata *_metadata,
 	bool on;
 	int got;
 
-	ASSERT_LT(0, gpup_read_file("/sys/module/gpup_vfio_pci/parameters/bulk_xfer",
+	ASSERT_LT(0, gpup_read_file(GPUP_VFIO_PARAM("bulk_xfer"),
 				    bulk, sizeof(bulk)));
 	TH_LOG("bulk_xfer=%s", bulk);
 	on = bulk[0] == 'Y';

@@ -26,8 +26,6 @@
 
 enum { A, B, C };
 
-#define HOOKS_PARAM	"/sys/module/gpup_vfio_pci/parameters/test_hooks"
-
 FIXTURE(rst) {
 	char pf[GPUP_BDF_LEN];
 	char vf[NVF][GPUP_BDF_LEN];
@@ -44,7 +42,7 @@ FIXTURE_SETUP(rst)
 		gpup_vfio_init(&self->v[i]);
 	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
 	/* The debugfs hold hook, for the VFs bound from now on. */
-	ASSERT_EQ(0, gpup_write_file(HOOKS_PARAM, "Y"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("test_hooks"), "Y"));
 	for (i = 0; i < NVF; i++) {
 		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
 		ASSERT_EQ(0, gpup_sim_digest(self->vf[i], self->poweron[i]));
@@ -63,7 +61,7 @@ FIXTURE_TEARDOWN(rst)
 	for (i = 0; i < NVF; i++)
 		gpup_unbind(self->vf[i]);
 	gpup_set_numvfs(self->pf, 0);
-	gpup_write_file(HOOKS_PARAM, "N");
+	gpup_write_file(GPUP_VFIO_PARAM("test_hooks"), "N");
 }
 
 static int dev(struct _test_data_rst *self, int i)
@@ -132,7 +130,7 @@ TEST_F(rst, test_hooks_off_by_default)
 
 	gpup_vfio_close(&self->v[C]);
 	ASSERT_EQ(0, gpup_unbind(self->vf[C]));
-	ASSERT_EQ(0, gpup_write_file(HOOKS_PARAM, "N"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("test_hooks"), "N"));
 	ASSERT_EQ(0, gpup_bind_override(self->vf[C], "gpup_vfio_pci"));
 	snprintf(path, sizeof(path),
 		 "/sys/kernel/debug/gpup_vfio_pci/%s/status", self->vf[C]);
@@ -146,7 +144,7 @@ TEST_F(rst, test_hooks_off_by_default)
 	EXPECT_EQ(-1, access(path, F_OK));
 	/* Bound again with the parameter set, the VF has them. */
 	ASSERT_EQ(0, gpup_unbind(self->vf[C]));
-	ASSERT_EQ(0, gpup_write_file(HOOKS_PARAM, "Y"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("test_hooks"), "Y"));
 	ASSERT_EQ(0, gpup_bind_override(self->vf[C], "gpup_vfio_pci"));
 	EXPECT_EQ(0, access(path, R_OK));
 	ASSERT_EQ(0, gpup_vfio_open(self->vf[C], &self->v[C]));

@@ -173,7 +173,7 @@ TEST(bulk_xfer_is_the_default)
 	off = strstr(cmdline, "gpup_vfio_pci.bulk_xfer=0") ||
 	      strstr(cmdline, "gpup_vfio_pci.bulk_xfer=N") ||
 	      strstr(cmdline, "gpup_vfio_pci.bulk_xfer=n");
-	ASSERT_LT(0, gpup_read_file("/sys/module/gpup_vfio_pci/parameters/bulk_xfer",
+	ASSERT_LT(0, gpup_read_file(GPUP_VFIO_PARAM("bulk_xfer"),
 				    val, sizeof(val)));
 	TH_LOG("bulk_xfer=%c, %s on the command line", val[0],
 	       off ? "off" : "nothing");

@@ -27,22 +27,13 @@
 #include "stream.h"
 
 #define NVF		3
-#define BULK_PARAM	"/sys/module/gpup_vfio_pci/parameters/bulk_xfer"
 
 /* bulk_xfer as the lane left it, written back after each test. */
 static char bulk_saved[8] = "Y";
-#define TIMEOUT_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_timeout_ms"
 /* 16 MiB of VRAM in runs of 256 KiB: the runs (VRAM records) of one full pass. */
 #define FULL_PASS_RUNS	((GPUP_SIM_VRAM_MB << 20) / (256 << 10))
 /* Its transfers on either side: a save slot, a gather buffer of 1 MiB. */
 #define FULL_PASS_XFERS	(FULL_PASS_RUNS / 4)
-#define DEPTH_PARAM	"/sys/module/gpup_vfio_pci/parameters/xfer_depth"
-/*
- * The tests count the transfers of full passes over all of VRAM, so the
- * full pass reads every page, written or not (migration_test's big.*
- * tests the pass over the written pages, in bulk).
- */
-#define SKIP_PARAM	"/sys/module/gpup_vfio_pci/parameters/skip_unwritten"
 /* The most runs gpup_vfio_pci puts in one transfer (GPUP_SLOT_RUNS). */
 #define MAX_SEGS	64
 
@@ -56,10 +47,15 @@ static void vfs_setup(struct __test_metadata *_metadata, char *pf,
 	int i;
 
 	ASSERT_EQ(0, gpup_setup_pf_vram(pf, NVF, vram_mb));
-	ASSERT_LT(0, gpup_read_file(BULK_PARAM, bulk_saved,
+	ASSERT_LT(0, gpup_read_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk_saved,
 				    sizeof(bulk_saved)));
-	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "Y"));
-	ASSERT_EQ(0, gpup_write_file(SKIP_PARAM, "N"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "Y"));
+	/*
+	 * The tests count the transfers of full passes over all of VRAM, so
+	 * the full pass reads every page, written or not (migration_test's
+	 * big.* tests the pass over the written pages, in bulk).
+	 */
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N"));
 	for (i = 0; i < NVF; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(pf, i, vf[i]));
 	/* C stands for "A, had it not moved" (see migration_test). */
@@ -93,10 +89,10 @@ static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
 		gpup_unbind(vf[i]);
 	}
 	/* The lane's bulk_xfer, the module's default timeout. */
-	gpup_write_file(BULK_PARAM, "%s", bulk_saved);
-	gpup_write_file(TIMEOUT_PARAM, "10000");
-	gpup_write_file(DEPTH_PARAM, "4");
-	gpup_write_file(SKIP_PARAM, "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "%s", bulk_saved);
+	gpup_write_file(GPUP_VFIO_PARAM("xfer_timeout_ms"), "10000");
+	gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "4");
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
 	gpup_set_numvfs(pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	if (vram_mb != GPUP_SIM_VRAM_MB)
@@ -353,7 +349,7 @@ TEST_F_TIMEOUT(xfer, sync_roundtrip, 300)
  */
 TEST_F_TIMEOUT(xfer, one_in_flight_roundtrip, 300)
 {
-	ASSERT_EQ(0, gpup_write_file(DEPTH_PARAM, "1"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "1"));
 	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "2000"));
 	ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_delay", "2000"));
 	roundtrip(_metadata, self);
@@ -367,7 +363,7 @@ TEST_F_TIMEOUT(xfer, one_in_flight_roundtrip, 300)
 
 TEST_F_TIMEOUT(xfer, per_range_roundtrip, 300)
 {
-	ASSERT_EQ(0, gpup_write_file(BULK_PARAM, "N"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "N"));
 	roundtrip(_metadata, self);
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[A], "submitted"));
 	EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "submitted"));
@@ -783,7 +779,7 @@ TEST_F_TIMEOUT(xfer, hang_for_good_is_bounded, 300)
 
 	kmsg = gpup_kmsg_open();
 	ASSERT_LE(0, kmsg);
-	ASSERT_EQ(0, gpup_write_file(TIMEOUT_PARAM, "1000"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("xfer_timeout_ms"), "1000"));
 	before = gpup_read_long(refcnt);
 	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 5));
 	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_hold", "2"));

@@ -39,6 +39,10 @@ int gpup_iommu_group(const char *bdf);
 
 #define GPUP_SIM_VRAM_MB	16	/* gpup_sim's default */
 
+/* A module parameter's sysfs file. */
+#define GPUP_VFIO_PARAM(name)	"/sys/module/gpup_vfio_pci/parameters/" name
+#define GPUP_SIM_PARAM(name)	"/sys/module/gpup_sim/parameters/" name
+
 /*
  * Loads the modules, binds gpup_sim to the PF (reloading it if its VRAM
  * size differs from @vram_mb) and enables @nvfs fresh VFs.
