@@ -181,6 +181,57 @@ TEST_F(sim, free_run_advances)
 	EXPECT_GT(now, start);
 }
 
+static double mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The next tick of @vf's timer after @t; its time in ms, or -1. */
+static double next_tick(const char *vf, long *t, time_t end)
+{
+	long now;
+
+	while ((now = gpup_sim_read_long(vf, "ticks")) == *t &&
+	       time(NULL) < end)
+		usleep(2000);
+	if (now == *t)
+		return -1;
+	*t = now;
+	return mono_ms();
+}
+
+/*
+ * free_run_ms sets the timer's period (1 to 1000 ms): at 1000 ms, two
+ * ticks are at least that far apart (a delayed work never runs early;
+ * the polling above may see the first late, hence the margin).
+ */
+TEST_F(sim, free_run_period)
+{
+	const char *vf = self->vf[0];
+	time_t end = time(NULL) + 20;
+	double t1, t2;
+	long t;
+
+	EXPECT_EQ(20, gpup_sim_read_long(vf, "free_run_ms"));
+	EXPECT_EQ(-EINVAL, gpup_sim_write(vf, "free_run_ms", "0"));
+	EXPECT_EQ(-EINVAL, gpup_sim_write(vf, "free_run_ms", "1001"));
+	ASSERT_EQ(0, gpup_sim_write(vf, "free_run_ms", "1000"));
+	EXPECT_EQ(1000, gpup_sim_read_long(vf, "free_run_ms"));
+	t = gpup_sim_read_long(vf, "ticks");
+	ASSERT_EQ(0, gpup_sim_write(vf, "free_run", "1"));
+	t1 = next_tick(vf, &t, end);
+	t2 = next_tick(vf, &t, end);
+	ASSERT_EQ(0, gpup_sim_write(vf, "free_run", "0"));
+	ASSERT_EQ(0, gpup_sim_write(vf, "free_run_ms", "20"));
+	ASSERT_LT(0, t1);
+	ASSERT_LT(0, t2);
+	TH_LOG("ticks %.0f ms apart", t2 - t1);
+	EXPECT_LE(900, t2 - t1);
+}
+
 TEST_F(sim, dirty_tracking)
 {
 	EXPECT_EQ(0, gpup_sim_read_long(self->vf[0], "dirty"));

@@ -8,6 +8,9 @@
  *   run       w: N, run N steps now (EBUSY while paused)
  *   dirty     r: dirty pages (not cleared by reading)
  *   free_run  rw: 0/1, steps run on a timer
+ *   free_run_ms rw: the timer's period, 1 to 1000 ms (default 20; two
+ *             steps each): a slower VF, as a test of several VFs
+ *             migrating at once on one slow host wants
  *   ticks     r: timer runs while free_run was on (stepping or paused)
  *   paused    r: 0/1
  *   pause     w: 0/1, pause or resume (test hook, as set_pause_state)
@@ -221,6 +224,7 @@ GPUP_SIM_LOCKED_SHOW(xfer_sync, vf->xfer_sync)
 
 GPUP_SIM_LOCKED_SHOW(xfer_hold, vf->xfer_hold)
 
+GPUP_SIM_LOCKED_SHOW(free_run_ms, vf->free_run_ms)
 GPUP_SIM_LOCKED_SHOW(xfer_delay, vf->xfer_delay_us)
 GPUP_SIM_LOCKED_SHOW(vram_delay, vf->vram_delay_us)
 GPUP_SIM_LOCKED_SHOW(vram_backed, vf->vram_backed)
@@ -346,6 +350,11 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 		/* Let go: the engine takes what it held. */
 		if (!v)
 			gpup_sim_xfer_kick(vf);
+	} else if (!strcmp(name, "free_run_ms")) {
+		if (!v || v > MSEC_PER_SEC)
+			ret = -EINVAL;
+		else
+			WRITE_ONCE(vf->free_run_ms, v);
 	} else if (!strcmp(name, "xfer_delay")) {
 		if (v > USEC_PER_SEC)
 			ret = -EINVAL;
@@ -407,6 +416,7 @@ GPUP_SIM_FILE(digest);
 GPUP_SIM_FILE(steps);
 GPUP_SIM_FILE(dirty);
 GPUP_SIM_FILE(free_run);
+GPUP_SIM_FILE(free_run_ms);
 GPUP_SIM_FILE(ticks);
 GPUP_SIM_FILE(paused);
 GPUP_SIM_FILE(seed);
@@ -446,6 +456,8 @@ void gpup_sim_debugfs_vf(struct gpup_sim_vf *vf, const char *name)
 	debugfs_create_file("run", 0200, d, vf, &gpup_sim_none_fops);
 	debugfs_create_file("dirty", 0444, d, vf, &gpup_sim_dirty_fops);
 	debugfs_create_file("free_run", 0644, d, vf, &gpup_sim_free_run_fops);
+	debugfs_create_file("free_run_ms", 0644, d, vf,
+			    &gpup_sim_free_run_ms_fops);
 	debugfs_create_file("ticks", 0444, d, vf, &gpup_sim_ticks_fops);
 	debugfs_create_file("paused", 0444, d, vf, &gpup_sim_paused_fops);
 	debugfs_create_file("pause", 0200, d, vf, &gpup_sim_none_fops);

@@ -16,6 +16,8 @@
 #define GPUP_SIM_MAX_ENGINES	4
 #define GPUP_SIM_CTX_REGS	16
 #define GPUP_SIM_PAGE_SIZE	4096
+/* The free-running engines' period: two steps every 20 ms. */
+#define GPUP_SIM_FREE_RUN_MS	20
 #define GPUP_SIM_PROVIDER_ID	0x80865349	/* Intel's vendor id, "SI" */
 /* The upper half of every word the engines write into the VM's memory. */
 #define GPUP_SIM_DMA_MAGIC	0x47505544	/* "GPUD" */
@@ -117,6 +119,8 @@ enum gpup_sim_fault_kind {
  * @migrating: between prepare_live_migration and end_live_migration
  * @imm_ok: restore_immutable accepted data (target side)
  * @free_run: steps run from @work on their own
+ * @free_run_ms: the timer's period, GPUP_SIM_FREE_RUN_MS unless a test
+ *	sets another (debugfs "free_run_ms"): two steps each period
  * @ticks: runs of @work while @free_run was set, whether or not it could
  *	step (a paused VF does not): lets a test wait for the timer
  * @vfdev: the VF's PCI device, referenced once it exists: its IOMMU
@@ -200,6 +204,7 @@ struct gpup_sim_vf {
 	bool migrating;
 	bool imm_ok;
 	bool free_run;
+	unsigned int free_run_ms;
 	u64 ticks;
 	struct pci_dev *vfdev;
 	u64 dma_iova;

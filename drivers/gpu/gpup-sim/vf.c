@@ -1483,7 +1483,8 @@ static void gpup_sim_free_run(struct work_struct *work)
 	again = vf->free_run;
 	mutex_unlock(&vf->lock);
 	if (again)
-		schedule_delayed_work(&vf->work, msecs_to_jiffies(20));
+		schedule_delayed_work(&vf->work,
+				      msecs_to_jiffies(READ_ONCE(vf->free_run_ms)));
 }
 
 /**
@@ -1521,6 +1522,7 @@ int gpup_sim_vf_init(struct gpup_sim_vf *vf, struct gpup_sim_pf *pf,
 	mutex_init(&vf->lock);
 	xa_init(&vf->log);
 	INIT_DELAYED_WORK(&vf->work, gpup_sim_free_run);
+	vf->free_run_ms = GPUP_SIM_FREE_RUN_MS;
 	INIT_LIST_HEAD(&vf->xfer_queue);
 	INIT_WORK(&vf->xfer_work, gpup_sim_xfer_run);
 	prof = gpup_sim_find_profile(gpup_sim_profile_id);
