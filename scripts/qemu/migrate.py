@@ -1177,6 +1177,10 @@ def stream_compat(tap, a, b):
     sys.stdout.write(out)
     if not tap.ok(rc == 0, "stream compat: host A saves its VF's stream"):
         return
+    # The tool runs 500 steps (2000 page writes) after its open's reset.
+    size = len(a.host.get_file(os.path.join(d, "current.gpup")))
+    tap.ok(size > 500 * 4 * 4096 // 2,
+           "stream compat: the stream carries VRAM pages (%d bytes)" % size)
     digest = a.host.get_file(os.path.join(d, "digest")).decode()
     cases = [("current", digest, "the stream as written"),
              ("newer-minor", digest, "a newer minor version"),

@@ -7,8 +7,11 @@
  * to a VF in RESUMING and checks what it got.
  *
  *   stream_compat save VF DIR
- *	VF RUNNING -> STOP_COPY -> STOP -> RUNNING; writes DIR/digest (the
- *	VF's at the save) and DIR/<variant>.gpup for every variant:
+ *	VF RUNNING (COMPAT_STEPS steps after the open's reset, so that the
+ *	stream holds VRAM records besides ZERO ones: pages never written
+ *	go out as ZERO records only) -> STOP_COPY -> STOP -> RUNNING;
+ *	writes DIR/digest (the VF's at the save) and DIR/<variant>.gpup
+ *	for every variant:
  *	  current      the stream as the driver wrote it
  *	  newer-minor  minor version + 1 (a newer writer of major 1)
  *	  optional     two records of a type no reader knows, with
@@ -140,6 +143,9 @@ static int with_optional(const struct gpup_buf *in, struct gpup_buf *out)
 	return ret ? ret : append(out, &end, sizeof(end));
 }
 
+/* Steps the VF runs before the save: 2000 page writes, about 6 MiB. */
+#define COMPAT_STEPS	500
+
 static int save_variants(const char *vf, const char *dir)
 {
 	char digest[GPUP_DIGEST_LEN];
@@ -149,6 +155,8 @@ static int save_variants(const char *vf, const char *dir)
 
 	gpup_vfio_init(&v);
 	ret = gpup_vfio_open(vf, &v);
+	if (!ret)
+		ret = gpup_sim_run(vf, COMPAT_STEPS);
 	if (ret)
 		goto out;
 	ret = gpup_save_stop_copy(v.device, &s);
