@@ -33,14 +33,6 @@
 #include "lib/gpup_lib.h"
 #include "lib/gpup_mig.h"
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void bench(const char *name, unsigned int mb, const char *unit,
 		  double v)
 {
@@ -89,14 +81,14 @@ static double copy_rate(size_t bytes, bool crc)
 		goto out;
 	memset(src, 0x5a, chunk * 64);
 	memset(dst, 0, chunk);
-	t = now();
+	t = gpup_now();
 	for (done = 0; done < bytes; done += chunk) {
 		memcpy(dst, src + (done / chunk % 64) * chunk, chunk);
 		if (crc)
 			c = crc32c_sse42(~0U, dst, chunk);
 		__asm__ __volatile__("" : : "r"(dst), "r"(c) : "memory");
 	}
-	t = now() - t;
+	t = gpup_now() - t;
 out:
 	free(src);
 	free(dst);
@@ -125,7 +117,7 @@ static double kernel_copy_rate(size_t bytes, bool write)
 	memset(buf, 0x5a, span);
 	if (pwrite(fd, buf, span, 0) != (ssize_t)span)
 		goto out;
-	t = now();
+	t = gpup_now();
 	for (done = 0; done < bytes; done += chunk) {
 		if (write)
 			n = pwrite(fd, buf + done % span, chunk, done % span);
@@ -136,7 +128,7 @@ static double kernel_copy_rate(size_t bytes, bool write)
 			goto out;
 		}
 	}
-	t = now() - t;
+	t = gpup_now() - t;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -235,11 +227,11 @@ static int bench_throughput(struct vfs *s, unsigned int mb)
 		goto out;
 	t = 0;
 	for (;;) {
-		double t0 = now();
+		double t0 = gpup_now();
 
 		/* Only the read() is timed, not the keeping of its bytes. */
 		n = read(fd, chunk, GPUP_CHUNK_READ);
-		t += now() - t0;
+		t += gpup_now() - t0;
 		if (n <= 0)
 			break;
 		if (b.len % (16 << 20) < (size_t)n) {
@@ -263,9 +255,9 @@ static int bench_throughput(struct vfs *s, unsigned int mb)
 	ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &fd);
 	if (ret)
 		goto out;
-	t = now();
+	t = gpup_now();
 	ret = gpup_write_stream(fd, b.data, b.len, GPUP_CHUNK_WRITE);
-	t = now() - t;
+	t = gpup_now() - t;
 	close(fd);
 	if (ret)
 		goto out;
@@ -346,7 +338,7 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_STOP_COPY, &fd);
 	if (ret)
 		goto out;
-	t = now();
+	t = gpup_now();
 	while (b.len < b.cap) {
 		n = read(fd, b.data + b.len, b.cap - b.len < GPUP_CHUNK_READ ?
 			 b.cap - b.len : GPUP_CHUNK_READ);
@@ -354,7 +346,7 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 			break;
 		b.len += n;
 	}
-	t = now() - t;
+	t = gpup_now() - t;
 	close(fd);
 	ret = b.len == size ? 0 : -EIO;
 	if (ret)
@@ -368,9 +360,9 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RESUMING, &fd);
 	if (ret)
 		goto out;
-	t = now();
+	t = gpup_now();
 	ret = gpup_write_stream(fd, b.data, b.len, GPUP_CHUNK_WRITE);
-	t = now() - t;
+	t = gpup_now() - t;
 	close(fd);
 	if (!ret)
 		ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL);
@@ -511,13 +503,13 @@ static int bench_blackout(struct vfs *s, unsigned int mb, bool precopy,
 			ret = gpup_sim_run(s->vf[0], steps);
 		if (ret)
 			goto out;
-		t = now();
+		t = gpup_now();
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL);
 	} else {
 		ret = gpup_sim_run(s->vf[0], steps);
 		if (ret)
 			goto out;
-		t = now();
+		t = gpup_now();
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, &sfd);
 	}
 	if (!ret)
@@ -528,7 +520,7 @@ static int bench_blackout(struct vfs *s, unsigned int mb, bool precopy,
 	close(dfd);
 	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_STOP, NULL);
-	t = now() - t;
+	t = gpup_now() - t;
 	close(sfd);
 	if (ret)
 		goto out;
@@ -581,15 +573,15 @@ static int dirty_passes(struct vfs *s, bool bulk, unsigned long steps,
 		ret = gpup_sim_run(s->vf[0], steps);
 		if (ret)
 			break;
-		t = now();
+		t = gpup_now();
 		ret = gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1);
-		ts += now() - t;
+		ts += gpup_now() - t;
 		if (ret)
 			break;
-		t = now();
+		t = gpup_now();
 		ret = gpup_write_stream(dfd, b.data + pre, b.len - pre,
 					GPUP_CHUNK_WRITE);
-		tr += now() - t;
+		tr += gpup_now() - t;
 		dirty += b.len - pre;
 	}
 	if (!ret && (!dirty || ts <= 0 || tr <= 0))
@@ -657,14 +649,14 @@ static long long drain(int fd, u8 *buf)
 /* Calls of @req on @fd in about a second; per second. */
 static double ioctl_rate(int fd, unsigned long req, void *arg)
 {
-	double t0 = now(), t;
+	double t0 = gpup_now(), t;
 	long calls = 0;
 
 	do {
 		if (ioctl(fd, req, arg))
 			return 0;
 		calls++;
-		t = now() - t0;
+		t = gpup_now() - t0;
 	} while (t < 1.0);
 	return calls / t;
 }
@@ -791,19 +783,20 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	if (!ret)
 		ret = big_steps(s->vf[0], BIG_STEPS);
 	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), model ? "N" : "Y");
+		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"),
+				      model ? "N" : "Y");
 	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
 	if (ret)
 		goto out;
 	f->written = gpup_sim_read_long(s->vf[0], "vram_backed") * 4096LL;
 	if (!model) {
-		t = now();
+		t = gpup_now();
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd);
 		if (ret)
 			goto out;
 		r = read(sfd, buf, GPUP_CHUNK_READ);
-		f->first_byte_ms = (now() - t) * 1e3;
+		f->first_byte_ms = (gpup_now() - t) * 1e3;
 		if (r <= 0 || gpup_write_stream(dfd, buf, r, GPUP_CHUNK_WRITE)) {
 			ret = r < 0 ? -errno : -EIO;
 			goto out;
@@ -829,7 +822,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	if (ret)
 		goto out;
 	f->blackout_bytes = n;
-	t = now();
+	t = gpup_now();
 	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY,
 			   model ? &sfd : NULL);
 	if (!ret)
@@ -838,7 +831,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	dfd = -1;
 	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_STOP, NULL);
-	f->blackout_ms = (now() - t) * 1e3;
+	f->blackout_ms = (gpup_now() - t) * 1e3;
 	f->blackout_bytes = n - f->blackout_bytes;
 	f->total_bytes = n;
 	if (!ret)

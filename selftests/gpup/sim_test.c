@@ -181,14 +181,6 @@ TEST_F(sim, free_run_advances)
 	EXPECT_GT(now, start);
 }
 
-static double mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* The next tick of @vf's timer after @t; its time in ms, or -1. */
 static double next_tick(const char *vf, long *t, time_t end)
 {
@@ -200,7 +192,7 @@ static double next_tick(const char *vf, long *t, time_t end)
 	if (now == *t)
 		return -1;
 	*t = now;
-	return mono_ms();
+	return gpup_now() * 1e3;
 }
 
 /*

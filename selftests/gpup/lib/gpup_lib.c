@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/iommufd.h>
@@ -472,4 +473,12 @@ int gpup_vfio_unmap(struct gpup_vfio *v, u64 iova, u64 size)
 	if (v->iface == GPUP_VFIO_CDEV)
 		return ioctl(v->iommufd, IOMMU_IOAS_UNMAP, &aunmap) ? -errno : 0;
 	return ioctl(v->container, VFIO_IOMMU_UNMAP_DMA, &unmap) ? -errno : 0;
+}
+
+double gpup_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
 }

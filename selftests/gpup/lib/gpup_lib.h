@@ -34,6 +34,8 @@ int gpup_driver_of(const char *bdf, char *drv, size_t len);
 int gpup_unbind(const char *bdf);
 int gpup_bind_override(const char *bdf, const char *drv);
 int gpup_set_numvfs(const char *pf, int n);
+/* CLOCK_MONOTONIC in seconds. */
+double gpup_now(void);
 int gpup_vf_bdf(const char *pf, int idx, char *bdf);
 int gpup_iommu_group(const char *bdf);
 
