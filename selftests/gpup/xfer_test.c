@@ -83,6 +83,8 @@ static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
 		gpup_sim_write(vf[i], "xfer_lifo", "0");
 		gpup_sim_write(vf[i], "xfer_hold", "0");
 		gpup_sim_write(vf[i], "xfer_sync", "0");
+		gpup_sim_write(vf[i], "free_run", "0");
+		gpup_sim_write(vf[i], "free_run_ms", "20");
 	}
 	for (i = 0; i < NVF; i++) {
 		gpup_vfio_close(&v[i]);
@@ -302,6 +304,75 @@ TEST_F_TIMEOUT(xfer, dirty_pass_reads_ahead_in_bytes, 300)
 				  NULL));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 300 + 12));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+/*
+ * While the VF runs, a read() in PRE_COPY ends with the pass that holds
+ * its data and does not begin the next one.  A pass begun there would
+ * chase what the VF writes meanwhile, a transfer's latency at a time,
+ * with QEMU's migration thread blocked in the read().  Here the VF runs
+ * on its timer (two steps, eight pages, every millisecond asked, every
+ * tick at least) and a transfer takes 20 ms: every pass ends with pages
+ * dirty, a few dozen, far from a 1 MiB read().  Each read() logs one
+ * pass at most (before the fix, the reads went on until their 1 MiB was
+ * full, several passes each), and the VF arrives identical.
+ */
+TEST_F_TIMEOUT(xfer, precopy_read_ends_with_its_pass, 300)
+{
+	long before, after, most = 0, steps;
+	struct gpup_buf b = { 0 };
+	int sfd = -1, dfd = -1, i, data = 0;
+	size_t sent;
+	ssize_t n;
+	u8 *buf;
+
+	buf = malloc(GPUP_CHUNK_READ);
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "20000"));
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "free_run_ms", "1"));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
+				  &dfd));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
+				  &sfd));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+	sent = b.len;
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "free_run", "1"));
+	for (i = 0; i < 20; i++) {
+		before = gpup_vfio_passes(self->vf[A]);
+		n = read(sfd, buf, GPUP_CHUNK_READ);
+		after = gpup_vfio_passes(self->vf[A]);
+		if (n < 0 && errno == ENOMSG)
+			continue;
+		ASSERT_LT(0, n) TH_LOG("read: %s", strerror(errno));
+		ASSERT_LE(0, before);
+		most = after - before > most ? after - before : most;
+		data++;
+		ASSERT_EQ(0, gpup_write_stream(dfd, buf, n, GPUP_CHUNK_WRITE));
+	}
+	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "free_run", "0"));
+	ksft_print_msg("%d reads with data, %ld passes at most in one\n",
+		       data, most);
+	EXPECT_LT(10, data);
+	EXPECT_EQ(1, most);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  NULL));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				       GPUP_CHUNK_WRITE));
+	close(dfd);
+	close(sfd);
+	gpup_buf_free(&b);
+	free(buf);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
+				  NULL));
+	steps = gpup_sim_steps(self->vf[A]);
+	ASSERT_LT(30, steps);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], steps));
 	expect_same(_metadata, self->vf[B], self->vf[C]);
 }
 

@@ -324,6 +324,21 @@ long gpup_sim_xfer_stat(const char *vf, const char *name)
 
 #define VFIO_DEBUGFS "/sys/kernel/debug/gpup_vfio_pci"
 
+long gpup_vfio_passes(const char *vf)
+{
+	char path[128], buf[8192], *l, *last = NULL;
+	int ret;
+
+	snprintf(path, sizeof(path), VFIO_DEBUGFS "/%s/passes", vf);
+	ret = gpup_read_file(path, buf, sizeof(buf));
+	if (ret < 0)
+		return ret;
+	/* A header line, then one per pass, numbered from 0: the last. */
+	for (l = strchr(buf, '\n'); l && l[1]; l = strchr(l + 1, '\n'))
+		last = l + 1;
+	return last ? strtol(last, NULL, 10) + 1 : 0;
+}
+
 static void *gpup_hold_thread(void *p)
 {
 	struct gpup_hold *h = p;

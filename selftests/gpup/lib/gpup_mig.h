@@ -80,6 +80,11 @@ long gpup_sim_violations(const char *vf);
  * errors, in_flight, max_in_flight), or -errno.
  */
 long gpup_sim_xfer_stat(const char *vf, const char *name);
+/*
+ * VRAM passes gpup_vfio_pci logged for @vf's last save stream so far
+ * (debugfs "passes": the passes that read VRAM), or -errno.
+ */
+long gpup_vfio_passes(const char *vf);
 
 /*
  * The debugfs "hold" hook of gpup_vfio_pci: a thread keeps the VF's
