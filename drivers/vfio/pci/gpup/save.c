@@ -990,11 +990,13 @@ static int gpup_save_pass_end(struct gpup_save_file *sf)
 }
 
 /*
- * Make the next piece of the save stream current in @sf->out.
- * Returns 0, 1 at the end of the stream, -ENOMSG when PRE_COPY has
+ * Make the next piece of the save stream current in @sf->out.  With
+ * @at_pass_end, a pre-copy pass that ended with pages dirty ends the
+ * call (2) instead of beginning the next pass.  Returns 0, 1 at the end
+ * of the stream, 2 at such a pass's end, -ENOMSG when PRE_COPY has
  * nothing more for now, or -errno.
  */
-static int gpup_save_next(struct gpup_save_file *sf)
+static int gpup_save_next(struct gpup_save_file *sf, bool at_pass_end)
 {
 	int ret;
 
@@ -1027,12 +1029,16 @@ static int gpup_save_next(struct gpup_save_file *sf)
 			sf->phase = sf->tracking ? GPUP_SAVE_DIRTY :
 						   GPUP_SAVE_MUTABLE;
 			sf->cursor = 0;
+			if (ret && at_pass_end && !sf->stop_copy)
+				return 2;
 			break;
 		case GPUP_SAVE_DIRTY:
 			ret = gpup_save_vram_step(sf);
 			if (ret != 1)
 				return ret;
 			ret = gpup_save_pass_end(sf);
+			if (ret == 1 && at_pass_end && !sf->stop_copy)
+				return 2;
 			if (ret == 1)
 				break;
 			if (ret == 2) {
@@ -1077,11 +1083,13 @@ static int gpup_save_next(struct gpup_save_file *sf)
 }
 
 /*
- * Under @sf->mf.lock: make a piece current if the last one was read.
- * Returns 0 with bytes in the piece, 1 at the end of the stream, or an
- * -errno (-ENOMSG in pre-copy when nothing is there for now).
+ * Under @sf->mf.lock: make a piece current if the last one was read;
+ * @at_pass_end as for gpup_save_next().  Returns 0 with bytes in the
+ * piece, 1 at the end of the stream, 2 at the end of a pre-copy pass, or
+ * an -errno (-ENOMSG in pre-copy when nothing is there for now).
  */
-static int gpup_save_refill_locked(struct gpup_save_file *sf)
+static int gpup_save_refill_locked(struct gpup_save_file *sf,
+				   bool at_pass_end)
 {
 	struct gpup_mig_file *mf = &sf->mf;
 	int ret;
@@ -1093,7 +1101,7 @@ static int gpup_save_refill_locked(struct gpup_save_file *sf)
 		return ret;
 	if (sf->out_pos < sf->out_len)
 		return 0;
-	ret = gpup_save_next(sf);
+	ret = gpup_save_next(sf, at_pass_end);
 	if (ret == 1 && !sf->eof_seen) {
 		/* The end: count the stream once. */
 		atomic64_inc(&mf->gdev->stats.migrations_out);
@@ -1120,8 +1128,16 @@ static ssize_t gpup_save_read(struct file *filp, char __user *buf,
 	while (done < len) {
 		mutex_lock(&mf->lock);
 		sf->want = len - done;
-		ret = gpup_save_refill_locked(sf);
+		/*
+		 * While the VF runs, a read() that holds data ends with its
+		 * pass: a pass begun now would chase the pages the VF
+		 * writes meanwhile, a transfer's latency at a time, with
+		 * the reader (QEMU's migration thread) blocked in it.
+		 */
+		ret = gpup_save_refill_locked(sf, done > 0);
 		if (ret) {
+			if (ret == 2)
+				ret = 0;
 			mutex_unlock(&mf->lock);
 			break;
 		}
