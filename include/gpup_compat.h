@@ -72,15 +72,26 @@
 
 /*
  * 7.1: VFIO_MIG_GET_PRECOPY_INFO v2.  The core checks the ioctl's input
- * and, once userspace opted in (VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2),
- * zeroes .flags, an output field then (VFIO_PRECOPY_INFO_REINIT, never
- * set by gpup_vfio_pci: its stream sends initial data once).  Before,
- * the same checks are ours and .flags is reserved, copied back as given.
+ * and, once userspace opted in (VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2,
+ * gpup_precopy_info_v2()), zeroes .flags, an output field then
+ * (VFIO_PRECOPY_INFO_REINIT).  Before, the same checks are ours and
+ * .flags is reserved, copied back as given.
  */
 #if GPUP_KERNEL_SINCE(7, 1)
 #define gpup_check_precopy_ioctl(vdev, cmd, arg, info) \
 	vfio_check_precopy_ioctl(vdev, cmd, arg, info)
+#define gpup_precopy_info_v2(vdev) ((vdev)->precopy_info_v2)
 #else
+/* The flag's value, for code that never sets it before 7.1. */
+#ifndef VFIO_PRECOPY_INFO_REINIT
+#define VFIO_PRECOPY_INFO_REINIT BIT(0)
+#endif
+
+static inline bool gpup_precopy_info_v2(struct vfio_device *vdev)
+{
+	return false;
+}
+
 static inline int gpup_check_precopy_ioctl(struct vfio_device *vdev,
 					   unsigned int cmd,
 					   unsigned long arg,

@@ -282,7 +282,10 @@ struct gpup_vram_xfer {
  *	variant driver takes one snapshot of the whole VRAM when a save
  *	stream starts, after @start_dirty_tracking: a page written after
  *	the snapshot is dirty and goes out in a dirty pass.  It asks the
- *	whole-VRAM count (no @bitmap) for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
+ *	whole-VRAM count (no @bitmap) for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
+ *	and, where userspace enabled PRECOPY_INFO v2, for each
+ *	VFIO_MIG_GET_PRECOPY_INFO (pages first written after the snapshot
+ *	are new initial data, VFIO_PRECOPY_INFO_REINIT):
  *	that count should cost O(1), and the snapshot time proportional to
  *	the pages written, not to VRAM.  Offer it only where the GPU keeps
  *	this set at no cost, always on (GPU-P's DIRTYBITTRACKINGCAPS

@@ -669,10 +669,13 @@ TEST_F(mig, proof_catches_forgotten_field)
 }
 
 /*
- * VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2, 7.1's uAPI: the selftests build
- * against 6.12's headers.
+ * VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 and VFIO_PRECOPY_INFO_REINIT,
+ * 7.1's uAPI: the selftests build against 6.12's headers.
  */
 #define GPUP_FEATURE_PRECOPY_INFO_V2	12
+#ifndef VFIO_PRECOPY_INFO_REINIT
+#define VFIO_PRECOPY_INFO_REINIT	1
+#endif
 
 /* PRECOPY_INFO with .flags = @in; the .flags it returned in @out. */
 /*
@@ -709,8 +712,9 @@ static bool kernel_since(int maj, int min)
  * PRECOPY_INFO v2, where the kernel has it (7.1 and later).  Until
  * userspace opts in with the PRECOPY_INFOv2 device feature, .flags
  * is reserved and comes back as it was given; after, it is an output, and
- * since the driver sends its initial data once (no REINIT), it reads 0
- * whatever it held.  On a kernel before 7.1 only the first half runs.
+ * with no page first written since the save began (no REINIT, see
+ * precopy_reinit) it reads 0 whatever it held.  On a kernel before 7.1
+ * only the first half runs.
  */
 TEST_F(mig, precopy_info_v2)
 {
@@ -737,6 +741,89 @@ TEST_F(mig, precopy_info_v2)
 	ASSERT_EQ(0, precopy_info_flags(d, 0xa5a5a5a5, &out, &initial));
 	EXPECT_EQ(0, out);
 	EXPECT_GT(initial, 0);
+}
+
+/*
+ * Pages first written during pre-copy.  The save's ZERO records
+ * promised them as zeros; once written they are new initial data.  With
+ * PRECOPY_INFO v2 (7.1 and later, userspace opted in) the answer says so:
+ * VFIO_PRECOPY_INFO_REINIT once, with those pages in initial_bytes and
+ * no longer in dirty_bytes, until a dirty pass takes them.  Without it
+ * (6.12, or no opt-in) .flags is reserved and the pages are dirty bytes,
+ * initial_bytes staying 0 once the initial data was read.  Either way
+ * the VF arrives identical.
+ */
+TEST_F(mig, precopy_reinit)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2,
+	};
+	struct vfio_precopy_info info = { .argsz = sizeof(info) };
+	int src = dev(self, A), dst = dev(self, B), sfd, dfd;
+	long backed, fresh;
+	struct gpup_buf b = { 0 };
+	size_t sent;
+	bool v2;
+
+	v2 = !ioctl(src, VFIO_DEVICE_FEATURE, &f);
+	EXPECT_EQ(kernel_since(7, 1), v2);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd));
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
+	sent = b.len;
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	EXPECT_EQ(0, info.initial_bytes);
+	EXPECT_EQ(0, info.flags);
+
+	/* 200 steps of 4 pages in 4096: most of them first writes. */
+	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 200));
+	fresh = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	ksft_print_msg("%ld pages first written in pre-copy, v2 %d\n", fresh,
+		       v2);
+	ASSERT_LT(100, fresh);
+	info.flags = v2 ? 0 : 0xa5a5a5a5;
+	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	if (v2) {
+		EXPECT_EQ(VFIO_PRECOPY_INFO_REINIT, info.flags);
+		/* A record each: what the pages cost at most. */
+		EXPECT_LE(fresh * 4096, info.initial_bytes);
+		EXPECT_GE(fresh * (4096 + 64), info.initial_bytes);
+		EXPECT_GT(fresh * 4096, info.dirty_bytes);
+	} else {
+		EXPECT_EQ(0xa5a5a5a5, info.flags);
+		EXPECT_EQ(0, info.initial_bytes);
+		EXPECT_LE(fresh * 4096, info.dirty_bytes);
+	}
+	/* Nothing new since: no REINIT again, the same figures. */
+	info.flags = 0;
+	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	EXPECT_EQ(0, info.flags);
+	EXPECT_EQ(v2, info.initial_bytes > 0);
+
+	/* A dirty pass takes them: initial data is all read again. */
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				       GPUP_CHUNK_WRITE));
+	sent = b.len;
+	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	EXPECT_EQ(0, info.initial_bytes);
+	EXPECT_EQ(0, info.flags);
+
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				       GPUP_CHUNK_WRITE));
+	close(sfd);
+	close(dfd);
+	gpup_buf_free(&b);
+	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 230));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
 }
 
 /*

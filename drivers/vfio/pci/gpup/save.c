@@ -196,7 +196,12 @@ struct gpup_save_slot {
  * @eof_seen: read() reached the end of the stream
  * @cursor: next page of the current pass
  * @written: the snapshot of the pages written since the VF's reset, one
- *	bit per page; NULL: every page goes out in the full pass
+ *	bit per page; NULL: every page goes out in the full pass.  A dirty
+ *	pass sets the bits of the pages it takes that were first written
+ *	after the snapshot
+ * @nwritten: bits set in @written
+ * @reinit_seen: the provider's written count when PRECOPY_INFO last
+ *	reported VFIO_PRECOPY_INFO_REINIT (or at the snapshot)
  * @zcursor: next page to look for a gap of @written at
  * @zero_left: bytes of the ZERO records not yet built
  * @full_left: bytes of the VRAM records of the full pass not yet taken
@@ -242,6 +247,8 @@ struct gpup_save_file {
 	bool eof_seen;
 	u64 cursor;
 	unsigned long *written;
+	u64 nwritten;
+	u64 reinit_seen;
 	u64 zcursor;
 	u64 zero_left;
 	u64 full_left;
@@ -380,11 +387,12 @@ static void gpup_written_bytes(const unsigned long *map, u64 npages,
  * Returns 0 or -errno.
  */
 static int gpup_written_map(struct gpup_vfio_dev *gdev, unsigned long gen,
-			    u64 npages, unsigned long **map)
+			    u64 npages, unsigned long **map, u64 *count)
 {
 	long ret;
 
 	*map = NULL;
+	*count = 0;
 	ret = gpup_vfio_query_written(gdev, gen, 0, npages, NULL);
 	if (ret == -EOPNOTSUPP || ret == npages)
 		return 0;
@@ -394,8 +402,10 @@ static int gpup_written_map(struct gpup_vfio_dev *gdev, unsigned long gen,
 	if (!*map)
 		return -ENOMEM;
 	ret = gpup_vfio_query_written(gdev, gen, 0, npages, *map);
-	if (ret >= 0)
+	if (ret >= 0) {
+		*count = ret;
 		return 0;
+	}
 	gpup_vfio_bitmap_free(*map);
 	*map = NULL;
 	return ret == -EOPNOTSUPP ? -EIO : ret;
@@ -411,9 +421,10 @@ static int gpup_save_snapshot(struct gpup_save_file *sf)
 	int ret;
 
 	ret = gpup_written_map(sf->mf.gdev, sf->mf.gen, sf->npages,
-			       &sf->written);
+			       &sf->written, &sf->nwritten);
 	if (ret || !sf->written)
 		return ret;
+	sf->reinit_seen = sf->nwritten;
 	sf->zbuf = kmalloc(GPUP_ZBUF_RECS * GPUP_VRAM_REC_EXTRA,
 			   GFP_KERNEL_ACCOUNT);
 	if (!sf->zbuf)
@@ -480,9 +491,10 @@ int gpup_vfio_save_full_size(struct gpup_vfio_dev *gdev, size_t imm,
 	u64 npages = div_u64(caps->vram_size, caps->page_size), zero, full;
 	u32 run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	unsigned long *map;
+	u64 nwritten;
 	int ret;
 
-	ret = gpup_written_map(gdev, GPUP_GEN_ANY, npages, &map);
+	ret = gpup_written_map(gdev, GPUP_GEN_ANY, npages, &map, &nwritten);
 	if (ret)
 		return ret;
 	if (!map) {
@@ -794,6 +806,25 @@ static int gpup_save_take(struct gpup_save_file *sf)
 }
 
 /*
+ * A dirty pass took pages [@first, @first + @n): those first written
+ * after the snapshot join it, so that PRECOPY_INFO counts them as
+ * initial data no longer (see gpup_save_ioctl()).
+ */
+static void gpup_save_fresh_taken(struct gpup_save_file *sf, u64 first,
+				  u32 n)
+{
+	u64 end = first + n, pg;
+
+	if (!sf->written)
+		return;
+	for (pg = find_next_zero_bit(sf->written, end, first); pg < end;
+	     pg = find_next_zero_bit(sf->written, end, pg + 1)) {
+		__set_bit(pg, sf->written);
+		sf->nwritten++;
+	}
+}
+
+/*
  * The next run of the current pass, if it has at most @room pages: the
  * full pass's next window (or written run of it), its dirty bits
  * cleared; or a run of the dirty
@@ -847,6 +878,7 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u32 room,
 			sf->win_pending -= end - start;
 			*first = sf->win_first + start;
 			*n = end - start;
+			gpup_save_fresh_taken(sf, *first, *n);
 			return 1;
 		}
 		if (sf->cursor >= sf->npages)
@@ -1257,6 +1289,40 @@ int gpup_vfio_save_pending(struct gpup_save_file *sf, u64 *initial,
 }
 
 /*
+ * PRECOPY_INFO v2 (userspace opted in, 7.1 and later): the pages first
+ * written after the snapshot, which the ZERO records promised as zeros,
+ * are new initial data until a dirty pass takes them, and no longer
+ * dirty bytes.  When their count grew since the last report, the
+ * answer carries VFIO_PRECOPY_INFO_REINIT.  Caller holds @sf->mf.lock.
+ */
+static int gpup_save_reinit_locked(struct gpup_save_file *sf,
+				   struct vfio_precopy_info *info)
+{
+	struct gpup_vfio_dev *gdev = sf->mf.gdev;
+	u64 fresh, bytes;
+	long now;
+
+	if (!sf->written)
+		return 0;
+	now = gpup_vfio_query_written(gdev, sf->mf.gen, 0, sf->npages, NULL);
+	if (now == -EOPNOTSUPP)
+		return 0;
+	if (now < 0)
+		return now;
+	if (now <= sf->nwritten)
+		return 0;
+	fresh = now - sf->nwritten;
+	bytes = fresh * (GPUP_VRAM_REC_EXTRA + gdev->caps.page_size);
+	info->initial_bytes += bytes;
+	info->dirty_bytes -= min(info->dirty_bytes, bytes);
+	if (now > sf->reinit_seen) {
+		info->flags |= VFIO_PRECOPY_INFO_REINIT;
+		sf->reinit_seen = now;
+	}
+	return 0;
+}
+
+/*
  * VFIO_MIG_GET_PRECOPY_INFO, valid in PRE_COPY and PRE_COPY_P2P only: the
  * file tells from its own state, without the state machine.  A pre-copy
  * file (@sf->tracking) is the device's save file in those two states
@@ -1271,7 +1337,7 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 	unsigned long minsz = offsetofend(struct vfio_precopy_info,
 					  dirty_bytes);
 	struct vfio_precopy_info info;
-	u64 initial, dirty;
+	u64 initial = 0, dirty = 0;
 	bool cur;
 	int ret;
 
@@ -1288,11 +1354,13 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 	else
 		ret = sf->mf.error ? sf->mf.error :
 		      gpup_save_pending_locked(sf, &initial, &dirty, true);
+	info.initial_bytes = initial;
+	info.dirty_bytes = dirty;
+	if (!ret && gpup_precopy_info_v2(&gdev->core.vdev))
+		ret = gpup_save_reinit_locked(sf, &info);
 	mutex_unlock(&sf->mf.lock);
 	if (ret)
 		return ret;
-	info.initial_bytes = initial;
-	info.dirty_bytes = dirty;
 	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
 }
 
