@@ -786,6 +786,9 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"),
 				      model ? "N" : "Y");
 	if (!ret)
+		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"),
+				      model ? "N" : "Y");
+	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
 	if (ret)
 		goto out;
@@ -840,6 +843,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
 out:
 	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	if (sfd >= 0)
 		close(sfd);
 	if (dfd >= 0)

@@ -514,7 +514,8 @@ static void precopy_finish(struct __test_metadata *_metadata,
  * Pre-copy sends each page once per dirtying: pages dirtied ahead of the
  * first pass's cursor go out in that pass only, so an idle reader of a
  * VF that ran steps before the pass gets exactly initial_bytes.  Here
- * the full pass reads every page (skip_unwritten=N).
+ * the full pass reads every page (skip_unwritten=N) and sends each one as
+ * read (zero_detect=N).
  */
 TEST_F(dfd, precopy_sends_each_page_once)
 {
@@ -524,9 +525,11 @@ TEST_F(dfd, precopy_sends_each_page_once)
 	int sfd = -1;
 
 	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N"));
 	precopy_idle_read(_metadata, self, &sfd, &b, &initial, &backed0,
 			  &backed1);
 	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	EXPECT_EQ(initial, b.len);
 	/* And the migration is exact. */
 	precopy_finish(_metadata, self, sfd, &b);

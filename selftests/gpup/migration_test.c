@@ -21,6 +21,7 @@
 #include "kselftest_harness.h"
 #include "lib/gpup_lib.h"
 #include "lib/gpup_mig.h"
+#include "stream.h"
 
 #define NVF	3
 #define CHUNK_READ	GPUP_CHUNK_READ
@@ -947,6 +948,138 @@ TEST_F_TIMEOUT(big, roundtrips, 600)
 	ASSERT_EQ(0, gpup_load(a, &s));
 	expect_same(_metadata, self->vf[A], self->vf[B]);
 	gpup_buf_free(&s);
+}
+
+/*
+ * Zero detection (gpup_vfio_pci's zero_detect, default Y) where the
+ * provider does not report the pages written since the reset: gpup_sim
+ * loaded with query_written=0, a VF of 64 MiB (256 runs of 256 KiB).
+ */
+#define ZERO_VRAM_MB	64
+
+FIXTURE(zero) {
+	char pf[GPUP_BDF_LEN];
+	char vf[NVF][GPUP_BDF_LEN];
+	struct gpup_vfio v[NVF];
+};
+
+FIXTURE_SETUP(zero)
+{
+	char params[64];
+	int i;
+
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, 0));
+	snprintf(params, sizeof(params), "vram_mb=%d query_written=0",
+		 ZERO_VRAM_MB);
+	ASSERT_EQ(0, gpup_reload_sim(self->pf, params));
+	ASSERT_EQ(0, gpup_set_numvfs(self->pf, NVF));
+	for (i = 0; i < NVF; i++)
+		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+	ASSERT_EQ(0, gpup_sim_twin(self->vf[C], self->vf[A]));
+	for (i = 0; i < NVF; i++) {
+		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+	}
+}
+
+FIXTURE_TEARDOWN(zero)
+{
+	int i;
+
+	for (i = 0; i < NVF; i++)
+		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
+			TH_LOG("VF %s", self->vf[i]);
+	for (i = 0; i < NVF; i++) {
+		gpup_vfio_close(&self->v[i]);
+		gpup_unbind(self->vf[i]);
+	}
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
+	/* The other tests expect gpup_sim's defaults (a reload). */
+	gpup_setup_pf(self->pf, 0);
+}
+
+/* What a stream's VRAM and ZERO records cover, in pages. */
+struct zero_walk {
+	u64 zero_pages;
+	u64 vram_pages;
+	/* VRAM records whose pages hold zeros only */
+	int vram_zero_recs;
+};
+
+static int walk_vram(const struct gpup_buf *s, u32 ps, struct zero_walk *w)
+{
+	const struct gpup_rec_hdr *rh;
+	const struct gpup_vram_run *run;
+	size_t off = GPUP_STREAM_HDR_SIZE, len, i;
+	const u8 *p;
+	u64 n;
+
+	memset(w, 0, sizeof(*w));
+	while (off + GPUP_REC_HDR_SIZE <= s->len) {
+		rh = (const void *)(s->data + off);
+		run = (const void *)(rh + 1);
+		n = le32_to_cpu(run->npages);
+		if (le16_to_cpu(rh->type) == GPUP_REC_ZERO) {
+			w->zero_pages += n;
+		} else if (le16_to_cpu(rh->type) == GPUP_REC_VRAM) {
+			w->vram_pages += n;
+			p = (const u8 *)(run + 1);
+			len = n * ps;
+			for (i = 0; i < len && !p[i]; i++)
+				;
+			if (i == len)
+				w->vram_zero_recs++;
+		}
+		off += GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
+	}
+	return off == s->len ? 0 : -EPROTO;
+}
+
+/*
+ * A runs 30 steps (at most 120 pages written) and saves in STOP_COPY:
+ * the full pass reads every run, and each run read as zeros goes out as
+ * one ZERO record.  So no VRAM record holds zeros only, every page is
+ * covered once, and VRAM records cover at most a run (64 pages) per
+ * page written.  B, which wrote pages of its own first, restores it and
+ * equals A: its pages came back as zeros.  On the bulk lanes the runs
+ * are checked by the checksum work, per range by read().  With
+ * zero_detect=N the same save has no ZERO record and sends the zero
+ * runs as VRAM records: what the checks above would catch.
+ */
+TEST_F(zero, zero_runs_detected)
+{
+	const u64 npages = (u64)ZERO_VRAM_MB << 8;
+	struct gpup_buf b = { 0 };
+	struct zero_walk w;
+	long backed;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 50));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
+	ASSERT_LT(0, backed);
+	ASSERT_EQ(0, gpup_save_stop_copy(self->v[A].device, &b));
+	ASSERT_EQ(0, walk_vram(&b, 4096, &w));
+	ksft_print_msg("%ld pages written: %zu stream bytes, %llu pages in VRAM records, %llu in ZERO records\n",
+		       backed, b.len, (unsigned long long)w.vram_pages,
+		       (unsigned long long)w.zero_pages);
+	EXPECT_EQ(0, w.vram_zero_recs);
+	EXPECT_EQ(npages, w.zero_pages + w.vram_pages);
+	EXPECT_GE((u64)backed * 64, w.vram_pages);
+	EXPECT_LT(0, w.zero_pages);
+	expect_differ(_metadata, self->vf[A], self->vf[B]);
+	ASSERT_EQ(0, gpup_load(self->v[B].device, &b));
+	expect_same(_metadata, self->vf[A], self->vf[B]);
+	gpup_buf_free(&b);
+
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N"));
+	ASSERT_EQ(0, gpup_mig_set(self->v[A].device, VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_save_stop_copy(self->v[A].device, &b));
+	ASSERT_EQ(0, walk_vram(&b, 4096, &w));
+	EXPECT_EQ(0, w.zero_pages);
+	EXPECT_EQ(npages, w.vram_pages);
+	EXPECT_LT(0, w.vram_zero_recs);
+	gpup_buf_free(&b);
 }
 
 TEST_HARNESS_MAIN

@@ -54,9 +54,12 @@ static void vfs_setup(struct __test_metadata *_metadata, char *pf,
 	/*
 	 * The tests count the transfers of full passes over all of VRAM, so
 	 * the full pass reads every page, written or not (migration_test's
-	 * big.* tests the pass over the written pages, in bulk).
+	 * big.* tests the pass over the written pages, in bulk), and sends
+	 * each as read, zeros or not (zero_detect's own test is
+	 * migration_test's zero_runs_detected).
 	 */
 	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N"));
+	ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N"));
 	for (i = 0; i < NVF; i++)
 		ASSERT_EQ(0, gpup_vf_bdf(pf, i, vf[i]));
 	/* C stands for "A, had it not moved" (see migration_test). */
@@ -96,6 +99,7 @@ static void vfs_teardown(struct __test_metadata *_metadata, char *pf,
 	gpup_write_file(GPUP_VFIO_PARAM("xfer_timeout_ms"), "10000");
 	gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "4");
 	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	gpup_set_numvfs(pf, 0);
 	/* The other tests expect gpup_sim's default VRAM. */
 	if (vram_mb != GPUP_SIM_VRAM_MB)

@@ -241,6 +241,7 @@ gpup_vfio_from_vdev(struct vfio_device *vdev)
 /* main.c: module parameter bulk_xfer, VRAM by vram_xfer when offered */
 extern bool gpup_vfio_bulk_xfer;
 extern bool gpup_vfio_skip_unwritten;
+extern bool gpup_vfio_zero_detect;
 extern unsigned int gpup_vfio_xfer_timeout_ms;
 extern unsigned int gpup_vfio_xfer_depth;
 /* main.c: where a save's completed transfers are checksummed */

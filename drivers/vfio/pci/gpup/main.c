@@ -35,6 +35,10 @@ bool gpup_vfio_skip_unwritten = true;
 module_param_named(skip_unwritten, gpup_vfio_skip_unwritten, bool, 0644);
 MODULE_PARM_DESC(skip_unwritten, "send the VRAM pages the provider reports as never written since the VF's reset (query_written) as ZERO records, without reading them (default Y; N: the first pass reads every page). Read when a save data_fd is made");
 
+bool gpup_vfio_zero_detect = true;
+module_param_named(zero_detect, gpup_vfio_zero_detect, bool, 0644);
+MODULE_PARM_DESC(zero_detect, "send a VRAM run that was read as zeros as a ZERO record, where the provider did not report the written pages (no query_written, or skip_unwritten=N) (default Y). Read when a save data_fd is made");
+
 unsigned int gpup_vfio_xfer_depth = GPUP_XFER_DEPTH;
 module_param_named(xfer_depth, gpup_vfio_xfer_depth, uint, 0644);
 MODULE_PARM_DESC(xfer_depth, "vram_xfer transfers a save data_fd keeps in flight, 1 to 4 (default 4). Read when a data_fd is made");

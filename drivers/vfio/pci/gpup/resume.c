@@ -14,15 +14,16 @@
  * GPUP_RESUME_RUNS runs' bytes (1 MiB) gathers the runs of several
  * records, up to GPUP_RESUME_SEGS segments of VRAM that do not overlap,
  * and goes out as one vram_xfer transfer when it is full, at a record
- * other than VRAM and at END; gathering goes on in a second buffer while
- * it runs: a buffer is gathered into again only once its last transfer
- * completed.  Its pages count as written (@seen) when it completed.  A
- * VRAM record that fits in a buffer is gathered whole into one, and its
- * CRC is checked there, on another CPU while the transfer runs and the
- * writer gathers on (gpup_vfio_parser_defer_crc()): the one stream check
- * that costs as much as the copies.  Waiting for a buffer waits for its
- * check too.  The END record, RESUMING -> STOP, disabling the file and
- * release wait for both buffers (gpup_resume_drain_locked()).
+ * other than VRAM and at END; gathering goes on in the next buffer of a
+ * ring of xfer_depth (default 4) while it runs: a buffer is gathered into
+ * again only once its last transfer completed.  Its pages count as
+ * written (@seen) when it completed.  A VRAM record that fits in a buffer
+ * is gathered whole into one, and its CRC is checked there, by
+ * GPUP_RESUME_CRC_PARTS work items on other CPUs while the transfer runs
+ * and the writer gathers on (gpup_vfio_parser_defer_crc()): the one
+ * stream check that costs more than the copies.  Waiting for a buffer
+ * waits for its check too.  The END record, RESUMING -> STOP, disabling
+ * the file and release wait for every buffer (gpup_resume_drain_locked()).
  *
  * The IMMUTABLE record reaches restore_immutable as soon as it is
  * complete; the MUTABLE record is kept for RESUMING -> STOP.
@@ -50,8 +51,6 @@
 /* Bytes of one copy from userspace. */
 #define GPUP_STAGE_BYTES	(64 * 1024)
 
-/* Gather buffers of a resume file in bulk: one gathers, one transfers. */
-#define GPUP_RESUME_BUFS	2
 /*
  * Runs' worth of bytes a gather buffer holds in bulk: a transfer of
  * 1 MiB, as a save slot's, so that a transfer's submission and
@@ -65,6 +64,13 @@
 #define GPUP_RESUME_SEGS	64
 /* VRAM records whose CRC one gather buffer checks at most (bulk). */
 #define GPUP_RESUME_CHKS	64
+/*
+ * Work items that check one buffer's CRCs, records taken in turn: the
+ * check is the restore's largest CPU cost, and two CPUs halve it.  With
+ * one CPU online there are none: the writer checks when it waits for
+ * the buffer, without a thread hop.
+ */
+#define GPUP_RESUME_CRC_PARTS	2
 
 /**
  * struct gpup_resume_chk - a VRAM record gathered whole, its CRC to check
@@ -81,6 +87,25 @@ struct gpup_resume_chk {
 };
 
 /**
+ * struct gpup_resume_crc_part - one work item of a buffer's CRC check
+ * @work: checks records @first, @first + GPUP_RESUME_CRC_PARTS, ... of
+ *	@b's @chk, on gpup_vfio_wq
+ * @b: the buffer
+ * @first: its first record
+ * @pending: its records await the check (the buffer went out)
+ * @queued: @work was queued for them (else the writer checks them)
+ * @err: -EBADMSG if one of its records failed the check, else 0
+ */
+struct gpup_resume_crc_part {
+	struct work_struct work;
+	struct gpup_resume_buf *b;
+	unsigned int first;
+	bool pending;
+	bool queued;
+	int err;
+};
+
+/**
  * struct gpup_resume_buf - a gather buffer and its transfer
  * @rf: the file it belongs to
  * @data: vmalloc'ed, gather_cap bytes
@@ -94,12 +119,10 @@ struct gpup_resume_chk {
  *	provider's
  * @chk: the VRAM records gathered whole into @data (bulk only)
  * @nchk: entries in @chk
- * @crc_work: checks @chk's CRCs, queued with @xfer on gpup_vfio_wq
- * @crc_queued: @crc_work was queued and not waited for
- * @crc_err: -EBADMSG if a record of @chk failed its check, else 0
+ * @crc: the work items that check @chk's CRCs, queued with @xfer
  *
- * The resume file's @mf.lock protects all but @done and, while
- * @crc_queued, @crc_err (@crc_work's until it is waited for).
+ * The resume file's @mf.lock protects all but @done and, while a part
+ * is queued, its @err (its work's until it is waited for).
  */
 struct gpup_resume_buf {
 	struct gpup_resume_file *rf;
@@ -113,9 +136,7 @@ struct gpup_resume_buf {
 	bool inflight;
 	struct gpup_resume_chk chk[GPUP_RESUME_CHKS];
 	unsigned int nchk;
-	struct work_struct crc_work;
-	bool crc_queued;
-	int crc_err;
+	struct gpup_resume_crc_part crc[GPUP_RESUME_CRC_PARTS];
 };
 
 /**
@@ -129,10 +150,13 @@ struct gpup_resume_buf {
  * @gather: VRAM payload gathered into whole pages for the provider: the
  *	data of @buf[@cur]
  * @gather_cap: bytes of @gather, a whole number of pages
- * @bulk: the gathered pages go out by vram_xfer, in both @buf; else by
- *	vram_write, from @buf[0] only
- * @one_xfer: in bulk, a transfer completes before gathering goes on
- *	(the module parameter xfer_depth is 1)
+ * @bulk: the gathered pages go out by vram_xfer, from @nbufs of @buf;
+ *	else by vram_write, from @buf[0] only
+ * @nbufs: gather buffers in use, a ring: the module parameter xfer_depth
+ *	in bulk (with 1, a transfer completes before gathering goes on),
+ *	else 1
+ * @crc_works: in bulk, the CRC checks of a buffer run as work items
+ *	(more than one CPU online); else the writer does them
  * @buf: the gather buffers
  * @cur: the buffer being gathered into
  * @gather_len: bytes in @gather
@@ -152,8 +176,9 @@ struct gpup_resume_file {
 	u8 *gather;
 	size_t gather_cap;
 	bool bulk;
-	bool one_xfer;
-	struct gpup_resume_buf buf[GPUP_RESUME_BUFS];
+	unsigned int nbufs;
+	bool crc_works;
+	struct gpup_resume_buf buf[GPUP_XFER_DEPTH];
 	unsigned int cur;
 	size_t gather_len;
 	u8 *imm;
@@ -237,14 +262,15 @@ static void gpup_resume_written(struct gpup_resume_file *rf,
 			   div_u64(b->seg[i].len, ps));
 }
 
-/* Check the CRCs of @b's records: 0, or -EBADMSG. */
-static int gpup_resume_crc(const struct gpup_resume_buf *b)
+/* Check the CRCs of @p's records of its buffer: 0, or -EBADMSG. */
+static int gpup_resume_crc(const struct gpup_resume_crc_part *p)
 {
+	const struct gpup_resume_buf *b = p->b;
 	const struct gpup_resume_chk *c;
 	unsigned int i;
 	u32 crc;
 
-	for (i = 0; i < b->nchk; i++) {
+	for (i = p->first; i < b->nchk; i += GPUP_RESUME_CRC_PARTS) {
 		c = &b->chk[i];
 		crc = gpup_vfio_crc(c->state, b->data + c->off, c->len);
 		if (gpup_vfio_crc_final(crc) != c->crc)
@@ -255,32 +281,43 @@ static int gpup_resume_crc(const struct gpup_resume_buf *b)
 }
 
 /*
- * A buffer went out: check its records' CRCs here, on another CPU than
- * the writer's while it gathers on, unless the writer comes for the
- * buffer first and cancels this (gpup_resume_check()).  Reads @data as
- * the transfer does; nothing writes it until both were waited for.
- * Release waits for this work, module unload for gpup_vfio_wq.
+ * A buffer went out: check a part of its records' CRCs here, on other
+ * CPUs than the writer's while it gathers on, unless the writer comes
+ * for the buffer first and cancels this (gpup_resume_check()).  Reads
+ * the buffer's data as the transfer does; nothing writes it until both
+ * were waited for.  Release waits for this work, module unload for
+ * gpup_vfio_wq.
  */
 static void gpup_resume_crc_work(struct work_struct *work)
 {
-	struct gpup_resume_buf *b = container_of(work, struct gpup_resume_buf,
-						 crc_work);
+	struct gpup_resume_crc_part *p;
 
-	b->crc_err = gpup_resume_crc(b);
+	p = container_of(work, struct gpup_resume_crc_part, work);
+	p->err = gpup_resume_crc(p);
 }
 
 /*
- * The result of @b's CRC check, once it is done.  A check not begun yet
- * is this thread's, which would only wait for it.
+ * The result of @b's CRC check, once every part is done.  A part not
+ * begun yet is this thread's, which would only wait for it.
  */
 static int gpup_resume_check(struct gpup_resume_buf *b)
 {
-	if (!b->crc_queued)
-		return 0;
-	b->crc_queued = false;
-	if (cancel_work_sync(&b->crc_work))
-		b->crc_err = gpup_resume_crc(b);
-	return b->crc_err;
+	struct gpup_resume_crc_part *p;
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < GPUP_RESUME_CRC_PARTS; i++) {
+		p = &b->crc[i];
+		if (!p->pending)
+			continue;
+		p->pending = false;
+		if (!p->queued || cancel_work_sync(&p->work))
+			p->err = gpup_resume_crc(p);
+		p->queued = false;
+		if (!ret)
+			ret = p->err;
+	}
+	return ret;
 }
 
 /*
@@ -319,7 +356,7 @@ static int gpup_resume_drain_locked(struct gpup_resume_file *rf)
 	unsigned int i;
 
 	lockdep_assert_held(&rf->mf.lock);
-	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+	for (i = 0; i < rf->nbufs; i++) {
 		err = gpup_resume_wait(rf, &rf->buf[i]);
 		if (!ret)
 			ret = err;
@@ -343,7 +380,7 @@ int gpup_vfio_resume_drain(struct gpup_resume_file *rf)
 	mutex_lock(&rf->mf.lock);
 	gpup_resume_drain_locked(rf);
 	ret = 0;
-	for (i = 0; i < GPUP_RESUME_BUFS; i++)
+	for (i = 0; i < rf->nbufs; i++)
 		if (rf->buf[i].inflight)
 			ret = -ETIMEDOUT;
 	if (ret && !rf->mf.error)
@@ -353,23 +390,28 @@ int gpup_vfio_resume_drain(struct gpup_resume_file *rf)
 }
 
 /*
- * The gathered pages as one vram_xfer; gathering goes on in the other
- * buffer once its own transfer, if any, completed.
+ * The gathered pages as one vram_xfer; gathering goes on in the next
+ * buffer of the ring once its own transfer, if any, completed (with one
+ * buffer, the transfer just submitted).
  */
 static int gpup_resume_xfer(struct gpup_resume_file *rf)
 {
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
 	struct gpup_resume_buf *b = &rf->buf[rf->cur];
+	unsigned int i;
 	int ret;
 
 	b->xfer.nsegs = b->nsegs;
 	b->xfer.npages = DIV_ROUND_UP(rf->gather_len, PAGE_SIZE);
 	b->status = 0;
 	reinit_completion(&b->done);
-	if (b->nchk) {
-		b->crc_err = 0;
-		b->crc_queued = true;
-		queue_work(gpup_vfio_wq, &b->crc_work);
+	for (i = 0; i < min_t(unsigned int, b->nchk, GPUP_RESUME_CRC_PARTS);
+	     i++) {
+		b->crc[i].err = 0;
+		b->crc[i].pending = true;
+		b->crc[i].queued = rf->crc_works;
+		if (rf->crc_works)
+			queue_work(gpup_vfio_wq, &b->crc[i].work);
 	}
 	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
 	if (ret)
@@ -378,11 +420,6 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 	gpup_vfio_op_exit(gdev);
 	if (ret == -EINPROGRESS) {
 		b->inflight = true;
-		if (rf->one_xfer) {
-			ret = gpup_resume_wait(rf, b);
-			if (ret)
-				return ret;
-		}
 	} else {
 		trace_gpup_vfio_op(gdev->vf_id, "vram_xfer", b->seg[0].offset,
 				   ret ?: (s64)rf->gather_len);
@@ -390,7 +427,7 @@ static int gpup_resume_xfer(struct gpup_resume_file *rf)
 			return gpup_vfio_op_err(ret);
 		gpup_resume_written(rf, b);
 	}
-	rf->cur = (rf->cur + 1) % GPUP_RESUME_BUFS;
+	rf->cur = (rf->cur + 1) % rf->nbufs;
 	rf->gather = rf->buf[rf->cur].data;
 	ret = gpup_resume_wait(rf, &rf->buf[rf->cur]);
 	rf->buf[rf->cur].nsegs = 0;
@@ -472,7 +509,7 @@ static int gpup_resume_settle(struct gpup_resume_file *rf, u64 start,
 			return ret;
 		b = &rf->buf[rf->cur];
 	}
-	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+	for (i = 0; i < rf->nbufs; i++) {
 		o = &rf->buf[i];
 		if (o != b && o->inflight &&
 		    gpup_resume_overlaps(o, start, end)) {
@@ -488,7 +525,7 @@ static int gpup_resume_settle(struct gpup_resume_file *rf, u64 start,
  * A VRAM run of @ev->npages from @ev->first_page begins (bulk).  A later
  * pass may send a page again, and transfers may complete in any order.
  * If the gather buffer has a page of the run, or no segment left for it,
- * the buffer goes out first, and gathering moves to the other one; so it
+ * the buffer goes out first, and gathering moves to the next one; so it
  * does if the record fits in a buffer but not in what is left of this
  * one.  Then any transfer in flight with a page of the run (the one just
  * submitted among them) completes before the run is gathered, so that no
@@ -879,7 +916,7 @@ static void gpup_resume_bufs_free(struct gpup_resume_file *rf)
 {
 	unsigned int i;
 
-	for (i = 0; i < GPUP_RESUME_BUFS; i++) {
+	for (i = 0; i < rf->nbufs; i++) {
 		kvfree(rf->buf[i].pages);
 		vfree(rf->buf[i].data);
 	}
@@ -918,13 +955,13 @@ static const struct file_operations gpup_resume_fops = {
 	.release = gpup_resume_release,
 };
 
-/* The gather buffers (two in bulk, with their pages and transfers). */
+/* The gather buffers (@rf->nbufs in bulk, with their pages, transfers). */
 static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 {
 	unsigned int npages = DIV_ROUND_UP(rf->gather_cap, PAGE_SIZE), i, j;
 	struct gpup_resume_buf *b;
 
-	for (i = 0; i < (rf->bulk ? GPUP_RESUME_BUFS : 1); i++) {
+	for (i = 0; i < rf->nbufs; i++) {
 		b = &rf->buf[i];
 		b->rf = rf;
 		init_completion(&b->done);
@@ -945,7 +982,11 @@ static int gpup_resume_bufs_alloc(struct gpup_resume_file *rf)
 		b->xfer.pages = b->pages;
 		b->xfer.done = gpup_resume_xfer_done;
 		b->xfer.priv = b;
-		INIT_WORK(&b->crc_work, gpup_resume_crc_work);
+		for (j = 0; j < GPUP_RESUME_CRC_PARTS; j++) {
+			b->crc[j].b = b;
+			b->crc[j].first = j;
+			INIT_WORK(&b->crc[j].work, gpup_resume_crc_work);
+		}
 	}
 	rf->gather = rf->buf[0].data;
 	return 0;
@@ -976,6 +1017,10 @@ struct gpup_resume_file *gpup_vfio_resume_new(struct gpup_vfio_dev *gdev)
 		return ERR_PTR(-ENOMEM);
 	rf->npages = div_u64(caps->vram_size, caps->page_size);
 	rf->bulk = gpup_vfio_use_bulk(gdev);
+	rf->nbufs = rf->bulk ? clamp_t(unsigned int,
+				       READ_ONCE(gpup_vfio_xfer_depth), 1,
+				       GPUP_XFER_DEPTH) : 1;
+	rf->crc_works = num_online_cpus() > 1;
 	run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
 	rf->gather_cap = (size_t)run_pages * caps->page_size *
 			 (rf->bulk ? GPUP_RESUME_RUNS : 1);
@@ -983,7 +1028,6 @@ struct gpup_resume_file *gpup_vfio_resume_new(struct gpup_vfio_dev *gdev)
 	rf->seen = gpup_vfio_bitmap_alloc(rf->npages);
 	if (!rf->stage || !rf->seen)
 		goto err_free;
-	rf->one_xfer = READ_ONCE(gpup_vfio_xfer_depth) <= 1;
 	ret = gpup_resume_bufs_alloc(rf);
 	if (ret)
 		goto err_free;

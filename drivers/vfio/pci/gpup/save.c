@@ -115,6 +115,35 @@ enum gpup_slot_state {
 	GPUP_SLOT_READY,
 };
 
+/*
+ * Work items that checksum one slot's runs, taken in turn: the CRC is
+ * the save's largest CPU cost, and two CPUs halve it.  With one CPU
+ * online there are none: read() computes them, without a thread hop.
+ */
+#define GPUP_SAVE_CRC_PARTS	2
+
+/**
+ * struct gpup_save_crc_part - one work item of a slot's checksums
+ * @work: computes the CRCs of runs @first, @first + GPUP_SAVE_CRC_PARTS,
+ *	... of @slot once its transfer read them, beside the reader; it
+ *	holds a reference on the file (the transfer's own, for the first)
+ *	until it ran, or until the reader cancelled it
+ * @slot: the slot
+ * @first: its first run
+ * @queued: done() queued @work (set before the slot's @done completes)
+ * @ok: the slot's @crc holds its runs' CRCs, and @zero says which of
+ *	them hold zeros (set by @work, with release); else read() finds out
+ * @zero: with zero detection, bit i: run i holds zeros only (no CRC)
+ */
+struct gpup_save_crc_part {
+	struct work_struct work;
+	struct gpup_save_slot *slot;
+	unsigned int first;
+	bool queued;
+	bool ok;
+	u64 zero;
+};
+
 /**
  * struct gpup_save_slot - the buffer of a few VRAM records
  * @sf: the file it belongs to
@@ -124,13 +153,9 @@ enum gpup_slot_state {
  * @seg: the runs in VRAM bytes, @nruns of them, for @xfer
  * @xfer: the transfer (bulk only)
  * @done: completed by @xfer's done()
- * @crc_work: computes @crc beside the reader once @xfer read the runs;
- *	it holds the transfer's reference on the file until it ran, or
- *	until the reader cancelled it
- * @crc_queued: done() queued @crc_work (set before @done completes)
- * @crc: per run, the CRC of its run header and bytes (@crc_ok)
- * @crc_ok: @crc holds the runs' CRCs (set by @crc_work, with release);
- *	else read() computes them
+ * @crc_part: the work items that compute @crc once @xfer read the runs
+ * @crc: per run, the CRC of its run header and bytes (see @crc_part's
+ *	@ok)
  * @status: @xfer's result, or the synchronous reads'
  * @nruns: runs in the slot, at least 1 once filled
  * @npages: pages of all its runs
@@ -152,10 +177,8 @@ struct gpup_save_slot {
 	struct gpup_vram_seg seg[GPUP_SLOT_RUNS];
 	struct gpup_vram_xfer xfer;
 	struct completion done;
-	struct work_struct crc_work;
-	bool crc_queued;
+	struct gpup_save_crc_part crc_part[GPUP_SAVE_CRC_PARTS];
 	u32 crc[GPUP_SLOT_RUNS];
-	bool crc_ok;
 	int status;
 	unsigned int nruns;
 	u32 npages;
@@ -181,6 +204,10 @@ struct gpup_save_slot {
  * @bulk: VRAM moves by vram_xfer, @depth transfers at most in flight;
  *	else by vram_read, one run at a time (@depth 1)
  * @depth: slots in use
+ * @crc_parts: work items that checksum a slot's runs in bulk: none with
+ *	one CPU online, else GPUP_SAVE_CRC_PARTS
+ * @zero_detect: a run read as zeros goes out as a ZERO record (module
+ *	parameter zero_detect, and no @written snapshot)
  * @slot: the VRAM record buffers, a ring
  * @slot_head: the oldest slot submitted and not handed out
  * @queued: slots submitted and not handed out, from @slot_head on
@@ -234,6 +261,8 @@ struct gpup_save_file {
 	u32 page_size;
 	bool bulk;
 	unsigned int depth;
+	unsigned int crc_parts;
+	bool zero_detect;
 	struct gpup_save_slot slot[GPUP_XFER_DEPTH];
 	unsigned int slot_head;
 	unsigned int queued;
@@ -559,25 +588,35 @@ static void gpup_save_xfer_put(struct gpup_save_file *sf)
 }
 
 /*
- * A transfer read its runs: checksum them here, on another CPU than the
- * reader's while it copies out earlier slots, unless the reader comes
- * for the slot first and cancels this (gpup_save_take()).  Module unload
- * waits for this work (gpup_vfio_wq).
+ * A transfer read its runs: checksum a part of them here, on other CPUs
+ * than the reader's while it copies out earlier slots, unless the reader
+ * comes for the slot first and cancels this (gpup_save_take()).  Module
+ * unload waits for this work (gpup_vfio_wq).
  */
 static void gpup_save_crc_work(struct work_struct *work)
 {
-	struct gpup_save_slot *slot = container_of(work, struct gpup_save_slot,
-						   crc_work);
+	struct gpup_save_crc_part *p;
+	struct gpup_save_slot *slot;
 	size_t off = 0;
 	unsigned int i;
 
+	p = container_of(work, struct gpup_save_crc_part, work);
+	slot = p->slot;
 	for (i = 0; i < slot->nruns; i++) {
-		slot->crc[i] = gpup_slot_crc(slot, i, slot->buf + off);
+		if (i % GPUP_SAVE_CRC_PARTS != p->first) {
+			off += slot->seg[i].len;
+			continue;
+		}
+		if (slot->sf->zero_detect &&
+		    !memchr_inv(slot->buf + off, 0, slot->seg[i].len))
+			p->zero |= BIT_ULL(i);
+		else
+			slot->crc[i] = gpup_slot_crc(slot, i, slot->buf + off);
 		off += slot->seg[i].len;
 		cond_resched();
 	}
-	/* Pairs with gpup_save_piece(): @crc is complete before the flag. */
-	smp_store_release(&slot->crc_ok, true);
+	/* Pairs with gpup_save_piece(): its CRCs are there before the flag. */
+	smp_store_release(&p->ok, true);
 	gpup_save_xfer_put(slot->sf);
 }
 
@@ -586,16 +625,26 @@ static void gpup_save_xfer_done(struct gpup_vram_xfer *xfer, int status)
 	struct gpup_save_slot *slot = xfer->priv;
 	struct gpup_save_file *sf = slot->sf;
 	int st = status > 0 ? -EIO : gpup_vfio_op_err(status);
+	unsigned int i;
 
 	slot->status = st;
 	slot->t_done = ktime_get_ns();
-	/* The work takes over the transfer's reference. */
-	slot->crc_queued = !st;
-	if (!st)
-		queue_work(gpup_vfio_wq, &slot->crc_work);
-	complete(&slot->done);
-	if (st)
+	if (st || !sf->crc_parts) {
+		complete(&slot->done);
 		gpup_save_xfer_put(sf);
+		return;
+	}
+	/*
+	 * The first work takes over the transfer's reference, the others
+	 * take one each while it is held.
+	 */
+	for (i = 0; i < min(slot->nruns, sf->crc_parts); i++) {
+		if (i)
+			refcount_inc(&sf->mf.refs);
+		slot->crc_part[i].queued = true;
+		queue_work(gpup_vfio_wq, &slot->crc_part[i].work);
+	}
+	complete(&slot->done);
 }
 
 /* Bytes of the records of @slot's runs from @from on. */
@@ -642,8 +691,11 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 	slot->next_off = 0;
 	slot->hdr_out = false;
 	slot->status = 0;
-	slot->crc_ok = false;
-	slot->crc_queued = false;
+	for (i = 0; i < GPUP_SAVE_CRC_PARTS; i++) {
+		slot->crc_part[i].ok = false;
+		slot->crc_part[i].queued = false;
+		slot->crc_part[i].zero = 0;
+	}
 	slot->t_sub = ktime_get_ns();
 	if (!sf->pass_t0)
 		sf->pass_t0 = slot->t_sub;
@@ -716,16 +768,34 @@ static int gpup_save_slot_wait(struct gpup_save_file *sf,
 }
 
 /*
+ * With zero detection, whether run @i of @slot (its bytes at @data) holds
+ * zeros only: as @p, its part's work, found, or now.
+ */
+static bool gpup_slot_zero(const struct gpup_save_slot *slot,
+			   const struct gpup_save_crc_part *p, bool ok,
+			   unsigned int i, const u8 *data)
+{
+	if (!slot->sf->zero_detect)
+		return false;
+	if (ok)
+		return p->zero & BIT_ULL(i);
+	return !memchr_inv(data, 0, slot->seg[i].len);
+}
+
+/*
  * The next piece of @sf->out_slot: the record and run headers of its
- * next run, checksummed over the run's bytes, then those bytes.  Returns
- * 0 with a piece, 1 once every run went out, or -errno.
+ * next run, checksummed over the run's bytes, then those bytes; or, for
+ * a run of zeros with zero detection, a ZERO record alone.  Returns 0
+ * with a piece, 1 once every run went out, or -errno.
  */
 static int gpup_save_piece(struct gpup_save_file *sf)
 {
 	struct gpup_save_slot *slot = sf->out_slot;
 	u32 ps = sf->mf.gdev->caps.page_size;
+	const struct gpup_save_crc_part *p;
 	const struct gpup_vram_seg *seg;
 	const u8 *data;
+	bool ok;
 	u32 crc;
 	int ret;
 
@@ -742,12 +812,30 @@ static int gpup_save_piece(struct gpup_save_file *sf)
 		slot->next++;
 		return 0;
 	}
+	p = &slot->crc_part[slot->next % GPUP_SAVE_CRC_PARTS];
+	/* Pairs with gpup_save_crc_work(): the flag, then @crc and @zero. */
+	ok = smp_load_acquire(&p->ok);
+	if (gpup_slot_zero(slot, p, ok, slot->next, data)) {
+		ret = gpup_vfio_zero_rec_build(&sf->w,
+					       (struct gpup_rec_hdr *)slot->rec,
+					       (struct gpup_vram_run *)(slot->rec +
+						GPUP_REC_HDR_SIZE),
+					       div_u64(seg->offset, ps),
+					       div_u64(seg->len, ps));
+		if (ret)
+			return ret;
+		sf->out = slot->rec;
+		sf->out_len = GPUP_VRAM_REC_EXTRA;
+		/* The pass counted the run's bytes when it took the slot. */
+		sf->pass.bytes -= seg->len;
+		slot->next_off += seg->len;
+		slot->next++;
+		return 0;
+	}
 	gpup_vfio_vram_run_build((struct gpup_vram_run *)(slot->rec +
 						     GPUP_REC_HDR_SIZE),
 			    div_u64(seg->offset, ps), div_u64(seg->len, ps));
-	/* Pairs with gpup_save_crc_work(): the flag, then @crc. */
-	crc = smp_load_acquire(&slot->crc_ok) ? slot->crc[slot->next] :
-	      gpup_slot_crc(slot, slot->next, data);
+	crc = ok ? slot->crc[slot->next] : gpup_slot_crc(slot, slot->next, data);
 	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)slot->rec,
 				      GPUP_REC_VRAM, 0,
 				      GPUP_VRAM_RUN_SIZE + seg->len,
@@ -767,6 +855,7 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	struct gpup_vfio_pass *p = &sf->pass;
 	bool stalled = slot->state == GPUP_SLOT_INFLIGHT;
 	u64 t0 = stalled ? ktime_get_ns() : 0, us;
+	unsigned int i;
 	int ret;
 
 	ret = gpup_save_slot_wait(sf, slot, true);
@@ -780,9 +869,11 @@ static int gpup_save_take(struct gpup_save_file *sf)
 	 * The checksums not begun yet are this thread's, which would only
 	 * wait for them: no hop to another thread inside a blackout.
 	 */
-	if (slot->crc_queued) {
-		slot->crc_queued = false;
-		if (cancel_work_sync(&slot->crc_work))
+	for (i = 0; i < GPUP_SAVE_CRC_PARTS; i++) {
+		if (!slot->crc_part[i].queued)
+			continue;
+		slot->crc_part[i].queued = false;
+		if (cancel_work_sync(&slot->crc_part[i].work))
 			gpup_save_xfer_put(sf);
 	}
 	us = div_u64(slot->t_done - slot->t_sub, NSEC_PER_USEC);
@@ -1459,7 +1550,11 @@ static int gpup_save_slots_alloc(struct gpup_save_file *sf)
 		slot = &sf->slot[i];
 		slot->sf = sf;
 		init_completion(&slot->done);
-		INIT_WORK(&slot->crc_work, gpup_save_crc_work);
+		for (j = 0; j < GPUP_SAVE_CRC_PARTS; j++) {
+			slot->crc_part[j].slot = slot;
+			slot->crc_part[j].first = j;
+			INIT_WORK(&slot->crc_part[j].work, gpup_save_crc_work);
+		}
 		slot->buf = __vmalloc(len, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 		if (!slot->buf)
 			return -ENOMEM;
@@ -1601,6 +1696,8 @@ struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 	sf->depth = sf->bulk ? clamp_t(unsigned int,
 				       READ_ONCE(gpup_vfio_xfer_depth), 1,
 				       GPUP_XFER_DEPTH) : 1;
+	sf->crc_parts = num_online_cpus() > 1 ? GPUP_SAVE_CRC_PARTS : 0;
+	BUILD_BUG_ON(GPUP_SLOT_RUNS > 64);
 	sf->page_size = caps->page_size;
 	sf->slot_pages = sf->run_pages * (sf->bulk ? GPUP_SLOT_WINDOWS : 1);
 	ret = gpup_save_slots_alloc(sf);
@@ -1638,6 +1735,7 @@ struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 	ret = gpup_save_snapshot(sf);
 	if (ret)
 		goto err_put;
+	sf->zero_detect = READ_ONCE(gpup_vfio_zero_detect) && !sf->written;
 
 	if (!precopy) {
 		ret = gpup_vfio_save_stop_copy(sf);
