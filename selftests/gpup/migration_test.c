@@ -35,37 +35,50 @@ FIXTURE(mig) {
 	struct gpup_vfio v[NVF];
 };
 
-FIXTURE_SETUP(mig)
+/* The NVF VFs of @pf, C made A's twin, on gpup_vfio_pci and open. */
+static void open_vfs(struct __test_metadata *_metadata, const char *pf,
+		     char vf[NVF][GPUP_BDF_LEN], struct gpup_vfio *v)
 {
 	int i;
 
-	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
 	for (i = 0; i < NVF; i++)
-		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
+		ASSERT_EQ(0, gpup_vf_bdf(pf, i, vf[i]));
 	/*
 	 * Every VF starts from a state of its own; C, the VF that never
 	 * moves, is made A's twin so that it can stand for "A, had it not
 	 * moved".
 	 */
-	ASSERT_EQ(0, gpup_sim_twin(self->vf[C], self->vf[A]));
+	ASSERT_EQ(0, gpup_sim_twin(vf[C], vf[A]));
 	for (i = 0; i < NVF; i++) {
-		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
-		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
+		ASSERT_EQ(0, gpup_bind_override(vf[i], "gpup_vfio_pci"));
+		ASSERT_EQ(0, gpup_vfio_open(vf[i], &v[i]));
 	}
+}
+
+/* No test may make the driver break the provider contract; then close. */
+static void close_vfs(struct __test_metadata *_metadata,
+		      char vf[NVF][GPUP_BDF_LEN], struct gpup_vfio *v)
+{
+	int i;
+
+	for (i = 0; i < NVF; i++)
+		EXPECT_EQ(0, gpup_sim_violations(vf[i]))
+			TH_LOG("VF %s", vf[i]);
+	for (i = 0; i < NVF; i++) {
+		gpup_vfio_close(&v[i]);
+		gpup_unbind(vf[i]);
+	}
+}
+
+FIXTURE_SETUP(mig)
+{
+	ASSERT_EQ(0, gpup_setup_pf(self->pf, NVF));
+	open_vfs(_metadata, self->pf, self->vf, self->v);
 }
 
 FIXTURE_TEARDOWN(mig)
 {
-	int i;
-
-	/* No test may make the driver break the provider contract. */
-	for (i = 0; i < NVF; i++)
-		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
-			TH_LOG("VF %s", self->vf[i]);
-	for (i = 0; i < NVF; i++) {
-		gpup_vfio_close(&self->v[i]);
-		gpup_unbind(self->vf[i]);
-	}
+	close_vfs(_metadata, self->vf, self->v);
 	gpup_set_numvfs(self->pf, 0);
 }
 
@@ -966,33 +979,18 @@ FIXTURE(zero) {
 FIXTURE_SETUP(zero)
 {
 	char params[64];
-	int i;
 
 	ASSERT_EQ(0, gpup_setup_pf(self->pf, 0));
 	snprintf(params, sizeof(params), "vram_mb=%d query_written=0",
 		 ZERO_VRAM_MB);
 	ASSERT_EQ(0, gpup_reload_sim(self->pf, params));
 	ASSERT_EQ(0, gpup_set_numvfs(self->pf, NVF));
-	for (i = 0; i < NVF; i++)
-		ASSERT_EQ(0, gpup_vf_bdf(self->pf, i, self->vf[i]));
-	ASSERT_EQ(0, gpup_sim_twin(self->vf[C], self->vf[A]));
-	for (i = 0; i < NVF; i++) {
-		ASSERT_EQ(0, gpup_bind_override(self->vf[i], "gpup_vfio_pci"));
-		ASSERT_EQ(0, gpup_vfio_open(self->vf[i], &self->v[i]));
-	}
+	open_vfs(_metadata, self->pf, self->vf, self->v);
 }
 
 FIXTURE_TEARDOWN(zero)
 {
-	int i;
-
-	for (i = 0; i < NVF; i++)
-		EXPECT_EQ(0, gpup_sim_violations(self->vf[i]))
-			TH_LOG("VF %s", self->vf[i]);
-	for (i = 0; i < NVF; i++) {
-		gpup_vfio_close(&self->v[i]);
-		gpup_unbind(self->vf[i]);
-	}
+	close_vfs(_metadata, self->vf, self->v);
 	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	/* The other tests expect gpup_sim's defaults (a reload). */
 	gpup_setup_pf(self->pf, 0);
@@ -1059,7 +1057,7 @@ TEST_F(zero, zero_runs_detected)
 	ASSERT_LT(0, backed);
 	ASSERT_EQ(0, gpup_save_stop_copy(self->v[A].device, &b));
 	ASSERT_EQ(0, walk_vram(&b, 4096, &w));
-	ksft_print_msg("%ld pages written: %zu stream bytes, %llu pages in VRAM records, %llu in ZERO records\n",
+	ksft_print_msg("%ld pages written: %zu bytes, %llu pages in VRAM, %llu in ZERO\n",
 		       backed, b.len, (unsigned long long)w.vram_pages,
 		       (unsigned long long)w.zero_pages);
 	EXPECT_EQ(0, w.vram_zero_recs);

@@ -252,6 +252,46 @@ TEST_F_TIMEOUT(xfer, bulk_precopy_running, 300)
 }
 
 /*
+ * A runs 30 steps, B goes to RESUMING and A to PRE_COPY: A's data up to
+ * its first -ENOMSG is read into @b and written to B.
+ */
+static void precopy_begin(struct __test_metadata *_metadata,
+			  struct _test_data_xfer *self, int *sfd, int *dfd,
+			  struct gpup_buf *b)
+{
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
+				  dfd));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
+				  sfd));
+	ASSERT_EQ(0, gpup_read_stream(*sfd, b, GPUP_CHUNK_READ, 1));
+	ASSERT_EQ(0, gpup_write_stream(*dfd, b->data, b->len,
+				       GPUP_CHUNK_WRITE));
+}
+
+/*
+ * A to STOP_COPY, the rest of its stream after the @sent bytes of @b to
+ * B, both files closed and @b freed; B to RUNNING, A to STOP.
+ */
+static void precopy_end(struct __test_metadata *_metadata,
+			struct _test_data_xfer *self, int sfd, int dfd,
+			struct gpup_buf *b, size_t sent)
+{
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  NULL));
+	ASSERT_EQ(0, gpup_read_stream(sfd, b, GPUP_CHUNK_READ, 0));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b->data + sent, b->len - sent,
+				       GPUP_CHUNK_WRITE));
+	close(dfd);
+	close(sfd);
+	gpup_buf_free(b);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
+				  NULL));
+}
+
+/*
  * A dirty pass of scattered pages fills its slots with 64 runs, 256 KiB:
  * a 1 MiB read() needs four of them, and while the VF runs the save
  * keeps in flight the slots that cover the read() and one more, counted
@@ -267,13 +307,7 @@ TEST_F_TIMEOUT(xfer, dirty_pass_reads_ahead_in_bytes, 300)
 	size_t sent;
 
 	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "5000"));
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
-				  &dfd));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
-				  &sfd));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+	precopy_begin(_metadata, self, &sfd, &dfd, &b);
 	sent = b.len;
 	/* About 1200 pages all over VRAM: some 19 slots of 64 runs. */
 	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 300));
@@ -295,18 +329,7 @@ TEST_F_TIMEOUT(xfer, dirty_pass_reads_ahead_in_bytes, 300)
 	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
 				       GPUP_CHUNK_WRITE));
 	sent = b.len;
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
-				  NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
-				       GPUP_CHUNK_WRITE));
-	close(dfd);
-	close(sfd);
-	gpup_buf_free(&b);
-	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
-				  NULL));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
-				  NULL));
+	precopy_end(_metadata, self, sfd, dfd, &b, sent);
 	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 300 + 12));
 	expect_same(_metadata, self->vf[B], self->vf[C]);
@@ -360,13 +383,7 @@ TEST_F_TIMEOUT(xfer, precopy_read_ends_with_its_pass, 300)
 	ASSERT_NE(NULL, buf);
 	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "xfer_delay", "20000"));
 	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "free_run_ms", "1"));
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
-				  &dfd));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
-				  &sfd));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+	precopy_begin(_metadata, self, &sfd, &dfd, &b);
 	sent = b.len;
 	steps = gpup_sim_steps(self->vf[A]);
 	ASSERT_EQ(0, gpup_sim_write(self->vf[A], "free_run", "1"));
@@ -386,19 +403,8 @@ TEST_F_TIMEOUT(xfer, precopy_read_ends_with_its_pass, 300)
 		       data, most);
 	EXPECT_EQ(20, data);
 	EXPECT_EQ(1, most);
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
-				  NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
-				       GPUP_CHUNK_WRITE));
-	close(dfd);
-	close(sfd);
-	gpup_buf_free(&b);
 	free(buf);
-	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
-				  NULL));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
-				  NULL));
+	precopy_end(_metadata, self, sfd, dfd, &b, sent);
 	steps = gpup_sim_steps(self->vf[A]);
 	ASSERT_LT(30, steps);
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], steps));
