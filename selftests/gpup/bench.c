@@ -205,7 +205,10 @@ static void teardown(struct vfs *s)
 	gpup_set_numvfs(s->pf, 0);
 }
 
-/* STOP_COPY read and RESUMING write throughput, and the memory a save takes. */
+/*
+ * STOP_COPY read and RESUMING write throughput, and the memory a save
+ * takes: of all of VRAM (skip_unwritten=N, zero_detect=N, as xfer_pass()).
+ */
 static int bench_throughput(struct vfs *s, unsigned int mb)
 {
 	int src = s->v[0].device, dst = s->v[1].device, fd, ret;
@@ -218,6 +221,10 @@ static int bench_throughput(struct vfs *s, unsigned int mb)
 	if (!chunk)
 		return -ENOMEM;
 	ret = gpup_sim_run(s->vf[0], 100);
+	if (!ret)
+		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
+	if (!ret)
+		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N");
 	if (ret)
 		goto out;
 	/* Read into one reused buffer: what QEMU does per chunk. */
@@ -290,6 +297,8 @@ static int bench_throughput(struct vfs *s, unsigned int mb)
 	bench("stream", mb, "_bytes", b.len);
 	bench("save_peak_extra_mem", mb, "_KiB", peak > 0 ? peak : 0);
 out:
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	gpup_buf_free(&b);
 	free(chunk);
 	return ret;
@@ -314,7 +323,9 @@ static void bench_bulk_vs(const char *what, unsigned int mb, double bulk,
  * the same VF (STOP -> RESUMING, written in 32 KiB pieces), with the
  * driver's bulk_xfer parameter at @bulk; MB/s of each through @save and
  * @restore.  One VF, so that 1 GiB of VRAM fits the guest: the stream
- * buffer is sized once from MIG_DATA_SIZE.
+ * buffer is sized once from MIG_DATA_SIZE.  Every page of VRAM moves
+ * (skip_unwritten=N, zero_detect=N): the figures are of moving VRAM, not
+ * of the few hundred pages the VF wrote.
  */
 static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 {
@@ -326,14 +337,20 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 
 	ret = gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk ? "Y" : "N");
 	if (!ret)
+		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
+	if (!ret)
+		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N");
+	if (!ret)
 		ret = gpup_sim_write(s->vf[0], "xfer_stats", "0");
 	if (!ret)
 		ret = gpup_mig_data_size(d, &size);
 	if (ret)
-		return ret;
+		goto out_params;
 	b.data = malloc(size);
-	if (!b.data)
-		return -ENOMEM;
+	if (!b.data) {
+		ret = -ENOMEM;
+		goto out_params;
+	}
 	b.cap = size;
 	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_STOP_COPY, &fd);
 	if (ret)
@@ -370,6 +387,9 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 		*restore = b.len / t / 1e6;
 out:
 	gpup_buf_free(&b);
+out_params:
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	return ret;
 }
 
