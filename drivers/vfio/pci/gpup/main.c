@@ -41,7 +41,7 @@ MODULE_PARM_DESC(zero_detect, "send a VRAM run that was read as zeros as a ZERO 
 
 unsigned int gpup_vfio_xfer_depth = GPUP_XFER_DEPTH;
 module_param_named(xfer_depth, gpup_vfio_xfer_depth, uint, 0644);
-MODULE_PARM_DESC(xfer_depth, "vram_xfer transfers a save data_fd keeps in flight, 1 to 4 (default 4). Read when a data_fd is made");
+MODULE_PARM_DESC(xfer_depth, "vram_xfer transfers a data_fd keeps in flight, 1 to 4 (default 4): a save's slots, a restore's gather buffers. Read when a data_fd is made");
 
 unsigned int gpup_vfio_xfer_timeout_ms = 10000;
 module_param_named(xfer_timeout_ms, gpup_vfio_xfer_timeout_ms, uint, 0644);
