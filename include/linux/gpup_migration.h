@@ -285,7 +285,9 @@ struct gpup_vram_xfer {
  *	whole-VRAM count (no @bitmap) for VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
  *	and, where userspace enabled PRECOPY_INFO v2, for each
  *	VFIO_MIG_GET_PRECOPY_INFO (pages first written after the snapshot
- *	are new initial data, VFIO_PRECOPY_INFO_REINIT):
+ *	are new initial data, VFIO_PRECOPY_INFO_REINIT); on the destination
+ *	it asks the count of each ZERO record's range, and a range with no
+ *	page written gets no @vram_zero:
  *	that count should cost O(1), and the snapshot time proportional to
  *	the pages written, not to VRAM.  Offer it only where the GPU keeps
  *	this set at no cost, always on (GPU-P's DIRTYBITTRACKINGCAPS

@@ -758,6 +758,49 @@ TEST_F(mig, precopy_info_v2)
 }
 
 /*
+ * The destination skips a ZERO record whose pages it did not write since
+ * its reset (query_written: they hold zeros already) and clears the
+ * others, whole.  A saves after 40 steps: a ZERO record per gap of the
+ * pages it wrote.  B, reset and never run, restores it without a
+ * vram_zero call (gpup_sim's "zeroed" count: 0); after 50 steps of its
+ * own, B restores it clearing the records its pages fall in, fewer pages
+ * than all of them.  All of them: with skip_unwritten=N on gpup_vfio_pci
+ * (no query_written) B clears every ZERO record, what the counts above
+ * would catch.  B equals A each time.
+ */
+TEST_F(mig, zero_runs_skip_untouched_pages)
+{
+	struct gpup_buf b = { 0 };
+	long some = -1, all;
+	int i;
+
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 40));
+	ASSERT_EQ(0, gpup_save_stop_copy(dev(self, A), &b));
+	for (i = 0; i < 3; i++) {
+		ASSERT_EQ(0, gpup_device_reset(dev(self, B)));
+		if (i == 1)
+			ASSERT_EQ(0, gpup_sim_run(self->vf[B], 50));
+		ASSERT_EQ(0, gpup_sim_write(self->vf[B], "xfer_stats", "0"));
+		if (i == 2)
+			ASSERT_EQ(0, gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"),
+						     "N"));
+		ASSERT_EQ(0, gpup_load(dev(self, B), &b));
+		gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+		expect_same(_metadata, self->vf[A], self->vf[B]);
+		if (!i)
+			EXPECT_EQ(0, gpup_sim_xfer_stat(self->vf[B], "zeroed"));
+		if (i == 1)
+			some = gpup_sim_xfer_stat(self->vf[B], "zeroed");
+	}
+	all = gpup_sim_xfer_stat(self->vf[B], "zeroed");
+	ksft_print_msg("B with pages of its own: %ld pages cleared of %ld\n",
+		       some, all);
+	EXPECT_LT(0, some);
+	EXPECT_GT(all, some);
+	gpup_buf_free(&b);
+}
+
+/*
  * Pages first written during pre-copy.  The save's ZERO records
  * promised them as zeros; once written they are new initial data.  With
  * PRECOPY_INFO v2 (7.1 and later, userspace opted in) the answer says so:

@@ -38,7 +38,8 @@
  *   xfer_stats r: vram_xfer counters, "name value" lines: submitted,
  *             async (completed through done()), errors, in_flight,
  *             max_in_flight, segments (of the submitted transfers),
- *             max_segments (of one), overlaps (see xfer_lifo); w: 0
+ *             max_segments (of one), overlaps (see xfer_lifo), zeroed
+ *             (pages vram_zero was asked to clear); w: 0
  *             clears them but in_flight
  *   xfer_delay rw: microseconds (0 to 1000000) a transfer takes at
  *             least from its acceptance: a copy engine's latency, paid
@@ -209,11 +210,11 @@ static int gpup_sim_xfer_stats_show(struct seq_file *s, void *unused)
 	struct gpup_sim_vf *vf = s->private;
 
 	mutex_lock(&vf->lock);
-	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\nsegments %llu\nmax_segments %u\noverlaps %llu\n",
+	seq_printf(s, "submitted %llu\nasync %llu\nerrors %llu\nin_flight %u\nmax_in_flight %u\nsegments %llu\nmax_segments %u\noverlaps %llu\nzeroed %llu\n",
 		   vf->xfer_submitted, vf->xfer_async, vf->xfer_errors,
 		   vf->xfer_inflight, vf->xfer_max_inflight,
 		   vf->xfer_segments, vf->xfer_max_segments,
-		   vf->xfer_overlaps);
+		   vf->xfer_overlaps, vf->zeroed_pages);
 	mutex_unlock(&vf->lock);
 	return 0;
 }
@@ -337,6 +338,7 @@ static ssize_t gpup_sim_write(struct file *file, const char __user *ubuf,
 			vf->xfer_segments = 0;
 			vf->xfer_max_segments = 0;
 			vf->xfer_overlaps = 0;
+			vf->zeroed_pages = 0;
 		}
 	} else if (!strcmp(name, "xfer_lifo")) {
 		vf->xfer_lifo = !!v;

@@ -178,6 +178,8 @@ enum gpup_sim_fault_kind {
  *	counters were cleared
  * @xfer_segments: segments of the accepted transfers
  * @xfer_max_segments: the most segments of one accepted transfer
+ * @zeroed_pages: pages vram_zero was asked to clear (debugfs
+ *	"xfer_stats" "zeroed")
  * @xfer_work: the worker that runs @xfer_queue, on gpup_sim_xfer_wq;
  *	flushed by reset_vf, before the PF unregisters and when the VF
  *	state goes
@@ -243,6 +245,7 @@ struct gpup_sim_vf {
 	unsigned int xfer_max_inflight;
 	u64 xfer_segments;
 	unsigned int xfer_max_segments;
+	u64 zeroed_pages;
 	struct work_struct xfer_work;
 	struct delayed_work work;
 	struct dentry *dir;

@@ -1059,9 +1059,11 @@ static int gpup_sim_vram_zero(struct pci_dev *pdev, unsigned int idx,
 	if (!vf)
 		return err;
 	err = gpup_sim_restore_check(vf, "vram_zero", offset, len);
-	if (!err && len)
+	if (!err && len) {
 		gpup_sim_vram_unback(vf, offset / GPUP_SIM_PAGE_SIZE,
 				     (offset + len) / GPUP_SIM_PAGE_SIZE - 1);
+		vf->zeroed_pages += len / GPUP_SIM_PAGE_SIZE;
+	}
 	delay = vf->vram_delay_us;
 	gpup_sim_vf_unlock(vf);
 	gpup_sim_vram_latency(delay);

@@ -33,7 +33,7 @@ MODULE_PARM_DESC(bulk_xfer, "move VRAM by the provider's vram_xfer, several tran
 
 bool gpup_vfio_skip_unwritten = true;
 module_param_named(skip_unwritten, gpup_vfio_skip_unwritten, bool, 0644);
-MODULE_PARM_DESC(skip_unwritten, "send the VRAM pages the provider reports as never written since the VF's reset (query_written) as ZERO records, without reading them (default Y; N: the first pass reads every page). Read when a save data_fd is made");
+MODULE_PARM_DESC(skip_unwritten, "send the VRAM pages the provider reports as never written since the VF's reset (query_written) as ZERO records, without reading them, and restore none of a ZERO record whose pages it reports as never written (default Y; N: the first pass reads every page, every ZERO record is cleared). Read when a save data_fd is made, and at each ZERO record");
 
 bool gpup_vfio_zero_detect = true;
 module_param_named(zero_detect, gpup_vfio_zero_detect, bool, 0644);

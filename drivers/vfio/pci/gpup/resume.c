@@ -621,11 +621,23 @@ static int gpup_resume_zero(struct gpup_resume_file *rf,
 	struct gpup_vfio_dev *gdev = rf->mf.gdev;
 	u32 ps = gdev->caps.page_size;
 	u64 off = ev->first_page * ps, len = (u64)ev->npages * ps;
+	long written;
 	int ret;
 
 	ret = gpup_resume_settle(rf, off, off + len, false);
 	if (ret)
 		return ret;
+	/*
+	 * Pages this VF did not write since its reset hold zeros already;
+	 * every earlier restore of the run completed (the settle), so a
+	 * page the stream restored counts as written.
+	 */
+	written = gpup_vfio_query_written(gdev, rf->mf.gen, ev->first_page,
+					  ev->npages, NULL);
+	if (!written)
+		goto seen;
+	if (written < 0 && written != -EOPNOTSUPP)
+		return written;
 	ret = gpup_vfio_op_enter(gdev, rf->mf.gen);
 	if (ret)
 		return ret;
@@ -640,6 +652,7 @@ static int gpup_resume_zero(struct gpup_resume_file *rf,
 	trace_gpup_vfio_op(gdev->vf_id, "vram_zero", off, ret ?: (s64)len);
 	if (ret)
 		return gpup_vfio_op_err(ret);
+seen:
 	/* The parser kept the run inside the VRAM size. */
 	bitmap_set(rf->seen, ev->first_page, ev->npages);
 	return 0;
