@@ -173,9 +173,12 @@ static int write_all(int fd, const struct gpup_buf *b, size_t *sent)
 /*
  * One pre-copy migration from A to B, with the fault "@op @err" armed
  * on the VF that calls it at @pt: after 10 steps, a full pass, 5 steps,
- * a dirty pass, 5 steps, STOP_COPY.  Returns 0 when it completed, or the
- * -errno of the call that failed, *@where saying which; *@steps counts
- * the steps A ran.
+ * a dirty pass, 5 steps, STOP_COPY.  B runs 10 steps of its own first
+ * when the fault is its own: the pages it wrote under A's ZERO records
+ * are cleared (vram_zero), where a B that wrote nothing since its reset
+ * is not called at all.  Returns 0 when it completed, or the -errno of
+ * the call that failed, *@where saying which; *@steps counts the steps
+ * A ran.
  */
 static int migrate(struct _test_data_fault *self, const struct fcase *fc,
 		   int err, const char **where, int *steps)
@@ -192,6 +195,11 @@ static int migrate(struct _test_data_fault *self, const struct fcase *fc,
 	if (ret)
 		goto out;
 	*steps = 10;
+	if (fc->pt == P_RESUME) {
+		ret = gpup_sim_run(self->vf[B], 10);
+		if (ret)
+			goto out;
+	}
 	*where = "SET B RESUMING";
 	ret = gpup_mig_set(self->v[B].device, VFIO_DEVICE_STATE_RESUMING, &dfd);
 	if (ret)
