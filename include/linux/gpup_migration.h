@@ -287,7 +287,9 @@ struct gpup_vram_xfer {
  *	VFIO_MIG_GET_PRECOPY_INFO (pages first written after the snapshot
  *	are new initial data, VFIO_PRECOPY_INFO_REINIT); on the destination
  *	it asks the count of each ZERO record's range, and a range with no
- *	page written gets no @vram_zero:
+ *	page written gets no @vram_zero, so a page that @vram_write or a
+ *	restore by @vram_xfer wrote must count as written (a @vram_zero may
+ *	make it unwritten again):
  *	that count should cost O(1), and the snapshot time proportional to
  *	the pages written, not to VRAM.  Offer it only where the GPU keeps
  *	this set at no cost, always on (GPU-P's DIRTYBITTRACKINGCAPS
