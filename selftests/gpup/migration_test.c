@@ -1091,7 +1091,7 @@ static int walk_vram(const struct gpup_buf *s, u32 ps, struct zero_walk *w)
  * zero_detect=N the same save has no ZERO record and sends the zero
  * runs as VRAM records: what the checks above would catch.
  */
-TEST_F(zero, zero_runs_detected)
+TEST_F_TIMEOUT(zero, zero_runs_detected, 300)
 {
 	const u64 npages = (u64)ZERO_VRAM_MB << 8;
 	struct gpup_buf b = { 0 };
