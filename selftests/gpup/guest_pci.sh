@@ -11,7 +11,9 @@
 #                       one of two hosts (guest-run --net, gpup.ip= on the
 #                       kernel command line) 0xa000 + the address's last
 #                       byte, so that no two hosts' VFs share a seed;
-#                       reloads it if an earlier test loaded another seed
+#                       reloads it if an earlier test loaded another seed;
+#                       GPUP_SIM_PARAMS (k=v,k=v) adds parameters, as
+#                       the debug pair's vram_mb=16384,working_set_mb=16
 D=/sys/bus/pci/devices
 
 bind() {
@@ -41,11 +43,16 @@ cmdline_arg() {
 }
 
 load_sim() {
-	local ip seed=1
+	local ip seed=1 kv
 	ip=$(cmdline_arg gpup.ip)
 	[ -n "$ip" ] && seed=$((0xa000 + ${ip##*.}))
-	if [ "$(cat /sys/module/gpup_sim/parameters/seed 2>/dev/null)" != "$seed" ]; then
-		rmmod gpup_sim 2>/dev/null || true
-		modprobe gpup_sim seed=$seed
-	fi
+	# shellcheck disable=SC2046 # GPUP_SIM_PARAMS: words k=v, by commas
+	set -- seed=$seed $(echo "${GPUP_SIM_PARAMS:-}" | tr , ' ')
+	for kv in "$@"; do
+		if [ "$(cat "/sys/module/gpup_sim/parameters/${kv%%=*}" 2>/dev/null)" != "${kv#*=}" ]; then
+			rmmod gpup_sim 2>/dev/null || true
+			modprobe gpup_sim "$@"
+			return
+		fi
+	done
 }

@@ -21,6 +21,7 @@
 #include "kselftest_harness.h"
 #include "lib/gpup_lib.h"
 #include "lib/gpup_mig.h"
+#include "lib/gpup_walk.h"
 #include "stream.h"
 
 #define NVF	3
@@ -1043,43 +1044,6 @@ FIXTURE_TEARDOWN(zero)
 	gpup_setup_pf(self->pf, 0);
 }
 
-/* What a stream's VRAM and ZERO records cover, in pages. */
-struct zero_walk {
-	u64 zero_pages;
-	u64 vram_pages;
-	/* VRAM records whose pages hold zeros only */
-	int vram_zero_recs;
-};
-
-static int walk_vram(const struct gpup_buf *s, u32 ps, struct zero_walk *w)
-{
-	const struct gpup_rec_hdr *rh;
-	const struct gpup_vram_run *run;
-	size_t off = GPUP_STREAM_HDR_SIZE, len, i;
-	const u8 *p;
-	u64 n;
-
-	memset(w, 0, sizeof(*w));
-	while (off + GPUP_REC_HDR_SIZE <= s->len) {
-		rh = (const void *)(s->data + off);
-		run = (const void *)(rh + 1);
-		n = le32_to_cpu(run->npages);
-		if (le16_to_cpu(rh->type) == GPUP_REC_ZERO) {
-			w->zero_pages += n;
-		} else if (le16_to_cpu(rh->type) == GPUP_REC_VRAM) {
-			w->vram_pages += n;
-			p = (const u8 *)(run + 1);
-			len = n * ps;
-			for (i = 0; i < len && !p[i]; i++)
-				;
-			if (i == len)
-				w->vram_zero_recs++;
-		}
-		off += GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
-	}
-	return off == s->len ? 0 : -EPROTO;
-}
-
 /*
  * A runs 30 steps (at most 120 pages written) and saves in STOP_COPY:
  * the full pass reads every run, and each run read as zeros goes out as
@@ -1095,7 +1059,7 @@ TEST_F_TIMEOUT(zero, zero_runs_detected, 300)
 {
 	const u64 npages = (u64)ZERO_VRAM_MB << 8;
 	struct gpup_buf b = { 0 };
-	struct zero_walk w;
+	struct gpup_vram_walk w;
 	long backed;
 
 	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 50));
@@ -1103,7 +1067,7 @@ TEST_F_TIMEOUT(zero, zero_runs_detected, 300)
 	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
 	ASSERT_LT(0, backed);
 	ASSERT_EQ(0, gpup_save_stop_copy(self->v[A].device, &b));
-	ASSERT_EQ(0, walk_vram(&b, 4096, &w));
+	ASSERT_EQ(0, gpup_walk_vram(&b, 4096, &w));
 	ksft_print_msg("%ld pages written: %zu bytes, %llu pages in VRAM, %llu in ZERO\n",
 		       backed, b.len, (unsigned long long)w.vram_pages,
 		       (unsigned long long)w.zero_pages);
@@ -1120,7 +1084,7 @@ TEST_F_TIMEOUT(zero, zero_runs_detected, 300)
 	ASSERT_EQ(0, gpup_mig_set(self->v[A].device, VFIO_DEVICE_STATE_RUNNING,
 				  NULL));
 	ASSERT_EQ(0, gpup_save_stop_copy(self->v[A].device, &b));
-	ASSERT_EQ(0, walk_vram(&b, 4096, &w));
+	ASSERT_EQ(0, gpup_walk_vram(&b, 4096, &w));
 	EXPECT_EQ(0, w.zero_pages);
 	EXPECT_EQ(npages, w.vram_pages);
 	EXPECT_LT(0, w.vram_zero_recs);

@@ -10,8 +10,9 @@
  *	VF RUNNING (COMPAT_STEPS steps after the open's reset, so that the
  *	stream holds VRAM records besides ZERO ones: pages never written
  *	go out as ZERO records only) -> STOP_COPY -> STOP -> RUNNING;
- *	writes DIR/digest (the VF's at the save) and DIR/<variant>.gpup
- *	for every variant:
+ *	fails unless the stream's VRAM records hold at least as many
+ *	pages as the VF wrote (vram_backed); writes DIR/digest (the VF's
+ *	at the save) and DIR/<variant>.gpup for every variant:
  *	  current      the stream as the driver wrote it
  *	  newer-minor  minor version + 1 (a newer writer of major 1)
  *	  optional     two records of a type no reader knows, with
@@ -36,6 +37,7 @@
 
 #include "lib/gpup_lib.h"
 #include "lib/gpup_mig.h"
+#include "lib/gpup_walk.h"
 #include "stream.h"
 
 #define OPT_TYPE	0x7e01	/* unknown to every reader */
@@ -146,6 +148,29 @@ static int with_optional(const struct gpup_buf *in, struct gpup_buf *out)
 /* Steps the VF runs before the save: 2000 page writes, about 6 MiB. */
 #define COMPAT_STEPS	500
 
+/*
+ * The stream must carry VRAM pages, not ZERO records only: at least one
+ * VRAM record page per page the VF has written since the open's reset
+ * (gpup_sim's vram_backed).
+ */
+static int carries_written(const char *vf, const struct gpup_buf *s)
+{
+	struct gpup_vram_walk w;
+	long written;
+	int ret;
+
+	written = gpup_sim_read_long(vf, "vram_backed");
+	if (written < 0)
+		return written;
+	ret = gpup_walk_vram(s, 4096, &w);
+	if (ret)
+		return ret;
+	printf("# %ld pages written, %llu in VRAM records, %llu in ZERO records\n",
+	       written, (unsigned long long)w.vram_pages,
+	       (unsigned long long)w.zero_pages);
+	return written > 0 && w.vram_pages >= (u64)written ? 0 : -ENODATA;
+}
+
 static int save_variants(const char *vf, const char *dir)
 {
 	char digest[GPUP_DIGEST_LEN];
@@ -167,6 +192,9 @@ static int save_variants(const char *vf, const char *dir)
 	if (ret)
 		goto out;
 	printf("# %s saved: %zu bytes, digest %s\n", vf, s.len, digest);
+	ret = carries_written(vf, &s);
+	if (ret)
+		goto out;
 	ret = write_out(dir, "digest", (const u8 *)digest, strlen(digest));
 	if (!ret)
 		ret = write_out(dir, "current.gpup", s.data, s.len);
