@@ -9,6 +9,7 @@
 #define GPUP_SELFTEST_WALK_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "gpup_mig.h"
@@ -19,12 +20,23 @@
  * @zero_pages: pages in ZERO records
  * @vram_pages: pages in VRAM records
  * @vram_zero_recs: VRAM records whose pages hold zeros only
+ * @vram_zero_pages: pages of VRAM records that hold zeros only
  */
 struct gpup_vram_walk {
 	u64 zero_pages;
 	u64 vram_pages;
 	int vram_zero_recs;
+	u64 vram_zero_pages;
 };
+
+static inline bool gpup_zero_page(const u8 *p, u32 ps)
+{
+	u32 i;
+
+	for (i = 0; i < ps && !p[i]; i++)
+		;
+	return i == ps;
+}
 
 /**
  * gpup_walk_vram() - count the VRAM and ZERO records of a stream
@@ -41,7 +53,7 @@ static inline int gpup_walk_vram(const struct gpup_buf *s, u32 ps,
 	const struct gpup_vram_run *run;
 	size_t off = GPUP_STREAM_HDR_SIZE, len, i;
 	const u8 *p;
-	u64 n;
+	u64 n, zeros;
 
 	memset(w, 0, sizeof(*w));
 	while (off + GPUP_REC_HDR_SIZE <= s->len) {
@@ -54,9 +66,11 @@ static inline int gpup_walk_vram(const struct gpup_buf *s, u32 ps,
 			w->vram_pages += n;
 			p = (const u8 *)(run + 1);
 			len = n * ps;
-			for (i = 0; i < len && !p[i]; i++)
-				;
-			if (i == len)
+			zeros = 0;
+			for (i = 0; i < len; i += ps)
+				zeros += gpup_zero_page(p + i, ps);
+			w->vram_zero_pages += zeros;
+			if (zeros == n)
 				w->vram_zero_recs++;
 		}
 		off += GPUP_REC_HDR_SIZE + le32_to_cpu(rh->len);
