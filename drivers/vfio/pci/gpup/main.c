@@ -37,7 +37,7 @@ MODULE_PARM_DESC(skip_unwritten, "send the VRAM pages the provider reports as ne
 
 bool gpup_vfio_zero_detect = true;
 module_param_named(zero_detect, gpup_vfio_zero_detect, bool, 0644);
-MODULE_PARM_DESC(zero_detect, "send a VRAM run that was read as zeros as a ZERO record, where the provider did not report the written pages (no query_written, or skip_unwritten=N) (default Y). Read when a save data_fd is made");
+MODULE_PARM_DESC(zero_detect, "send the VRAM pages that were read as zeros as ZERO records, where the provider did not report the written pages (no query_written, or skip_unwritten=N) (default Y). Read when a save data_fd is made");
 
 unsigned int gpup_vfio_xfer_depth = GPUP_XFER_DEPTH;
 module_param_named(xfer_depth, gpup_vfio_xfer_depth, uint, 0644);

@@ -131,9 +131,8 @@ enum gpup_slot_state {
  * @slot: the slot
  * @first: its first run
  * @queued: done() queued @work (set before the slot's @done completes)
- * @ok: the slot's @crc holds its runs' CRCs, and @zero says which of
- *	them hold zeros (set by @work, with release); else read() finds out
- * @zero: with zero detection, bit i: run i holds zeros only (no CRC)
+ * @ok: the slot's @crc and @zmask hold its runs' CRCs and zero pages
+ *	(set by @work, with release); else read() finds out
  */
 struct gpup_save_crc_part {
 	struct work_struct work;
@@ -141,7 +140,6 @@ struct gpup_save_crc_part {
 	unsigned int first;
 	bool queued;
 	bool ok;
-	u64 zero;
 };
 
 /**
@@ -154,15 +152,21 @@ struct gpup_save_crc_part {
  * @xfer: the transfer (bulk only)
  * @done: completed by @xfer's done()
  * @crc_part: the work items that compute @crc once @xfer read the runs
- * @crc: per run, the CRC of its run header and bytes (see @crc_part's
- *	@ok)
+ * @crc: per run without a page of zeros, the CRC of its run header and
+ *	bytes (see @crc_part's @ok)
+ * @zmask: per run, with zero detection, bit i: its page i holds zeros
+ *	only (see @crc_part's @ok)
  * @status: @xfer's result, or the synchronous reads'
  * @nruns: runs in the slot, at least 1 once filled
  * @npages: pages of all its runs
- * @next: the run whose record goes out next (or is going out)
- * @next_off: where run @next's bytes start in @buf
- * @hdr_out: @rec, the headers of run @next, is the piece being read; its
- *	bytes are the next piece
+ * @next: the run whose records go out next (or are going out)
+ * @next_page: the first page of run @next not gone out yet: a run goes
+ *	out as one record per stretch of pages of zeros or not
+ * @next_off: where page @next_page of run @next starts in @buf
+ * @zeros: the zero pages of run @next, as in @zmask
+ * @hdr_out: @rec, the headers of a VRAM record of @data_len bytes at
+ *	@next_off, is the piece being read; those bytes are the next piece
+ * @data_len: see @hdr_out
  * @initial: the runs belong to the full pass (initial data)
  * @t_sub: ktime (ns) of the submission
  * @t_done: ktime (ns) of the completion, set before @done completes
@@ -179,12 +183,16 @@ struct gpup_save_slot {
 	struct completion done;
 	struct gpup_save_crc_part crc_part[GPUP_SAVE_CRC_PARTS];
 	u32 crc[GPUP_SLOT_RUNS];
+	u64 zmask[GPUP_SLOT_RUNS];
 	int status;
 	unsigned int nruns;
 	u32 npages;
 	unsigned int next;
+	u32 next_page;
 	size_t next_off;
+	u64 zeros;
 	bool hdr_out;
+	size_t data_len;
 	bool initial;
 	u64 t_sub;
 	u64 t_done;
@@ -206,7 +214,7 @@ struct gpup_save_slot {
  * @depth: slots in use
  * @crc_parts: work items that checksum a slot's runs in bulk: none with
  *	one CPU online, else GPUP_SAVE_CRC_PARTS
- * @zero_detect: a run read as zeros goes out as a ZERO record (module
+ * @zero_detect: pages read as zeros go out in ZERO records (module
  *	parameter zero_detect, and no @written snapshot)
  * @slot: the VRAM record buffers, a ring
  * @slot_head: the oldest slot submitted and not handed out
@@ -565,19 +573,32 @@ static long gpup_save_query(struct gpup_save_file *sf, u64 first, u64 count,
 
 static void gpup_save_free(struct gpup_save_file *sf);
 
-/* The CRC of the record of run @i of @slot: its run header and bytes. */
-static u32 gpup_slot_crc(const struct gpup_save_slot *slot, unsigned int i,
-			 const u8 *data)
+/*
+ * The CRC of the VRAM record of @npages pages from page @first, whose
+ * bytes are at @data: its run header and bytes.
+ */
+static u32 gpup_run_crc(u64 first, u32 npages, u32 ps, const u8 *data)
 {
-	u32 ps = slot->sf->page_size;
-	const struct gpup_vram_seg *seg = &slot->seg[i];
 	struct gpup_vram_run run;
 	u32 crc;
 
-	gpup_vfio_vram_run_build(&run, div_u64(seg->offset, ps),
-				 div_u64(seg->len, ps));
+	gpup_vfio_vram_run_build(&run, first, npages);
 	crc = gpup_vfio_crc(GPUP_CRC_INIT, &run, GPUP_VRAM_RUN_SIZE);
-	return gpup_vfio_crc(crc, data, seg->len);
+	return gpup_vfio_crc(crc, data, (size_t)npages * ps);
+}
+
+/* Bit i: page i of the @len bytes at @data holds zeros only. */
+static u64 gpup_zero_pages(const u8 *data, size_t len, u32 ps)
+{
+	u64 mask = 0;
+	unsigned int i;
+
+	/* A run is one window at most: 64 pages at 4 KiB, 1 at 256 KiB on. */
+	BUILD_BUG_ON(GPUP_RUN_BYTES / PAGE_SIZE > 64);
+	for (i = 0; (size_t)i * ps < len; i++)
+		if (!memchr_inv(data + (size_t)i * ps, 0, ps))
+			mask |= BIT_ULL(i);
+	return mask;
 }
 
 /* Drop a transfer's reference on @sf: its memory may go with it. */
@@ -597,22 +618,30 @@ static void gpup_save_crc_work(struct work_struct *work)
 {
 	struct gpup_save_crc_part *p;
 	struct gpup_save_slot *slot;
+	const struct gpup_vram_seg *seg;
 	size_t off = 0;
 	unsigned int i;
+	u32 ps;
 
 	p = container_of(work, struct gpup_save_crc_part, work);
 	slot = p->slot;
+	ps = slot->sf->page_size;
 	for (i = 0; i < slot->nruns; i++) {
+		seg = &slot->seg[i];
 		if (i % GPUP_SAVE_CRC_PARTS != p->first) {
-			off += slot->seg[i].len;
+			off += seg->len;
 			continue;
 		}
-		if (slot->sf->zero_detect &&
-		    !memchr_inv(slot->buf + off, 0, slot->seg[i].len))
-			p->zero |= BIT_ULL(i);
-		else
-			slot->crc[i] = gpup_slot_crc(slot, i, slot->buf + off);
-		off += slot->seg[i].len;
+		slot->zmask[i] = 0;
+		if (slot->sf->zero_detect)
+			slot->zmask[i] = gpup_zero_pages(slot->buf + off,
+							 seg->len, ps);
+		/* A run with pages of zeros goes out in pieces: read()'s. */
+		if (!slot->zmask[i])
+			slot->crc[i] = gpup_run_crc(div_u64(seg->offset, ps),
+						    div_u64(seg->len, ps), ps,
+						    slot->buf + off);
+		off += seg->len;
 		cond_resched();
 	}
 	/* Pairs with gpup_save_piece(): its CRCs are there before the flag. */
@@ -658,16 +687,35 @@ static u64 gpup_slot_bytes(const struct gpup_save_slot *slot,
 	return bytes;
 }
 
-/* Bytes of @sf->out_slot's records still to go out after the piece. */
+/* Where run @slot->next's bytes end in @slot->buf. */
+static size_t gpup_slot_run_end(const struct gpup_save_slot *slot)
+{
+	return slot->next_off - (size_t)slot->next_page * slot->sf->page_size +
+	       slot->seg[slot->next].len;
+}
+
+/*
+ * Bytes of @sf->out_slot's records still to go out after the piece, at
+ * most: a run that goes out in several records sends a page of zeros
+ * less for each record more.
+ */
 static u64 gpup_save_out_left(const struct gpup_save_file *sf)
 {
 	const struct gpup_save_slot *slot = sf->out_slot;
+	u64 left;
 
 	if (!slot)
 		return 0;
-	/* While its headers go out, run @next's bytes are still to come. */
-	return gpup_slot_bytes(slot, slot->next) -
-	       (slot->hdr_out ? GPUP_VRAM_REC_EXTRA : 0);
+	left = gpup_slot_bytes(slot, slot->next) -
+	       (u64)slot->next_page * sf->page_size;
+	/*
+	 * While the headers of the run's last record go out, its bytes are
+	 * all that is left of the run.
+	 */
+	if (slot->hdr_out && slot->next_off + slot->data_len ==
+	    gpup_slot_run_end(slot))
+		left -= GPUP_VRAM_REC_EXTRA;
+	return left;
 }
 
 /*
@@ -688,13 +736,13 @@ static int gpup_save_submit(struct gpup_save_file *sf,
 
 	slot->initial = sf->phase == GPUP_SAVE_FULL;
 	slot->next = 0;
+	slot->next_page = 0;
 	slot->next_off = 0;
 	slot->hdr_out = false;
 	slot->status = 0;
 	for (i = 0; i < GPUP_SAVE_CRC_PARTS; i++) {
 		slot->crc_part[i].ok = false;
 		slot->crc_part[i].queued = false;
-		slot->crc_part[i].zero = 0;
 	}
 	slot->t_sub = ktime_get_ns();
 	if (!sf->pass_t0)
@@ -768,34 +816,48 @@ static int gpup_save_slot_wait(struct gpup_save_file *sf,
 }
 
 /*
- * With zero detection, whether run @i of @slot (its bytes at @data) holds
- * zeros only: as @p, its part's work, found, or now.
+ * Run @slot->next begins: its zero pages, as its part's work found them
+ * (@p, @ok) or now, with zero detection.  @data: the run's bytes.
  */
-static bool gpup_slot_zero(const struct gpup_save_slot *slot,
+static u64 gpup_slot_zeros(const struct gpup_save_slot *slot,
 			   const struct gpup_save_crc_part *p, bool ok,
-			   unsigned int i, const u8 *data)
+			   const u8 *data)
 {
 	if (!slot->sf->zero_detect)
-		return false;
+		return 0;
 	if (ok)
-		return p->zero & BIT_ULL(i);
-	return !memchr_inv(data, 0, slot->seg[i].len);
+		return slot->zmask[slot->next];
+	return gpup_zero_pages(data, slot->seg[slot->next].len,
+			       slot->sf->page_size);
+}
+
+/* Move past @len bytes of run @slot->next; past the run at its end. */
+static void gpup_slot_advance(struct gpup_save_slot *slot, size_t len)
+{
+	slot->next_off += len;
+	slot->next_page += len / slot->sf->page_size;
+	if (slot->next_off == gpup_slot_run_end(slot)) {
+		slot->next++;
+		slot->next_page = 0;
+	}
 }
 
 /*
- * The next piece of @sf->out_slot: the record and run headers of its
- * next run, checksummed over the run's bytes, then those bytes; or, for
- * a run of zeros with zero detection, a ZERO record alone.  Returns 0
- * with a piece, 1 once every run went out, or -errno.
+ * The next piece of @sf->out_slot.  Run @next goes out as one record
+ * per stretch of its pages that hold zeros (with zero detection) or not:
+ * a ZERO record alone, or a VRAM record's headers, checksummed over its
+ * bytes, then those bytes.  Returns 0 with a piece, 1 once every run
+ * went out, or -errno.
  */
 static int gpup_save_piece(struct gpup_save_file *sf)
 {
 	struct gpup_save_slot *slot = sf->out_slot;
-	u32 ps = sf->mf.gdev->caps.page_size;
+	u32 ps = sf->page_size, npages, end, n;
 	const struct gpup_save_crc_part *p;
 	const struct gpup_vram_seg *seg;
 	const u8 *data;
-	bool ok;
+	bool ok, zero;
+	u64 first;
 	u32 crc;
 	int ret;
 
@@ -806,45 +868,59 @@ static int gpup_save_piece(struct gpup_save_file *sf)
 	sf->out_initial = slot->initial;
 	if (slot->hdr_out) {
 		sf->out = data;
-		sf->out_len = seg->len;
+		sf->out_len = slot->data_len;
 		slot->hdr_out = false;
-		slot->next_off += seg->len;
-		slot->next++;
+		gpup_slot_advance(slot, slot->data_len);
 		return 0;
 	}
 	p = &slot->crc_part[slot->next % GPUP_SAVE_CRC_PARTS];
-	/* Pairs with gpup_save_crc_work(): the flag, then @crc and @zero. */
+	/* Pairs with gpup_save_crc_work(): the flag, then @crc and @zmask. */
 	ok = smp_load_acquire(&p->ok);
-	if (gpup_slot_zero(slot, p, ok, slot->next, data)) {
+	if (!slot->next_page)
+		slot->zeros = gpup_slot_zeros(slot, p, ok, data);
+	npages = div_u64(seg->len, ps);
+	zero = slot->zeros & BIT_ULL(slot->next_page);
+	for (end = slot->next_page + 1; end < npages; end++)
+		if (!!(slot->zeros & BIT_ULL(end)) != zero)
+			break;
+	n = end - slot->next_page;
+	first = div_u64(seg->offset, ps) + slot->next_page;
+	/*
+	 * The pass counted each run as one VRAM record when it took the
+	 * slot: a record more costs its headers, a ZERO one spares bytes.
+	 */
+	if (slot->next_page)
+		sf->pass.bytes += GPUP_VRAM_REC_EXTRA;
+	if (zero) {
 		ret = gpup_vfio_zero_rec_build(&sf->w,
 					       (struct gpup_rec_hdr *)slot->rec,
 					       (struct gpup_vram_run *)(slot->rec +
-						GPUP_REC_HDR_SIZE),
-					       div_u64(seg->offset, ps),
-					       div_u64(seg->len, ps));
+						GPUP_REC_HDR_SIZE), first, n);
 		if (ret)
 			return ret;
 		sf->out = slot->rec;
 		sf->out_len = GPUP_VRAM_REC_EXTRA;
-		/* The pass counted the run's bytes when it took the slot. */
-		sf->pass.bytes -= seg->len;
-		slot->next_off += seg->len;
-		slot->next++;
+		sf->pass.bytes -= (u64)n * ps;
+		gpup_slot_advance(slot, (size_t)n * ps);
 		return 0;
 	}
 	gpup_vfio_vram_run_build((struct gpup_vram_run *)(slot->rec +
 						     GPUP_REC_HDR_SIZE),
-			    div_u64(seg->offset, ps), div_u64(seg->len, ps));
-	crc = ok ? slot->crc[slot->next] : gpup_slot_crc(slot, slot->next, data);
+			    first, n);
+	if (ok && n == npages)
+		crc = slot->crc[slot->next];
+	else
+		crc = gpup_run_crc(first, n, ps, data);
 	ret = gpup_vfio_rec_hdr_build(&sf->w, (struct gpup_rec_hdr *)slot->rec,
 				      GPUP_REC_VRAM, 0,
-				      GPUP_VRAM_RUN_SIZE + seg->len,
+				      GPUP_VRAM_RUN_SIZE + (size_t)n * ps,
 				      gpup_vfio_crc_final(crc));
 	if (ret)
 		return ret;
 	sf->out = slot->rec;
 	sf->out_len = GPUP_VRAM_REC_EXTRA;
 	slot->hdr_out = true;
+	slot->data_len = (size_t)n * ps;
 	return 0;
 }
 
