@@ -98,6 +98,12 @@ enum gpup_save_phase {
 #define GPUP_SLOT_WINDOWS	4
 /* Pages one ZERO record covers at most (its npages is a u32). */
 #define GPUP_ZERO_MAX_PAGES	BIT(30)
+/*
+ * Pages a dirty pass looks at in one query to find its next dirty window
+ * (a page of bits): a pass over clean VRAM costs a query per 128 MiB
+ * of 4 KiB pages, not one per window.
+ */
+#define GPUP_SKIP_PAGES		(PAGE_SIZE * BITS_PER_BYTE)
 /* ZERO records one piece holds: a page of them. */
 #define GPUP_ZBUF_RECS		128
 
@@ -242,6 +248,8 @@ struct gpup_save_slot {
  * @full_left: bytes of the VRAM records of the full pass not yet taken
  *	into a slot (with @written)
  * @zbuf: ZERO records going out, GPUP_ZBUF_RECS at most (with @written)
+ * @skip: dirty bits of GPUP_SKIP_PAGES pages from the cursor on, read
+ *	without clearing them, to find the next window with some
  * @win: dirty bits of the window being sent, @win_len bits
  * @win_first: first page of the window
  * @win_len: pages in the window
@@ -290,6 +298,7 @@ struct gpup_save_file {
 	u64 zero_left;
 	u64 full_left;
 	u8 *zbuf;
+	unsigned long *skip;
 	unsigned long *win;
 	u64 win_first;
 	u32 win_len;
@@ -992,6 +1001,33 @@ static void gpup_save_fresh_taken(struct gpup_save_file *sf, u64 first,
 }
 
 /*
+ * A dirty pass: move the cursor (at a window's start) to the window of
+ * the next dirty page, or to the end of VRAM.  The bits are read, not
+ * cleared: the window's own query clears them just before its pages are
+ * read.  Returns 0 or -errno.
+ */
+static long gpup_save_skip_clean(struct gpup_save_file *sf)
+{
+	unsigned long bit;
+	long ret;
+	u64 n;
+
+	while (sf->cursor < sf->npages) {
+		n = min_t(u64, GPUP_SKIP_PAGES, sf->npages - sf->cursor);
+		ret = gpup_save_query(sf, sf->cursor, n, sf->skip, false);
+		if (ret < 0)
+			return ret;
+		bit = ret ? find_first_bit(sf->skip, n) : n;
+		if (bit < n) {
+			sf->cursor += bit - bit % sf->run_pages;
+			return 0;
+		}
+		sf->cursor += n;
+	}
+	return 0;
+}
+
+/*
  * The next run of the current pass, if it has at most @room pages: the
  * full pass's next window (or written run of it), its dirty bits
  * cleared; or a run of the dirty
@@ -1048,6 +1084,9 @@ static int gpup_save_next_run(struct gpup_save_file *sf, u32 room,
 			gpup_save_fresh_taken(sf, *first, *n);
 			return 1;
 		}
+		ret = gpup_save_skip_clean(sf);
+		if (ret < 0)
+			return ret;
 		if (sf->cursor >= sf->npages)
 			return 0;
 		w = min_t(u64, sf->run_pages, sf->npages - sf->cursor);
@@ -1673,6 +1712,7 @@ static void gpup_save_free(struct gpup_save_file *sf)
 	kvfree(sf->head);
 	kvfree(sf->mut);
 	gpup_vfio_bitmap_free(sf->win);
+	gpup_vfio_bitmap_free(sf->skip);
 	gpup_vfio_bitmap_free(sf->written);
 	kfree(sf->zbuf);
 	gpup_save_slots_free(sf);
@@ -1780,8 +1820,9 @@ struct gpup_save_file *gpup_vfio_save_new(struct gpup_vfio_dev *gdev,
 	if (ret)
 		goto err_free;
 	sf->win = gpup_vfio_bitmap_alloc(sf->run_pages);
+	sf->skip = gpup_vfio_bitmap_alloc(GPUP_SKIP_PAGES);
 	ret = -ENOMEM;
-	if (!sf->win)
+	if (!sf->win || !sf->skip)
 		goto err_free;
 	ret = gpup_vfio_file_init(&sf->mf, gdev, "gpup_vfio_save",
 				  &gpup_save_fops, O_RDONLY);
