@@ -47,10 +47,12 @@
  *
  * Every pass walks VRAM in windows of one run.  With dirty tracking on,
  * each window's dirty bits are read and cleared just before the window is
- * read (submitted, in bulk): the full pass clears the bits of the pages it is about to send,
- * so a page dirtied ahead of its cursor goes out once; a dirty pass sends
- * the window's dirty pages.  A page written after its window was queried
- * is dirty again and goes out in a later pass.
+ * read (submitted, in bulk): the full pass clears the bits of the pages
+ * it is about to send, so a page dirtied ahead of its cursor goes out
+ * once; a dirty pass sends the window's dirty pages, and finds the next
+ * window with some by reading GPUP_SKIP_PAGES bits at a time
+ * (gpup_save_skip_clean()).  A page written after its window was
+ * queried is dirty again and goes out in a later pass.
  *
  * read() copies to userspace outside the file's lock (and every lock an
  * arc or a reset takes): io_lock alone keeps the piece being copied
