@@ -775,6 +775,14 @@ struct big_fig {
 	double first_byte_ms;	/* RUNNING -> PRE_COPY, first read() back */
 	double precopy_info;	/* PRECOPY_INFO calls per second */
 	double get_info;	/* GET_INFO calls per second, same run */
+	double data_size;	/* MIG_DATA_SIZE calls per second, PRE_COPY */
+	double data_size_idle;	/* the same in RUNNING, before the save */
+};
+
+/* A VFIO_DEVICE_FEATURE_MIG_DATA_SIZE request, for ioctl_rate(). */
+struct data_size_req {
+	struct vfio_device_feature f;
+	struct vfio_device_feature_mig_data_size d;
 };
 
 /*
@@ -787,6 +795,11 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 {
 	struct vfio_device_info dinfo = { .argsz = sizeof(dinfo) };
 	struct vfio_precopy_info pinfo = { .argsz = sizeof(pinfo) };
+	struct data_size_req dsize = {
+		.f.argsz = sizeof(dsize),
+		.f.flags = VFIO_DEVICE_FEATURE_GET |
+			   VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+	};
 	int src = s->v[0].device, dst = s->v[1].device, sfd = -1, dfd = -1;
 	u8 *buf = malloc(GPUP_CHUNK_READ);
 	long long n = 0;
@@ -814,6 +827,8 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 		goto out;
 	f->written = gpup_sim_read_long(s->vf[0], "vram_backed") * 4096LL;
 	if (!model) {
+		/* What QEMU asks before it starts: a walk of the written set. */
+		f->data_size_idle = ioctl_rate(src, VFIO_DEVICE_FEATURE, &dsize);
 		t = gpup_now();
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd);
 		if (ret)
@@ -833,6 +848,9 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 						     &pinfo);
 			f->get_info = ioctl_rate(src, VFIO_DEVICE_GET_INFO,
 						 &dinfo);
+			/* What QEMU asks on each iteration: O(1). */
+			f->data_size = ioctl_rate(src, VFIO_DEVICE_FEATURE,
+						  &dsize);
 		}
 		if (!ret)
 			ret = big_steps(s->vf[0], BIG_DIRTY_STEPS);
@@ -954,6 +972,16 @@ static int bench_big(void)
 		bench("big_precopy_info_cost_vs_1024M", mb, "_ratio",
 		      (f.get_info / f.precopy_info) /
 		      (f1.get_info / f1.precopy_info));
+		/*
+		 * MIG_DATA_SIZE the same way: in PRE_COPY, from the save
+		 * file's counts; in RUNNING, a walk of the written set.
+		 */
+		bench("big_mig_data_size_cost_vs_1024M", mb, "_ratio",
+		      (f.get_info / f.data_size) /
+		      (f1.get_info / f1.data_size));
+		bench("big_mig_data_size_running_cost_vs_1024M", mb, "_ratio",
+		      (f.get_info / f.data_size_idle) /
+		      (f1.get_info / f1.data_size_idle));
 	}
 	return ret;
 }
