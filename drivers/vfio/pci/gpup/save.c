@@ -1868,6 +1868,7 @@ err_put:
 	return ERR_PTR(ret);
 err_free:
 	gpup_vfio_bitmap_free(sf->win);
+	gpup_vfio_bitmap_free(sf->skip);
 	gpup_save_slots_free(sf);
 	kfree(sf);
 	return ERR_PTR(ret);
