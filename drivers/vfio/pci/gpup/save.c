@@ -407,56 +407,120 @@ static bool gpup_written_run(const unsigned long *map, u64 npages,
 	return true;
 }
 
-/*
- * Bytes of the ZERO records (@zero) and of the VRAM records (@full) of a
- * first pass over the written pages of @map.
- */
-static void gpup_written_bytes(const unsigned long *map, u64 npages,
-			       u32 run_pages, u32 page_size, u64 *zero,
-			       u64 *full)
+/* What a first pass over the written pages sends: gpup_written_walk(). */
+struct gpup_written_sum {
+	u64 zero;	/* bytes of its ZERO records */
+	u64 full;	/* bytes of its VRAM records */
+	u64 nwritten;	/* pages written */
+	u64 gap;	/* pages of the gap not yet closed by a written page */
+};
+
+/* The ZERO records of the gap so far, which a written page or the end closes. */
+static void gpup_written_close_gap(struct gpup_written_sum *sum)
 {
-	u64 pos, first;
+	sum->zero += div64_u64(sum->gap + GPUP_ZERO_MAX_PAGES - 1,
+			       GPUP_ZERO_MAX_PAGES) * GPUP_VRAM_REC_EXTRA;
+	sum->gap = 0;
+}
+
+/*
+ * The gaps and runs of the @n bits at @bits (whole windows of @run_pages
+ * from a window's start, but for VRAM's last) into @sum: a run never
+ * crosses a window, one record each.
+ */
+static void gpup_written_sum_bits(const unsigned long *bits, u32 n,
+				  u32 run_pages, u32 page_size,
+				  struct gpup_written_sum *sum)
+{
+	unsigned long pos = 0, end;
+
+	while (pos < n) {
+		if (test_bit(pos, bits)) {
+			end = min_t(unsigned long, n,
+				    pos - pos % run_pages + run_pages);
+			end = find_next_zero_bit(bits, end, pos);
+			gpup_written_close_gap(sum);
+			sum->full += gpup_run_bytes(end - pos, run_pages,
+						    page_size);
+		} else {
+			end = find_next_bit(bits, n, pos);
+			sum->gap += end - pos;
+		}
+		pos = end;
+	}
+}
+
+/*
+ * The pages of @gdev written since its reset, GPUP_SKIP_PAGES at a time
+ * (whole windows: @run_pages is a power of two of at most 64): each
+ * chunk's count first, which the contract has cost O(1), and its bitmap
+ * only where some of its pages were written.  The walk
+ * costs a count per chunk (128 MiB of 4 KiB pages) and the pages
+ * written, not a bit per page of VRAM.  With @map (@npages bits,
+ * zeroed) the bits are kept there; else @scratch holds one chunk's.
+ */
+static int gpup_written_walk(struct gpup_vfio_dev *gdev, unsigned long gen,
+			     u64 npages, u32 run_pages, u32 page_size,
+			     unsigned long *map, unsigned long *scratch,
+			     struct gpup_written_sum *sum)
+{
+	unsigned long *bits = scratch;
+	u64 first;
+	long ret;
 	u32 n;
 
-	*zero = 0;
-	*full = 0;
-	for (pos = 0; gpup_written_gap(map, npages, pos, &first, &n);
-	     pos = first + n)
-		*zero += GPUP_VRAM_REC_EXTRA;
-	/* A run never crosses a window: one record each. */
-	for (pos = 0; gpup_written_run(map, npages, run_pages, pos, &first,
-				       &n); pos = first + n)
-		*full += gpup_run_bytes(n, run_pages, page_size);
+	memset(sum, 0, sizeof(*sum));
+	for (first = 0; first < npages; first += n) {
+		n = min_t(u64, GPUP_SKIP_PAGES, npages - first);
+		ret = gpup_vfio_query_written(gdev, gen, first, n, NULL);
+		if (ret > 0) {
+			if (map)
+				bits = map + BIT_WORD(first);
+			ret = gpup_vfio_query_written(gdev, gen, first, n,
+						      bits);
+		}
+		if (ret < 0)
+			return ret == -EOPNOTSUPP ? -EIO : ret;
+		sum->nwritten += ret;
+		if (ret)
+			gpup_written_sum_bits(bits, n, run_pages, page_size,
+					      sum);
+		else
+			sum->gap += n;
+	}
+	gpup_written_close_gap(sum);
+	return 0;
 }
 
 /*
  * The written set of @gdev's VRAM, if the provider reports it and some
- * page was not written: a new bitmap of @npages bits in @map (else NULL).
- * Returns 0 or -errno.
+ * page was not written: what a first pass over it sends in @sum, and,
+ * with @map, its bits in a new bitmap of @npages bits there.  Returns 1
+ * after such a walk, 0 if there is no written set to walk, or -errno.
  */
 static int gpup_written_map(struct gpup_vfio_dev *gdev, unsigned long gen,
-			    u64 npages, unsigned long **map, u64 *count)
+			    u64 npages, u32 run_pages, u32 page_size,
+			    unsigned long **map, struct gpup_written_sum *sum)
 {
+	unsigned long *bits;
 	long ret;
 
-	*map = NULL;
-	*count = 0;
 	ret = gpup_vfio_query_written(gdev, gen, 0, npages, NULL);
 	if (ret == -EOPNOTSUPP || ret == npages)
 		return 0;
 	if (ret < 0)
 		return ret;
-	*map = gpup_vfio_bitmap_alloc(npages);
-	if (!*map)
+	bits = gpup_vfio_bitmap_alloc(map ? npages : GPUP_SKIP_PAGES);
+	if (!bits)
 		return -ENOMEM;
-	ret = gpup_vfio_query_written(gdev, gen, 0, npages, *map);
-	if (ret >= 0) {
-		*count = ret;
-		return 0;
+	ret = gpup_written_walk(gdev, gen, npages, run_pages, page_size,
+				map ? bits : NULL, bits, sum);
+	if (ret || !map) {
+		gpup_vfio_bitmap_free(bits);
+		return ret ?: 1;
 	}
-	gpup_vfio_bitmap_free(*map);
-	*map = NULL;
-	return ret == -EOPNOTSUPP ? -EIO : ret;
+	*map = bits;
+	return 1;
 }
 
 /*
@@ -466,19 +530,22 @@ static int gpup_written_map(struct gpup_vfio_dev *gdev, unsigned long gen,
  */
 static int gpup_save_snapshot(struct gpup_save_file *sf)
 {
+	struct gpup_written_sum sum;
 	int ret;
 
 	ret = gpup_written_map(sf->mf.gdev, sf->mf.gen, sf->npages,
-			       &sf->written, &sf->nwritten);
-	if (ret || !sf->written)
+			       sf->run_pages, sf->page_size, &sf->written,
+			       &sum);
+	if (ret <= 0)
 		return ret;
+	sf->nwritten = sum.nwritten;
 	sf->reinit_seen = sf->nwritten;
+	sf->zero_left = sum.zero;
+	sf->full_left = sum.full;
 	sf->zbuf = kmalloc(GPUP_ZBUF_RECS * GPUP_VRAM_REC_EXTRA,
 			   GFP_KERNEL_ACCOUNT);
 	if (!sf->zbuf)
 		return -ENOMEM;
-	gpup_written_bytes(sf->written, sf->npages, sf->run_pages,
-			   sf->page_size, &sf->zero_left, &sf->full_left);
 	return 0;
 }
 
@@ -527,7 +594,7 @@ static int gpup_save_zeros(struct gpup_save_file *sf)
  * Header, IMMUTABLE, one pass over VRAM, MUTABLE and END; where the
  * provider reports the pages written since the VF's reset, the pass is
  * the ZERO records and the written runs a save file made now would send
- * (a walk of the written set, in a bitmap of its own).
+ * (gpup_written_walk(): a count per chunk of VRAM and the pages written).
  *
  * Context: the caller holds @gdev->state_mutex.
  * Return: 0 or -errno.
@@ -536,26 +603,24 @@ int gpup_vfio_save_full_size(struct gpup_vfio_dev *gdev, size_t imm,
 			     size_t mut, u64 *size)
 {
 	const struct gpup_migration_caps *caps = &gdev->caps;
-	u64 npages = div_u64(caps->vram_size, caps->page_size), zero, full;
+	u64 npages = div_u64(caps->vram_size, caps->page_size);
 	u32 run_pages = max_t(u32, 1, GPUP_RUN_BYTES / caps->page_size);
-	unsigned long *map;
-	u64 nwritten;
+	struct gpup_written_sum sum;
 	int ret;
 
-	ret = gpup_written_map(gdev, GPUP_GEN_ANY, npages, &map, &nwritten);
-	if (ret)
+	ret = gpup_written_map(gdev, GPUP_GEN_ANY, npages, run_pages,
+			       caps->page_size, NULL, &sum);
+	if (ret < 0)
 		return ret;
-	if (!map) {
+	if (!ret) {
 		*size = gpup_vfio_stream_full_size(imm, caps->vram_size,
 						   caps->page_size,
 						   GPUP_RUN_BYTES, mut);
 		return 0;
 	}
-	gpup_written_bytes(map, npages, run_pages, caps->page_size, &zero,
-			   &full);
-	gpup_vfio_bitmap_free(map);
 	*size = gpup_vfio_stream_full_size(imm, 0, caps->page_size,
-					   GPUP_RUN_BYTES, mut) + zero + full;
+					   GPUP_RUN_BYTES, mut) +
+		sum.zero + sum.full;
 	return 0;
 }
 
