@@ -425,29 +425,23 @@ static void gpup_written_close_gap(struct gpup_written_sum *sum)
 
 /*
  * The gaps and runs of the @n bits at @bits (whole windows of @run_pages
- * from a window's start, but for VRAM's last) into @sum: a run never
- * crosses a window, one record each.
+ * from a window's start, but for VRAM's last) into @sum: the runs as
+ * gpup_written_run() finds them, one record each.
  */
 static void gpup_written_sum_bits(const unsigned long *bits, u32 n,
 				  u32 run_pages, u32 page_size,
 				  struct gpup_written_sum *sum)
 {
-	unsigned long pos = 0, end;
+	u64 pos, first;
+	u32 len;
 
-	while (pos < n) {
-		if (test_bit(pos, bits)) {
-			end = min_t(unsigned long, n,
-				    pos - pos % run_pages + run_pages);
-			end = find_next_zero_bit(bits, end, pos);
-			gpup_written_close_gap(sum);
-			sum->full += gpup_run_bytes(end - pos, run_pages,
-						    page_size);
-		} else {
-			end = find_next_bit(bits, n, pos);
-			sum->gap += end - pos;
-		}
-		pos = end;
+	for (pos = 0; gpup_written_run(bits, n, run_pages, pos, &first, &len);
+	     pos = first + len) {
+		sum->gap += first - pos;
+		gpup_written_close_gap(sum);
+		sum->full += gpup_run_bytes(len, run_pages, page_size);
 	}
+	sum->gap += n - pos;
 }
 
 /*
