@@ -889,6 +889,77 @@ TEST_F(mig, precopy_reinit)
 }
 
 /*
+ * No REINIT once the VF is quiesced.  QEMU (11.1 and later) moves the
+ * device to PRE_COPY_P2P when it stops the VM for the switchover, then
+ * asks PRECOPY_INFO once more and fails the migration if the answer
+ * still carries VFIO_PRECOPY_INFO_REINIT: new initial data can no longer
+ * be sent before the switchover.  Pages first written after the last
+ * answer in PRE_COPY are then dirty bytes, for the STOP_COPY pass; the
+ * pages that answer reported stay initial bytes.  Without v2 (6.12) the
+ * pages are dirty bytes from the start, and .flags is reserved.
+ */
+TEST_F(mig, precopy_no_reinit_when_quiesced)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2,
+	};
+	struct vfio_precopy_info info = { .argsz = sizeof(info) };
+	int src = dev(self, A), dst = dev(self, B), sfd, dfd;
+	long backed, fresh1, fresh2;
+	struct gpup_buf b = { 0 };
+	u64 initial1;
+	size_t sent;
+	bool v2;
+
+	v2 = !ioctl(src, VFIO_DEVICE_FEATURE, &f);
+	EXPECT_EQ(kernel_since(7, 1), v2);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd));
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 1));
+	sent = b.len;
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
+
+	/* First writes while running: REINIT with v2. */
+	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 100));
+	fresh1 = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	ASSERT_LT(50, fresh1);
+	info.flags = v2 ? 0 : 0xa5a5a5a5;
+	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	EXPECT_EQ(v2 ? VFIO_PRECOPY_INFO_REINIT : 0xa5a5a5a5, info.flags);
+	EXPECT_EQ(v2, info.initial_bytes >= fresh1 * 4096);
+	initial1 = info.initial_bytes;
+
+	/* More first writes, then the switchover's quiesce. */
+	backed += fresh1;
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 100));
+	fresh2 = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	ksft_print_msg("pages first written: %ld, then %ld, v2 %d\n",
+		       fresh1, fresh2, v2);
+	ASSERT_LT(50, fresh2);
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY_P2P, NULL));
+	info.flags = v2 ? 0 : 0xa5a5a5a5;
+	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
+	EXPECT_EQ(v2 ? 0 : 0xa5a5a5a5, info.flags);
+	EXPECT_EQ(initial1, info.initial_bytes);
+	EXPECT_LE(fresh2 * 4096, info.dirty_bytes);
+
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL));
+	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
+				       GPUP_CHUNK_WRITE));
+	close(sfd);
+	close(dfd);
+	gpup_buf_free(&b);
+	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL));
+	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 230));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+/*
  * A VF of real size: 48 GiB of VRAM, of which the engine writes a 256 MiB
  * working set (gpup_sim is sparse and reports the pages written since
  * the reset, query_written).  The stream carries what was written, and
