@@ -1560,10 +1560,23 @@ int gpup_vfio_save_pending(struct gpup_save_file *sf, u64 *initial,
  * written after the snapshot, which the ZERO records promised as zeros,
  * are new initial data until a dirty pass takes them, and no longer
  * dirty bytes.  When their count grew since the last report, the
- * answer carries VFIO_PRECOPY_INFO_REINIT.  Caller holds @sf->mf.lock.
+ * answer carries VFIO_PRECOPY_INFO_REINIT.
+ *
+ * Only while the initial data of the snapshot is still being read
+ * (@info->initial_bytes, which does not count those pages, is not 0) and
+ * the VF runs.  Until then userspace cannot have seen the initial data
+ * end, so it has not decided to switch over: QEMU waits for its
+ * switchover ACK, which the destination gives once the initial data
+ * arrived.  Later, a REINIT could reach a switchover under way, which
+ * QEMU (11.1 and later) then fails; it asks PRECOPY_INFO a last time
+ * when it stops the VM.  @quiesced (PRE_COPY_P2P) is such a stop too.
+ * Then the pages first written since the last report are dirty bytes,
+ * which a dirty pass or STOP_COPY sends; those it reported stay initial
+ * bytes.  Caller holds @sf->mf.lock.
  */
 static int gpup_save_reinit_locked(struct gpup_save_file *sf,
-				   struct vfio_precopy_info *info)
+				   struct vfio_precopy_info *info,
+				   bool quiesced)
 {
 	struct gpup_vfio_dev *gdev = sf->mf.gdev;
 	u64 fresh, bytes;
@@ -1576,6 +1589,8 @@ static int gpup_save_reinit_locked(struct gpup_save_file *sf,
 		return 0;
 	if (now < 0)
 		return now;
+	if (quiesced || !info->initial_bytes)
+		now = min_t(u64, now, sf->reinit_seen);
 	if (now <= sf->nwritten)
 		return 0;
 	fresh = now - sf->nwritten;
@@ -1605,7 +1620,7 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 					  dirty_bytes);
 	struct vfio_precopy_info info;
 	u64 initial = 0, dirty = 0;
-	bool cur;
+	bool cur, quiesced;
 	int ret;
 
 	ret = gpup_check_precopy_ioctl(&gdev->core.vdev, cmd, arg, &info);
@@ -1615,6 +1630,7 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 	mutex_lock(&sf->mf.lock);
 	mutex_lock(&gdev->op_lock);
 	cur = sf->mf.gen == gdev->gen;
+	quiesced = gdev->paused;
 	mutex_unlock(&gdev->op_lock);
 	if (!cur || !sf->tracking || sf->stop_copy)
 		ret = -EINVAL;
@@ -1624,7 +1640,7 @@ static long gpup_save_ioctl(struct file *filp, unsigned int cmd,
 	info.initial_bytes = initial;
 	info.dirty_bytes = dirty;
 	if (!ret && gpup_precopy_info_v2(&gdev->core.vdev))
-		ret = gpup_save_reinit_locked(sf, &info);
+		ret = gpup_save_reinit_locked(sf, &info, quiesced);
 	mutex_unlock(&sf->mf.lock);
 	if (ret)
 		return ret;
