@@ -757,11 +757,15 @@ def tests(a, b, tap=None):
     # and the VF's DMA window in the two VMs' memories are equal.
     vm_a = source_vm(a)
     info, vm_b = migrate(a, b, vm_a)
-    da, db = sim_read(a, "digest"), sim_read(b, "digest")
-    wa, wb = vm_a.window("src"), vm_b.window("dst")
     log("A->B: " + figures(info))
     log_passes(a, "A->B")
-    tap.ok(info.get("status") == "completed", "migrate A->B completes")
+    if not tap.ok(info.get("status") == "completed",
+                  "migrate A->B completes"):
+        # The rest starts from a VM on VF B (whose QEMU may be gone);
+        # the QEMU logs say why (qemu_e2e.sh prints them).
+        return tap
+    da, db = sim_read(a, "digest"), sim_read(b, "digest")
+    wa, wb = vm_a.window("src"), vm_b.window("dst")
     tap.ok(da == db, "A->B: VF B equals VF A at switchover")
     tap.ok(info.get("vfio", {}).get("transferred", 0) > 0,
            "A->B: vfio bytes transferred")
