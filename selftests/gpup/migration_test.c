@@ -818,6 +818,59 @@ static int read_some(int fd, struct gpup_buf *b, size_t len)
 }
 
 /*
+ * The start of a pre-copy with PRECOPY_INFO v2 asked for on A: its
+ * return, whether the kernel has it.  A runs 30 steps, B goes to
+ * RESUMING (*@dfd), A to PRE_COPY (*@sfd), and the first bytes of A's
+ * stream, the header and a little of the initial data, are read into @b.
+ */
+static bool v2_precopy_start(struct __test_metadata *_metadata,
+			     struct _test_data_mig *self, int *sfd, int *dfd,
+			     struct gpup_buf *b)
+{
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2,
+	};
+	bool v2;
+
+	v2 = !ioctl(dev(self, A), VFIO_DEVICE_FEATURE, &f);
+	EXPECT_EQ(kernel_since(7, 1), v2);
+	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RESUMING,
+				  dfd));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_PRE_COPY,
+				  sfd));
+	ASSERT_EQ(0, read_some(*sfd, b, 4096));
+	return v2;
+}
+
+/*
+ * Its end: A to STOP_COPY, the rest of its stream read into @b and
+ * written to B from byte @sent on, B to RUNNING and A to STOP.  B must
+ * equal C after @steps, A's steps in all.
+ */
+static void v2_precopy_finish(struct __test_metadata *_metadata,
+			      struct _test_data_mig *self, int sfd, int dfd,
+			      struct gpup_buf *b, size_t sent,
+			      unsigned long steps)
+{
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
+				  NULL));
+	ASSERT_EQ(0, gpup_read_stream(sfd, b, GPUP_CHUNK_READ, 0));
+	ASSERT_EQ(0, gpup_write_stream(dfd, b->data + sent, b->len - sent,
+				       GPUP_CHUNK_WRITE));
+	close(sfd);
+	close(dfd);
+	gpup_buf_free(b);
+	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
+				  NULL));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
+				  NULL));
+	ASSERT_EQ(0, gpup_sim_run(self->vf[C], steps));
+	expect_same(_metadata, self->vf[B], self->vf[C]);
+}
+
+/*
  * Pages first written during pre-copy.  The save's ZERO records
  * promised them as zeros; once written they are new initial data.  With
  * PRECOPY_INFO v2 (7.1 and later, userspace opted in) the answer says so
@@ -832,25 +885,16 @@ static int read_some(int fd, struct gpup_buf *b, size_t len)
  */
 TEST_F(mig, precopy_reinit)
 {
-	struct vfio_device_feature f = {
-		.argsz = sizeof(f),
-		.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2,
-	};
 	struct vfio_precopy_info info = { .argsz = sizeof(info) };
-	int src = dev(self, A), dst = dev(self, B), sfd, dfd;
-	long backed, fresh;
 	struct gpup_buf b = { 0 };
-	u64 left;
+	long backed, fresh;
+	int sfd, dfd;
 	size_t sent;
+	u64 left;
 	bool v2;
 
-	v2 = !ioctl(src, VFIO_DEVICE_FEATURE, &f);
-	EXPECT_EQ(kernel_since(7, 1), v2);
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
-	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd));
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd));
-	/* The initial data read in part: the header and a little more. */
-	ASSERT_EQ(0, read_some(sfd, &b, 4096));
+	/* The initial data read in part. */
+	v2 = v2_precopy_start(_metadata, self, &sfd, &dfd, &b);
 	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
 	EXPECT_EQ(0, info.flags);
 	left = info.initial_bytes;
@@ -900,18 +944,7 @@ TEST_F(mig, precopy_reinit)
 	EXPECT_EQ(v2 ? 0 : 0xa5a5a5a5, info.flags);
 	EXPECT_EQ(0, info.initial_bytes);
 	EXPECT_LE(fresh * 4096, info.dirty_bytes);
-
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
-				       GPUP_CHUNK_WRITE));
-	close(sfd);
-	close(dfd);
-	gpup_buf_free(&b);
-	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL));
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 330));
-	expect_same(_metadata, self->vf[B], self->vf[C]);
+	v2_precopy_finish(_metadata, self, sfd, dfd, &b, sent, 330);
 }
 
 /*
@@ -924,23 +957,14 @@ TEST_F(mig, precopy_reinit)
  */
 TEST_F(mig, precopy_no_reinit_when_quiesced)
 {
-	struct vfio_device_feature f = {
-		.argsz = sizeof(f),
-		.flags = VFIO_DEVICE_FEATURE_SET | GPUP_FEATURE_PRECOPY_INFO_V2,
-	};
 	struct vfio_precopy_info info = { .argsz = sizeof(info) };
-	int src = dev(self, A), dst = dev(self, B), sfd, dfd;
 	long backed, fresh1, fresh2;
 	struct gpup_buf b = { 0 };
+	int sfd, dfd;
 	u64 initial1;
 	bool v2;
 
-	v2 = !ioctl(src, VFIO_DEVICE_FEATURE, &f);
-	EXPECT_EQ(kernel_since(7, 1), v2);
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 30));
-	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd));
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &sfd));
-	ASSERT_EQ(0, read_some(sfd, &b, 4096));
+	v2 = v2_precopy_start(_metadata, self, &sfd, &dfd, &b);
 
 	/* First writes while running: REINIT with v2. */
 	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
@@ -960,23 +984,14 @@ TEST_F(mig, precopy_no_reinit_when_quiesced)
 	ksft_print_msg("pages first written: %ld, then %ld, v2 %d\n",
 		       fresh1, fresh2, v2);
 	ASSERT_LT(50, fresh2);
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY_P2P, NULL));
+	ASSERT_EQ(0, gpup_mig_set(dev(self, A),
+				  VFIO_DEVICE_STATE_PRE_COPY_P2P, NULL));
 	info.flags = v2 ? 0 : 0xa5a5a5a5;
 	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
 	EXPECT_EQ(v2 ? 0 : 0xa5a5a5a5, info.flags);
 	EXPECT_EQ(initial1, info.initial_bytes);
 	EXPECT_LE(fresh2 * 4096, info.dirty_bytes);
-
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, &b, GPUP_CHUNK_READ, 0));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b.data, b.len, GPUP_CHUNK_WRITE));
-	close(sfd);
-	close(dfd);
-	gpup_buf_free(&b);
-	ASSERT_EQ(0, gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL));
-	ASSERT_EQ(0, gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 230));
-	expect_same(_metadata, self->vf[B], self->vf[C]);
+	v2_precopy_finish(_metadata, self, sfd, dfd, &b, 0, 230);
 }
 
 /*
