@@ -817,6 +817,15 @@ static int read_some(int fd, struct gpup_buf *b, size_t len)
 	return gpup_buf_append(b, tmp, n);
 }
 
+/* Runs @steps of VF @vf: the pages it wrote for the first time. */
+static long first_writes(const char *vf, unsigned long steps)
+{
+	long backed = gpup_sim_read_long(vf, "vram_backed");
+	int ret = gpup_sim_run(vf, steps);
+
+	return ret ?: gpup_sim_read_long(vf, "vram_backed") - backed;
+}
+
 /*
  * The start of a pre-copy with PRECOPY_INFO v2 asked for on A: its
  * return, whether the kernel has it.  A runs 30 steps, B goes to
@@ -845,27 +854,16 @@ static bool v2_precopy_start(struct __test_metadata *_metadata,
 }
 
 /*
- * Its end: A to STOP_COPY, the rest of its stream read into @b and
- * written to B from byte @sent on, B to RUNNING and A to STOP.  B must
- * equal C after @steps, A's steps in all.
+ * Its end (gpup_precopy_end(): the rest of A's stream from byte @sent of
+ * @b on restored into B): B must equal C after @steps, A's steps in all.
  */
 static void v2_precopy_finish(struct __test_metadata *_metadata,
 			      struct _test_data_mig *self, int sfd, int dfd,
 			      struct gpup_buf *b, size_t sent,
 			      unsigned long steps)
 {
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
-				  NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, b, GPUP_CHUNK_READ, 0));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b->data + sent, b->len - sent,
-				       GPUP_CHUNK_WRITE));
-	close(sfd);
-	close(dfd);
-	gpup_buf_free(b);
-	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
-				  NULL));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
-				  NULL));
+	ASSERT_EQ(0, gpup_precopy_end(dev(self, A), dev(self, B), sfd, dfd, b,
+				      sent));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], steps));
 	expect_same(_metadata, self->vf[B], self->vf[C]);
 }
@@ -887,8 +885,8 @@ TEST_F(mig, precopy_reinit)
 {
 	struct vfio_precopy_info info = { .argsz = sizeof(info) };
 	struct gpup_buf b = { 0 };
-	long backed, fresh;
 	int sfd, dfd;
+	long fresh;
 	size_t sent;
 	u64 left;
 	bool v2;
@@ -901,9 +899,7 @@ TEST_F(mig, precopy_reinit)
 	ASSERT_LT(0, left);
 
 	/* 200 steps of 4 pages in 4096: most of them first writes. */
-	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 200));
-	fresh = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	fresh = first_writes(self->vf[A], 200);
 	ksft_print_msg("%ld pages first written in pre-copy, v2 %d\n", fresh,
 		       v2);
 	ASSERT_LT(100, fresh);
@@ -935,9 +931,7 @@ TEST_F(mig, precopy_reinit)
 	EXPECT_EQ(0, info.flags);
 
 	/* First writes now are dirty bytes, REINIT or not. */
-	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 100));
-	fresh = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	fresh = first_writes(self->vf[A], 100);
 	ASSERT_LT(20, fresh);
 	info.flags = v2 ? 0 : 0xa5a5a5a5;
 	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
@@ -958,7 +952,7 @@ TEST_F(mig, precopy_reinit)
 TEST_F(mig, precopy_no_reinit_when_quiesced)
 {
 	struct vfio_precopy_info info = { .argsz = sizeof(info) };
-	long backed, fresh1, fresh2;
+	long fresh1, fresh2;
 	struct gpup_buf b = { 0 };
 	int sfd, dfd;
 	u64 initial1;
@@ -967,9 +961,7 @@ TEST_F(mig, precopy_no_reinit_when_quiesced)
 	v2 = v2_precopy_start(_metadata, self, &sfd, &dfd, &b);
 
 	/* First writes while running: REINIT with v2. */
-	backed = gpup_sim_read_long(self->vf[A], "vram_backed");
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 100));
-	fresh1 = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	fresh1 = first_writes(self->vf[A], 100);
 	ASSERT_LT(50, fresh1);
 	info.flags = v2 ? 0 : 0xa5a5a5a5;
 	ASSERT_EQ(0, ioctl(sfd, VFIO_MIG_GET_PRECOPY_INFO, &info));
@@ -978,9 +970,7 @@ TEST_F(mig, precopy_no_reinit_when_quiesced)
 	EXPECT_LT(0, initial1);
 
 	/* More first writes, then the switchover's quiesce. */
-	backed += fresh1;
-	ASSERT_EQ(0, gpup_sim_run(self->vf[A], 100));
-	fresh2 = gpup_sim_read_long(self->vf[A], "vram_backed") - backed;
+	fresh2 = first_writes(self->vf[A], 100);
 	ksft_print_msg("pages first written: %ld, then %ld, v2 %d\n",
 		       fresh1, fresh2, v2);
 	ASSERT_LT(50, fresh2);

@@ -270,28 +270,6 @@ static void precopy_begin(struct __test_metadata *_metadata,
 }
 
 /*
- * A to STOP_COPY, the rest of its stream after the @sent bytes of @b to
- * B, both files closed and @b freed; B to RUNNING, A to STOP.
- */
-static void precopy_end(struct __test_metadata *_metadata,
-			struct _test_data_xfer *self, int sfd, int dfd,
-			struct gpup_buf *b, size_t sent)
-{
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP_COPY,
-				  NULL));
-	ASSERT_EQ(0, gpup_read_stream(sfd, b, GPUP_CHUNK_READ, 0));
-	ASSERT_EQ(0, gpup_write_stream(dfd, b->data + sent, b->len - sent,
-				       GPUP_CHUNK_WRITE));
-	close(dfd);
-	close(sfd);
-	gpup_buf_free(b);
-	ASSERT_EQ(0, gpup_mig_set(dev(self, B), VFIO_DEVICE_STATE_RUNNING,
-				  NULL));
-	ASSERT_EQ(0, gpup_mig_set(dev(self, A), VFIO_DEVICE_STATE_STOP,
-				  NULL));
-}
-
-/*
  * A dirty pass of scattered pages fills its slots with 64 runs, 256 KiB:
  * a 1 MiB read() needs four of them, and while the VF runs the save
  * keeps in flight the slots that cover the read() and one more, counted
@@ -329,7 +307,8 @@ TEST_F_TIMEOUT(xfer, dirty_pass_reads_ahead_in_bytes, 300)
 	ASSERT_EQ(0, gpup_write_stream(dfd, b.data + sent, b.len - sent,
 				       GPUP_CHUNK_WRITE));
 	sent = b.len;
-	precopy_end(_metadata, self, sfd, dfd, &b, sent);
+	ASSERT_EQ(0, gpup_precopy_end(dev(self, A), dev(self, B), sfd, dfd,
+				      &b, sent));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[B], 12));
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], 30 + 300 + 12));
 	expect_same(_metadata, self->vf[B], self->vf[C]);
@@ -404,7 +383,8 @@ TEST_F_TIMEOUT(xfer, precopy_read_ends_with_its_pass, 300)
 	EXPECT_EQ(20, data);
 	EXPECT_EQ(1, most);
 	free(buf);
-	precopy_end(_metadata, self, sfd, dfd, &b, sent);
+	ASSERT_EQ(0, gpup_precopy_end(dev(self, A), dev(self, B), sfd, dfd,
+				      &b, sent));
 	steps = gpup_sim_steps(self->vf[A]);
 	ASSERT_LT(30, steps);
 	ASSERT_EQ(0, gpup_sim_run(self->vf[C], steps));

@@ -268,6 +268,27 @@ int gpup_write_stream(int fd, const u8 *p, size_t len, size_t chunk)
 	return 0;
 }
 
+int gpup_precopy_end(int src, int dst, int sfd, int dfd, struct gpup_buf *b,
+		     size_t sent)
+{
+	int ret;
+
+	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP_COPY, NULL);
+	if (!ret)
+		ret = gpup_read_stream(sfd, b, GPUP_CHUNK_READ, 0);
+	if (!ret)
+		ret = gpup_write_stream(dfd, b->data + sent, b->len - sent,
+					GPUP_CHUNK_WRITE);
+	close(dfd);
+	close(sfd);
+	gpup_buf_free(b);
+	if (!ret)
+		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RUNNING, NULL);
+	if (!ret)
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_STOP, NULL);
+	return ret;
+}
+
 static void sim_path(char *path, size_t len, const char *vf, const char *f)
 {
 	snprintf(path, len, SIM_DEBUGFS "/%s/%s", vf, f);

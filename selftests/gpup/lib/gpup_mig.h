@@ -58,6 +58,15 @@ int gpup_read_stream(int fd, struct gpup_buf *b, size_t chunk,
 		     int stop_at_enomsg);
 /* Writes @len bytes in writes of @chunk bytes; returns 0 or -errno. */
 int gpup_write_stream(int fd, const u8 *p, size_t len, size_t chunk);
+/*
+ * The end of a pre-copy from device @src (save file @sfd) to device @dst
+ * (resume file @dfd): @src to STOP_COPY, the rest of its stream read into
+ * @b and written to @dfd from byte @sent of @b on, both files closed and
+ * @b freed, then @dst to RUNNING and @src to STOP.  Returns 0 or the first
+ * step's -errno.
+ */
+int gpup_precopy_end(int src, int dst, int sfd, int dfd, struct gpup_buf *b,
+		     size_t sent);
 
 /* Whole migrations as QEMU drives them. */
 int gpup_save_stop_copy(int src, struct gpup_buf *out);
