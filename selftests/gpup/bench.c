@@ -355,7 +355,7 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 	b.cap = size;
 	/*
 	 * Touch the buffer before the clock starts: QEMU reads into a
-	 * buffer it reuses, so first-touch faults (the kernel zeroing 1 GiB
+	 * buffer it reuses, so first-touch faults (the kernel zeroing it all
 	 * on the reader's CPU, serially in both paths) are not the save's.
 	 * Not zeros: malloc() and a memset() of zeros may become calloc().
 	 */
