@@ -320,20 +320,56 @@ static void bench_bulk_vs(const char *what, unsigned int mb, double bulk,
 }
 
 /*
+ * Seconds of CPU the guest spent, all CPUs together, from /proc/stat:
+ * what was not idle (user, nice, system, irq, softirq, steal).  Nothing
+ * else runs in the bench's guest, so the difference around a pass is
+ * the pass's CPU cost, the driver's, gpup_sim's engine and the reader's.
+ */
+static double cpu_busy(void)
+{
+	unsigned long long v[8];
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		return 0;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+		   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8)
+		return 0;
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) /
+	       sysconf(_SC_CLK_TCK);
+}
+
+/**
+ * struct xfer_fig - what one xfer_pass() measured, [0] the save and [1]
+ *	the restore
+ * @mbps: MB/s
+ * @secs: seconds, the wall clock
+ * @cpu: seconds of CPU (cpu_busy()) over the same interval
+ */
+struct xfer_fig {
+	double mbps[2];
+	double secs[2];
+	double cpu[2];
+};
+
+/*
  * One STOP_COPY save of VF 0 read in 1 MiB pieces, and its restore into
  * the same VF (STOP -> RESUMING, written in 32 KiB pieces), with the
- * driver's bulk_xfer parameter at @bulk; MB/s of each through @save and
- * @restore.  One VF, so that 1 GiB of VRAM fits the guest: the stream
+ * driver's bulk_xfer parameter at @bulk; the figures of each into @f.
+ * One VF, so that 1 GiB of VRAM fits the guest: the stream
  * buffer is sized once from MIG_DATA_SIZE.  Every page of VRAM moves
  * (skip_unwritten=N, zero_detect=N): the figures are of moving VRAM, not
  * of the few hundred pages the VF wrote.
  */
-static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
+static int xfer_pass(struct vfs *s, bool bulk, struct xfer_fig *f)
 {
 	int d = s->v[0].device, fd, ret;
 	struct gpup_buf b = { 0 };
+	double t, c;
 	u64 size;
-	double t;
 	ssize_t n;
 
 	ret = gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk ? "Y" : "N");
@@ -363,6 +399,7 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_STOP_COPY, &fd);
 	if (ret)
 		goto out;
+	c = cpu_busy();
 	t = gpup_now();
 	while (b.len < b.cap) {
 		n = read(fd, b.data + b.len, b.cap - b.len < GPUP_CHUNK_READ ?
@@ -372,11 +409,13 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 		b.len += n;
 	}
 	t = gpup_now() - t;
+	f->cpu[0] = cpu_busy() - c;
 	close(fd);
 	ret = b.len == size ? 0 : -EIO;
 	if (ret)
 		goto out;
-	*save = b.len / t / 1e6;
+	f->secs[0] = t;
+	f->mbps[0] = b.len / t / 1e6;
 	/* The path taken is the one asked for. */
 	if ((gpup_sim_xfer_stat(s->vf[0], "submitted") > 0) != bulk) {
 		ret = -EPROTO;
@@ -385,14 +424,18 @@ static int xfer_pass(struct vfs *s, bool bulk, double *save, double *restore)
 	ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RESUMING, &fd);
 	if (ret)
 		goto out;
+	c = cpu_busy();
 	t = gpup_now();
 	ret = gpup_write_stream(fd, b.data, b.len, GPUP_CHUNK_WRITE);
 	t = gpup_now() - t;
+	f->cpu[1] = cpu_busy() - c;
 	close(fd);
 	if (!ret)
 		ret = gpup_mig_set(d, VFIO_DEVICE_STATE_RUNNING, NULL);
-	if (!ret)
-		*restore = b.len / t / 1e6;
+	if (!ret) {
+		f->secs[1] = t;
+		f->mbps[1] = b.len / t / 1e6;
+	}
 out:
 	gpup_buf_free(&b);
 out_params:
@@ -404,7 +447,7 @@ out_params:
 /* Save and restore throughput in bulk (vram_xfer) and per range. */
 static int bench_xfer(unsigned int mb)
 {
-	double sb = 0, rb = 0, sp = 0, rp = 0;
+	struct xfer_fig b = { 0 }, p = { 0 };
 	struct vfs s;
 	int ret;
 
@@ -413,16 +456,16 @@ static int bench_xfer(unsigned int mb)
 	if (!ret)
 		ret = gpup_sim_run(s.vf[0], 100);
 	if (!ret)
-		ret = xfer_pass(&s, true, &sb, &rb);
+		ret = xfer_pass(&s, true, &b);
 	if (!ret)
-		ret = xfer_pass(&s, false, &sp, &rp);
+		ret = xfer_pass(&s, false, &p);
 	/* The module's default. */
 	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "Y");
 	teardown(&s);
 	if (ret)
 		return ret;
-	bench_bulk_vs("save", mb, sb, sp);
-	bench_bulk_vs("restore", mb, rb, rp);
+	bench_bulk_vs("save", mb, b.mbps[0], p.mbps[0]);
+	bench_bulk_vs("restore", mb, b.mbps[1], p.mbps[1]);
 	return 0;
 }
 
@@ -431,13 +474,22 @@ static int bench_xfer(unsigned int mb)
  * and vram_write call (gpup_sim's xfer_delay and vram_delay), so that
  * both paths pay it: save and restore in bulk with its transfers in
  * flight (xfer_depth 4), in bulk with one (xfer_depth 1) and per range.
+ *
+ * With each ratio of bulk to another path, what bulk cost in CPU against
+ * it (_cpu_ratio), and the ratio bulk would reach if it kept every
+ * online CPU busy all the time it ran (_ceiling_ratio): the other path's
+ * seconds times the CPUs over bulk's CPU seconds.  The pipeline hides the
+ * latency only as far as the guest has CPUs for its stages: where the
+ * work per byte costs more than the latency, no ratio can pass this.
  */
 static int bench_latency(unsigned int mb, unsigned int us)
 {
-	double sb = 0, rb = 0, s1 = 0, r1 = 0, sp = 0, rp = 0;
+	static const char * const dir[2] = { "save", "restore" };
+	struct xfer_fig b = { 0 }, d1 = { 0 }, p = { 0 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	char v[16], name[64];
 	struct vfs s;
-	int ret;
+	int i, ret;
 
 	snprintf(v, sizeof(v), "%u", us);
 	memset(&s, 0, sizeof(s));
@@ -449,26 +501,35 @@ static int bench_latency(unsigned int mb, unsigned int us)
 	if (!ret)
 		ret = gpup_sim_write(s.vf[0], "vram_delay", v);
 	if (!ret)
-		ret = xfer_pass(&s, true, &sb, &rb);
+		ret = xfer_pass(&s, true, &b);
 	if (!ret)
 		ret = gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "1");
 	if (!ret)
-		ret = xfer_pass(&s, true, &s1, &r1);
+		ret = xfer_pass(&s, true, &d1);
 	gpup_write_file(GPUP_VFIO_PARAM("xfer_depth"), "4");
 	if (!ret)
-		ret = xfer_pass(&s, false, &sp, &rp);
+		ret = xfer_pass(&s, false, &p);
 	gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), "Y");
 	teardown(&s);
 	if (ret)
 		return ret;
-	snprintf(name, sizeof(name), "save_lat%uus", us);
-	bench_bulk_vs(name, mb, sb, sp);
-	snprintf(name, sizeof(name), "restore_lat%uus", us);
-	bench_bulk_vs(name, mb, rb, rp);
-	snprintf(name, sizeof(name), "save_lat%uus_bulk_vs_depth1", us);
-	bench(name, mb, "_ratio", sb / s1);
-	snprintf(name, sizeof(name), "restore_lat%uus_bulk_vs_depth1", us);
-	bench(name, mb, "_ratio", rb / r1);
+	for (i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "%s_lat%uus", dir[i], us);
+		bench_bulk_vs(name, mb, b.mbps[i], p.mbps[i]);
+		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_depth1",
+			 dir[i], us);
+		bench(name, mb, "_ratio", b.mbps[i] / d1.mbps[i]);
+		if (b.cpu[i] <= 0 || p.cpu[i] <= 0 || ncpu < 1)
+			continue;
+		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_per_range",
+			 dir[i], us);
+		bench(name, mb, "_cpu_ratio", b.cpu[i] / p.cpu[i]);
+		bench(name, mb, "_ceiling_ratio", p.secs[i] * ncpu / b.cpu[i]);
+		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_depth1",
+			 dir[i], us);
+		bench(name, mb, "_ceiling_ratio",
+		      d1.secs[i] * ncpu / b.cpu[i]);
+	}
 	return 0;
 }
 
