@@ -752,7 +752,9 @@ static double ioctl_rate(int fd, unsigned long req, void *arg)
 
 /*
  * An idle VF migrated with pre-copy: the stream holds each page once
- * (bytes per VRAM byte, the goal 1.00 plus record headers), and what a
+ * (bytes per VRAM byte, the goal 1.00 plus record headers; every page
+ * moves, skip_unwritten=N and zero_detect=N as in xfer_pass(), else the
+ * stream would be ZERO records and the VF's few written pages), and what a
  * VFIO_MIG_GET_PRECOPY_INFO costs once the full pass is read, against
  * the device's VFIO_DEVICE_GET_INFO (a call that does no work) in the
  * same run: O(1) in VRAM size if the ratio does not fall with VRAM.
@@ -768,7 +770,11 @@ static int bench_precopy_info(struct vfs *s, unsigned int mb)
 
 	if (!buf)
 		return -ENOMEM;
-	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &fd);
+	ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
+	if (!ret)
+		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N");
+	if (!ret)
+		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &fd);
 	if (ret)
 		goto out;
 	pre = drain(fd, buf);
@@ -788,6 +794,8 @@ static int bench_precopy_info(struct vfs *s, unsigned int mb)
 	bench("precopy_info_vs_get_info", mb, "_ratio", base ? info / base : 0);
 	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
 out:
+	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
+	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
 	free(buf);
 	return ret;
 }
