@@ -207,6 +207,22 @@ static void teardown(struct vfs *s)
 }
 
 /*
+ * Whether every page of VRAM moves, each as read (@all: skip_unwritten=N
+ * and zero_detect=N), or the module's defaults (Y and Y).  Both are
+ * written even if the first write fails, so that a failed pass still
+ * puts both defaults back.  Returns 0 or the first write's -errno.
+ */
+static int every_page(bool all)
+{
+	const char *v = all ? "N" : "Y";
+	int a, z;
+
+	a = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), v);
+	z = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), v);
+	return a ?: z;
+}
+
+/*
  * STOP_COPY read and RESUMING write throughput, and the memory a save
  * takes: of all of VRAM (skip_unwritten=N, zero_detect=N, as xfer_pass()).
  */
@@ -223,9 +239,7 @@ static int bench_throughput(struct vfs *s, unsigned int mb)
 		return -ENOMEM;
 	ret = gpup_sim_run(s->vf[0], 100);
 	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
-	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N");
+		ret = every_page(true);
 	if (ret)
 		goto out;
 	/* Read into one reused buffer: what QEMU does per chunk. */
@@ -298,8 +312,7 @@ static int bench_throughput(struct vfs *s, unsigned int mb)
 	bench("stream", mb, "_bytes", b.len);
 	bench("save_peak_extra_mem", mb, "_KiB", peak > 0 ? peak : 0);
 out:
-	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
-	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
+	every_page(false);
 	gpup_buf_free(&b);
 	free(chunk);
 	return ret;
@@ -374,9 +387,7 @@ static int xfer_pass(struct vfs *s, bool bulk, struct xfer_fig *f)
 
 	ret = gpup_write_file(GPUP_VFIO_PARAM("bulk_xfer"), bulk ? "Y" : "N");
 	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
-	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N");
+		ret = every_page(true);
 	if (!ret)
 		ret = gpup_sim_write(s->vf[0], "xfer_stats", "0");
 	if (!ret)
@@ -439,8 +450,7 @@ static int xfer_pass(struct vfs *s, bool bulk, struct xfer_fig *f)
 out:
 	gpup_buf_free(&b);
 out_params:
-	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
-	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
+	every_page(false);
 	return ret;
 }
 
@@ -514,21 +524,24 @@ static int bench_latency(unsigned int mb, unsigned int us)
 	if (ret)
 		return ret;
 	for (i = 0; i < 2; i++) {
+		/* No CPU figures where /proc/stat could not be read. */
+		bool cpu = b.cpu[i] > 0 && p.cpu[i] > 0 && ncpu > 0;
+
 		snprintf(name, sizeof(name), "%s_lat%uus", dir[i], us);
 		bench_bulk_vs(name, mb, b.mbps[i], p.mbps[i]);
+		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_per_range",
+			 dir[i], us);
+		if (cpu) {
+			bench(name, mb, "_cpu_ratio", b.cpu[i] / p.cpu[i]);
+			bench(name, mb, "_ceiling_ratio",
+			      p.secs[i] * ncpu / b.cpu[i]);
+		}
 		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_depth1",
 			 dir[i], us);
 		bench(name, mb, "_ratio", b.mbps[i] / d1.mbps[i]);
-		if (b.cpu[i] <= 0 || p.cpu[i] <= 0 || ncpu < 1)
-			continue;
-		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_per_range",
-			 dir[i], us);
-		bench(name, mb, "_cpu_ratio", b.cpu[i] / p.cpu[i]);
-		bench(name, mb, "_ceiling_ratio", p.secs[i] * ncpu / b.cpu[i]);
-		snprintf(name, sizeof(name), "%s_lat%uus_bulk_vs_depth1",
-			 dir[i], us);
-		bench(name, mb, "_ceiling_ratio",
-		      d1.secs[i] * ncpu / b.cpu[i]);
+		if (cpu)
+			bench(name, mb, "_ceiling_ratio",
+			      d1.secs[i] * ncpu / b.cpu[i]);
 	}
 	return 0;
 }
@@ -770,9 +783,7 @@ static int bench_precopy_info(struct vfs *s, unsigned int mb)
 
 	if (!buf)
 		return -ENOMEM;
-	ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "N");
-	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "N");
+	ret = every_page(true);
 	if (!ret)
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_PRE_COPY, &fd);
 	if (ret)
@@ -794,8 +805,7 @@ static int bench_precopy_info(struct vfs *s, unsigned int mb)
 	bench("precopy_info_vs_get_info", mb, "_ratio", base ? info / base : 0);
 	ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
 out:
-	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
-	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
+	every_page(false);
 	free(buf);
 	return ret;
 }
@@ -904,11 +914,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	if (!ret)
 		ret = big_steps(s->vf[0], BIG_STEPS);
 	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"),
-				      model ? "N" : "Y");
-	if (!ret)
-		ret = gpup_write_file(GPUP_VFIO_PARAM("zero_detect"),
-				      model ? "N" : "Y");
+		ret = every_page(model);
 	if (!ret)
 		ret = gpup_mig_set(dst, VFIO_DEVICE_STATE_RESUMING, &dfd);
 	if (ret)
@@ -971,8 +977,7 @@ static int big_migrate(struct vfs *s, bool model, struct big_fig *f)
 	if (!ret)
 		ret = gpup_mig_set(src, VFIO_DEVICE_STATE_RUNNING, NULL);
 out:
-	gpup_write_file(GPUP_VFIO_PARAM("skip_unwritten"), "Y");
-	gpup_write_file(GPUP_VFIO_PARAM("zero_detect"), "Y");
+	every_page(false);
 	if (sfd >= 0)
 		close(sfd);
 	if (dfd >= 0)
